@@ -1,0 +1,150 @@
+# batchd - plain GNU make; flags from pkg-config.
+#
+#   make            build everything into $(BUILD) (default build/)
+#   make test       build and run every test (tests/run.sh)
+#   make asan       the same with -fsanitize=address,undefined in build-asan/
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make run        run the daemon on conf/batchd.conf with the echo sink
+
+VERSION := $(shell sed -n 's/^\#define BATCHD_VERSION "\(.*\)"/\1/p' client/batchd.h)
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCDIR ?= $(PREFIX)/include
+SINKDIR ?= $(LIBDIR)/batchd/sinks
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DESTDIR ?=
+
+BUILD ?= build
+CC ?= cc
+OPT ?= -O2 -g
+SAN ?=
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+
+PKGS := libevent libevent_pthreads msgpack libsystemd inih
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) check)
+MSGPACK_LIBS := $(shell pkg-config --libs msgpack)
+DAEMON_LIBS := $(shell pkg-config --libs $(PKGS)) -lpthread -ldl
+CHECK_LIBS := $(shell pkg-config --libs check)
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+BASE_CFLAGS := -std=gnu11 $(WARN) $(OPT) -fPIC -fvisibility=hidden \
+	-Iproto -Iclient -Idaemon -Itests $(PKG_CFLAGS) \
+	-DBD_SINKDIR='"$(SINKDIR)"' -DBD_VERSION='"$(VERSION)"' -D_GNU_SOURCE
+ALL_CFLAGS := $(BASE_CFLAGS) $(SANFLAGS) $(CFLAGS)
+ALL_LDFLAGS := $(SANFLAGS) $(LDFLAGS)
+
+PROTO_SRC := $(wildcard proto/*.c)
+DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+LIB_SRC := client/client.c
+CTL_SRC := $(filter-out $(LIB_SRC),$(wildcard client/*.c))
+SINK_SRC := $(wildcard sinks/*.c)
+TSINK_SRC := $(wildcard tests/sinks/*.c)
+CHECK_SRC := $(wildcard tests/check_*.c)
+THELP_SRC := $(filter-out $(CHECK_SRC),$(wildcard tests/*.c))
+BENCH_SRC := $(wildcard bench/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+PROTO_OBJ := $(call obj,$(PROTO_SRC))
+DAEMON_OBJ := $(call obj,$(DAEMON_SRC))
+LIB_OBJ := $(call obj,$(LIB_SRC))
+CTL_OBJ := $(call obj,$(CTL_SRC))
+THELP_OBJ := $(call obj,$(THELP_SRC))
+
+BATCHD := $(BUILD)/batchd
+BATCHCTL := $(BUILD)/batchctl
+LIBSO := $(BUILD)/libbatchd.so
+LIBA := $(BUILD)/libbatchd.a
+SINKS := $(patsubst sinks/%.c,$(BUILD)/sinks/%.so,$(SINK_SRC))
+TSINKS := $(patsubst tests/sinks/%.c,$(BUILD)/tests/sinks/%.so,$(TSINK_SRC))
+CHECKS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(CHECK_SRC))
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all test asan install run clean check-build cppcheck valgrind bench
+all: $(BATCHD) $(BATCHCTL) $(LIBSO) $(LIBA) $(SINKS) $(BUILD)/batchd.pc
+
+check-build: all $(TSINKS) $(CHECKS) $(BENCHES)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BATCHD): $(call obj,daemon/main.c) $(DAEMON_OBJ) $(PROTO_OBJ)
+	$(CC) $(ALL_LDFLAGS) -rdynamic -o $@ $^ $(DAEMON_LIBS)
+
+$(LIBA): $(LIB_OBJ) $(PROTO_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBSO): $(LIB_OBJ) $(PROTO_OBJ)
+	$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libbatchd.so.0 -o $@ $^ $(MSGPACK_LIBS)
+
+$(BATCHCTL): $(CTL_OBJ) $(LIBA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MSGPACK_LIBS) -lm
+
+$(BUILD)/sinks/%.so: $(BUILD)/obj/sinks/%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -shared -o $@ $< -lpthread
+
+$(BUILD)/tests/sinks/%.so: $(BUILD)/obj/tests/sinks/%.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -shared -o $@ $< -lpthread
+
+# Every test binary links the daemon modules (not main), the client
+# library and the shared test helpers; each check_<module>.c is one suite.
+$(BUILD)/tests/check_%: $(BUILD)/obj/tests/check_%.o $(THELP_OBJ) $(DAEMON_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LIBS) $(CHECK_LIBS)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MSGPACK_LIBS) -lm
+
+$(BUILD)/batchd.pc: Makefile client/batchd.h
+	@mkdir -p $(dir $@)
+	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: batchd\nDescription: client library for the batchd batching daemon\nVersion: %s\nLibs: -L$${libdir} -lbatchd\nLibs.private: %s\nCflags: -I$${includedir}\n' \
+		'$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' '$(MSGPACK_LIBS)' > $@
+
+test: check-build
+	BUILD=$(BUILD) bash tests/run.sh
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=1 OPT='-O1 -g' test
+
+cppcheck:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability \
+		--suppress=missingIncludeSystem --inline-suppr \
+		-Iproto -Iclient -Idaemon proto daemon client sinks
+
+valgrind: check-build
+	BUILD=$(BUILD) BATCHD_VALGRIND=1 bash tests/run.sh
+
+bench: all $(BENCHES)
+	BUILD=$(BUILD) bash bench/run
+
+run: all
+	@mkdir -p /tmp/batchd
+	$(BATCHD) -c conf/batchd.conf --sink-dir $(BUILD)/sinks --socket /tmp/batchd/batchd.sock
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) \
+		$(DESTDIR)$(SINKDIR) $(DESTDIR)$(SYSCONFDIR)/batchd $(DESTDIR)$(UNITDIR)
+	install -m 755 $(BATCHD) $(BATCHCTL) $(DESTDIR)$(BINDIR)/
+	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libbatchd.so.$(VERSION)
+	ln -sf libbatchd.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libbatchd.so.0
+	ln -sf libbatchd.so.0 $(DESTDIR)$(LIBDIR)/libbatchd.so
+	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(BUILD)/batchd.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 644 client/batchd.h proto/batchd_status.h daemon/batchd_sink.h $(DESTDIR)$(INCDIR)/
+	install -m 755 $(SINKS) $(DESTDIR)$(SINKDIR)/
+	install -m 644 conf/batchd.conf $(DESTDIR)$(SYSCONFDIR)/batchd/batchd.conf
+	install -m 644 systemd/batchd.service systemd/batchd.socket $(DESTDIR)$(UNITDIR)/
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,168 @@
+/*
+ * batchd.h - libbatchd, the thin C client for the batchd daemon.
+ *
+ * One struct batchd_client is one connection to the daemon. Calls return
+ * BATCHD_CLIENT_OK / BATCHD_CLIENT_ERR (or NULL); after an error the
+ * reason is in batchd_err()/batchd_errstr() and the client is dead: free
+ * it and connect again (like hiredis). An item's outcome (OK, FAIL,
+ * OVERLOADED, ...) is never a client error: it is the status of a reply.
+ *
+ * Thread-safety: a client is not thread-safe. Use one client per thread,
+ * or guard every call on a shared client with one mutex. Different
+ * clients are independent.
+ *
+ * Blocking API: batchd_load / batchd_send send one request and wait for
+ * its reply. Async API: batchd_submit_* queue requests (many may be in
+ * flight), batchd_fd() is a descriptor to poll for POLLIN (and POLLOUT
+ * while batchd_want_write()), batchd_process() writes, reads, and runs
+ * each callback exactly once per request: with the daemon's reply, or
+ * with a NULL reply when the connection fails or the client is freed.
+ */
+#ifndef BATCHD_H
+#define BATCHD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batchd_status.h"
+
+#define BATCHD_VERSION "0.1.0"
+#define BATCHD_DEFAULT_SOCKET "/run/batchd/batchd.sock"
+
+#if defined(__GNUC__)
+#define BATCHD_API __attribute__((visibility("default")))
+#else
+#define BATCHD_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Call results. */
+#define BATCHD_CLIENT_OK 0
+#define BATCHD_CLIENT_ERR -1
+
+/* Error classes kept in the client (batchd_err). */
+enum batchd_err {
+    BATCHD_ERR_NONE = 0,
+    BATCHD_ERR_IO = 1,        /* read/write/connect failed: see errstr (errno) */
+    BATCHD_ERR_EOF = 2,       /* the daemon closed the connection */
+    BATCHD_ERR_PROTOCOL = 3,  /* the daemon sent something we cannot read */
+    BATCHD_ERR_OOM = 4,
+    BATCHD_ERR_TIMEOUT = 5,   /* a blocking call ran out of time */
+    BATCHD_ERR_ARG = 6,       /* a bad argument (key, size) */
+    BATCHD_ERR_REFUSED = 7,   /* the daemon refused the connection (errstr says why) */
+};
+
+struct batchd_client;
+
+/* A reply. Blocking calls give the caller a reply to free with
+ * batchd_reply_free; async callbacks borrow it until they return. */
+struct batchd_reply {
+    uint64_t id;              /* request id (item id for *_MANY items) */
+    int status;               /* enum batchd_status */
+    const void *data;         /* OK: payload; errors: message; may be NULL */
+    size_t len;               /* bytes at data */
+};
+
+/* Per-request options; zero-initialise and set what you need. */
+struct batchd_opts {
+    uint32_t deadline_ms;     /* 0 = none */
+    int priority;             /* 0 = normal lane, up to 255 */
+    const void *dedup_id;     /* NULL = none */
+    size_t dedup_len;
+    const char *trace;        /* W3C traceparent, NULL = none */
+};
+
+typedef void (*batchd_reply_cb)(struct batchd_client *c,
+                                const struct batchd_reply *r, void *arg);
+
+/*
+ * Connect to the daemon's Unix socket and say HELLO. path NULL means
+ * $BATCHD_SOCKET, else BATCHD_DEFAULT_SOCKET. timeout_ms bounds the
+ * connect and the HELLO exchange (0 = wait forever).
+ * Always returns a client (NULL only when memory is short): check
+ * batchd_err(c) and free it with batchd_free even on failure.
+ */
+BATCHD_API struct batchd_client *batchd_connect_unix(const char *path,
+                                                     int timeout_ms);
+
+/* Close the connection, run every pending callback with a NULL reply,
+ * and free the client. NULL is fine. */
+BATCHD_API void batchd_free(struct batchd_client *c);
+
+BATCHD_API int batchd_err(const struct batchd_client *c);
+BATCHD_API const char *batchd_errstr(const struct batchd_client *c);
+
+/* The name of a status code ("OK", "OVERLOADED", ...). */
+BATCHD_API const char *batchd_status_name(int status);
+
+/* Blocking: LOAD one item and wait for its result. On BATCHD_CLIENT_OK,
+ * *out is a new reply (free with batchd_reply_free). opts may be NULL.
+ * timeout_ms 0 = wait forever. Other requests' callbacks may run meanwhile. */
+BATCHD_API int batchd_load(struct batchd_client *c, const char *key,
+                           const void *data, size_t len,
+                           const struct batchd_opts *opts, int timeout_ms,
+                           struct batchd_reply **out);
+
+/* Blocking: SEND one item (fire and forget) and wait for ACCEPTED or the
+ * error that refused it. Same rules as batchd_load. */
+BATCHD_API int batchd_send(struct batchd_client *c, const char *key,
+                           const void *data, size_t len,
+                           const struct batchd_opts *opts, int timeout_ms,
+                           struct batchd_reply **out);
+
+/* Blocking: a CONTROL command ("ping", "stats", "health", "pause",
+ * "resume", "drain", "reload"); kv holds nkv key/value string pairs
+ * (kv[2i] = key, kv[2i+1] = value). The reply body is text (JSON for
+ * stats/health). */
+BATCHD_API int batchd_control(struct batchd_client *c, const char *cmd,
+                              const char *const *kv, size_t nkv,
+                              int timeout_ms, struct batchd_reply **out);
+
+BATCHD_API void batchd_reply_free(struct batchd_reply *r);
+
+/* Async: queue a LOAD/SEND; cb runs once, from batchd_process (or
+ * batchd_free). *id_out (may be NULL) gets the request id. Nothing is
+ * written until batchd_process or batchd_flush. */
+BATCHD_API int batchd_submit_load(struct batchd_client *c, const char *key,
+                                  const void *data, size_t len,
+                                  const struct batchd_opts *opts,
+                                  batchd_reply_cb cb, void *arg,
+                                  uint64_t *id_out);
+BATCHD_API int batchd_submit_send(struct batchd_client *c, const char *key,
+                                  const void *data, size_t len,
+                                  const struct batchd_opts *opts,
+                                  batchd_reply_cb cb, void *arg,
+                                  uint64_t *id_out);
+
+/* Async: many payloads for one key in one frame (LOAD_MANY/SEND_MANY).
+ * Item i gets id first_id + i, and cb runs once per item. */
+BATCHD_API int batchd_submit_many(struct batchd_client *c, int fire_and_forget,
+                                  const char *key, const void *const *data,
+                                  const size_t *lens, size_t n,
+                                  const struct batchd_opts *opts,
+                                  batchd_reply_cb cb, void *arg,
+                                  uint64_t *first_id);
+
+/* The socket to poll. POLLIN always; POLLOUT while batchd_want_write. */
+BATCHD_API int batchd_fd(const struct batchd_client *c);
+BATCHD_API int batchd_want_write(const struct batchd_client *c);
+
+/* Write what is queued without waiting. */
+BATCHD_API int batchd_flush(struct batchd_client *c);
+
+/* Write queued requests, wait up to timeout_ms (0 = do not wait, -1 =
+ * until at least one reply) for replies, and run their callbacks.
+ * Returns the number of callbacks run, or -1 (client dead). */
+BATCHD_API int batchd_process(struct batchd_client *c, int timeout_ms);
+
+/* Requests submitted and not yet answered. */
+BATCHD_API size_t batchd_pending(const struct batchd_client *c);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,89 @@
+/*
+ * config.h - batchd configuration: the option table, the INI loader
+ * (inih), --check-config.
+ *
+ * The file has one [daemon] section, one [sink.NAME] per sink and one
+ * [route.NAME] per route (conf/batchd.conf documents every option).
+ * Unknown sections and keys in [daemon] and [route.*] are errors; keys
+ * in [sink.*] other than plugin/isolation are handed to the sink, which
+ * checks them against its own option table when it is loaded.
+ */
+#ifndef BD_CONFIG_H
+#define BD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batchd_sink.h"
+
+enum bd_policy {
+    BD_POLICY_IMMEDIATE = 0,  /* dispatch whenever a concurrency slot is free */
+    BD_POLICY_SIZE = 1,       /* only full batches (and at shutdown) */
+    BD_POLICY_DURATION = 2,   /* full batches, or max_delay_us after the first item */
+    BD_POLICY_BALANCED = 3,   /* wait for min_items unless the sink is idle */
+};
+
+struct bd_sink_conf {
+    char *name;               /* from [sink.NAME] */
+    char *plugin;             /* a path, or a bare name looked up in sink_dir */
+    int line;                 /* line of the section header, for errors */
+    struct batchd_kv *kv;     /* every other key, in file order; owned */
+    size_t nkv;
+};
+
+struct bd_route_conf {
+    char *name;               /* from [route.NAME] */
+    char *match;              /* exact key or fnmatch(3) glob; "*" = default */
+    char *sink;               /* name of a [sink.NAME] */
+    size_t sink_idx;          /* index into bd_config.sinks, resolved on load */
+    int line;                 /* line of the section header */
+    int policy;               /* enum bd_policy */
+    uint32_t max_items;       /* items per batch, >= 1 */
+    uint64_t max_bytes;       /* payload bytes per batch (hard ceiling) */
+    uint64_t max_delay_us;    /* from a batch's first item (duration/balanced) */
+    uint32_t min_items;       /* balanced: wait for this many unless idle */
+    uint32_t key_concurrency; /* sink calls in flight per key */
+    uint64_t key_max_items;   /* queued items per key */
+    uint64_t key_max_bytes;   /* queued payload bytes per key */
+};
+
+struct bd_config {
+    char *path;               /* file it was read from */
+    /* [daemon] */
+    char *socket;             /* listening socket path */
+    uint32_t socket_mode;     /* e.g. 0660 */
+    char *socket_group;       /* group name or NULL */
+    char *sink_dir;           /* where bare plugin names are found */
+    uint32_t max_frame;       /* bytes, largest request frame body */
+    uint32_t max_conns;       /* open client connections */
+    uint64_t max_queued_items;/* all keys together */
+    uint64_t max_queued_bytes;/* all keys together */
+    uint32_t max_concurrency; /* sink calls in flight overall (= worker threads) */
+    uint32_t shutdown_grace_ms; /* wait for in-flight calls at SIGTERM */
+    uint64_t conn_out_soft;   /* stop reading a client above this output backlog */
+    uint64_t conn_out_hard;   /* close a client above this output backlog */
+    int log_level;            /* enum batchd_log_level */
+    struct bd_sink_conf *sinks;
+    size_t nsinks;
+    struct bd_route_conf *routes; /* in file order: the first match wins */
+    size_t nroutes;
+};
+
+/*
+ * Read and validate the file at path. Returns a new config (free with
+ * bd_config_free), or NULL with *errs set to a new string of one or more
+ * "path:line: what is wrong" lines (free with bd_free).
+ */
+struct bd_config *bd_config_load(const char *path, char **errs);
+
+/* Same, from a string; name is used in error lines. For tests. */
+struct bd_config *bd_config_load_string(const char *text, const char *name,
+                                        char **errs);
+
+void bd_config_free(struct bd_config *cfg);
+
+/* The policy's name, and back; -1 for an unknown name. */
+const char *bd_policy_name(int policy);
+int bd_policy_parse(const char *s);
+
+#endif

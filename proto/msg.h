@@ -1,0 +1,116 @@
+/*
+ * msg.h - encode and decode batchd messages (proto/PROTOCOL.md).
+ *
+ * Requests and replies are msgpack arrays whose first element is the
+ * message type. Decoding runs on a frame body that already passed
+ * bd_frame_check; the decoded struct points into that body and into the
+ * caller's msgpack zone, so both must outlive it.
+ */
+#ifndef BD_MSG_H
+#define BD_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "batchd_status.h"
+#include "buf.h"
+
+#define BD_PROTO_VERSION 1
+#define BD_KEY_MAX 256        /* longest key in bytes */
+#define BD_DEDUP_MAX 256      /* longest dedup_id in bytes */
+#define BD_TRACE_MAX 128      /* longest trace string */
+#define BD_NAME_MAX 128       /* longest client name / control command */
+#define BD_MANY_MAX 65536     /* most payloads in one *_MANY request */
+
+enum bd_msg_type {
+    BD_MSG_HELLO = 0,
+    BD_MSG_LOAD = 1,
+    BD_MSG_SEND = 2,
+    BD_MSG_LOAD_MANY = 3,
+    BD_MSG_SEND_MANY = 4,
+    BD_MSG_CONTROL = 9,
+    BD_MSG_ERROR = 15,        /* server to client only, req_id 0 */
+};
+
+/* Per-request options; a field is meaningful only when its has_ bit is set. */
+struct bd_opts {
+    unsigned has_deadline : 1;
+    unsigned has_priority : 1;
+    uint64_t deadline_ms;     /* relative, from the daemon's receipt */
+    uint32_t priority;        /* 0 = normal lane; higher fills first */
+    const char *dedup_id;     /* NULL when absent; not NUL-terminated */
+    size_t dedup_len;
+    const char *trace;        /* W3C traceparent; NULL when absent */
+    size_t trace_len;
+};
+
+/* A decoded request. */
+struct bd_msg {
+    int type;                 /* enum bd_msg_type */
+    uint64_t req_id;          /* valid when has_id */
+    int has_id;
+    uint32_t version;         /* HELLO */
+    const char *name;         /* HELLO client name / CONTROL command */
+    size_t name_len;
+    const char *key;          /* LOAD/SEND and *_MANY */
+    size_t key_len;
+    const uint8_t *payload;   /* LOAD/SEND */
+    size_t payload_len;
+    const msgpack_object *items; /* *_MANY: array of bin/str, checked */
+    uint32_t nitems;
+    struct bd_opts opts;
+    const msgpack_object *args;  /* CONTROL: map, or NULL */
+};
+
+/* A decoded reply (client side). */
+struct bd_reply_msg {
+    int type;
+    uint64_t req_id;
+    int status;               /* enum batchd_status */
+    const uint8_t *body;      /* bin or str body; NULL for nil */
+    size_t body_len;
+};
+
+/*
+ * Decode a request from a checked frame body. Returns BATCHD_OK, or
+ * BATCHD_BAD_REQUEST / BATCHD_UNSUPPORTED with a one-line reason naming
+ * the field in err. m->has_id tells whether m->req_id could be read, so
+ * the error can be matched to its request.
+ */
+int bd_msg_decode(const uint8_t *body, size_t len, msgpack_zone *zone,
+                  struct bd_msg *m, char *err, size_t errlen);
+
+/* Decode a reply from a checked frame body. Returns 0, or -1 with err. */
+int bd_msg_decode_reply(const uint8_t *body, size_t len, msgpack_zone *zone,
+                        struct bd_reply_msg *r, char *err, size_t errlen);
+
+/* Validate a key: 1..BD_KEY_MAX bytes, valid UTF-8, no NUL.
+ * Returns NULL when fine, else a static reason. */
+const char *bd_msg_check_key(const char *key, size_t len);
+
+/* The status name ("OK", "OVERLOADED", ...), or "UNKNOWN". */
+const char *bd_status_name(int status);
+
+/* Encoders append one whole frame to out. Return 0 or -1 (no memory,
+ * out unchanged in length). */
+int bd_msg_encode_hello(struct bd_buf *out, uint64_t req_id,
+                        uint32_t version, const char *name);
+int bd_msg_encode_item(struct bd_buf *out, int type, uint64_t req_id,
+                       const char *key, size_t key_len,
+                       const void *payload, size_t len,
+                       const struct bd_opts *opts);
+int bd_msg_encode_many(struct bd_buf *out, int type, uint64_t req_id,
+                       const char *key, size_t key_len,
+                       const void *const *payloads, const size_t *lens,
+                       size_t n, const struct bd_opts *opts);
+int bd_msg_encode_control(struct bd_buf *out, uint64_t req_id,
+                          const char *cmd, const char *const *kv, size_t nkv);
+/* body_is_str: 1 encodes the body as str (messages, JSON), 0 as bin;
+ * body NULL encodes nil. */
+int bd_msg_encode_reply(struct bd_buf *out, int type, uint64_t req_id,
+                        int status, const void *body, size_t body_len,
+                        int body_is_str);
+
+#endif
