@@ -20,6 +20,23 @@
  * process() until it returns DONE/FAIL/RETRY, or until it calls
  * host->complete(). host->result() copies the payload it is given.
  *
+ * Life cycle: init() and shutdown() run on the daemon's main thread;
+ * shutdown() runs only after the last batch came back (never while a
+ * call is running or PENDING). init() gets every key of [sink.NAME]
+ * except `plugin`; keys missing from the sink's options table are
+ * refused by the daemon before init() is called.
+ *
+ * Verdicts: per-item results count only when process() (or complete())
+ * says BATCHD_SINK_DONE, and then every item needs one; an item left
+ * without a result is a plugin bug and fails the whole batch. With
+ * BATCHD_SINK_FAIL or _RETRY the per-item results are ignored. For a
+ * PENDING batch, the thread that will call complete() owns the batch
+ * and is the one calling result().
+ *
+ * Resources: acquire and release come together or not at all; acquire
+ * returning NULL means "no resource now" (the batch is retried or
+ * failed), so a resource is never NULL.
+ *
  * Growth: members are only ever appended, with a version bump.
  */
 #ifndef BATCHD_SINK_H
@@ -123,8 +140,18 @@ struct batchd_sink {
     void (*shutdown)(void *state);
 };
 
+/*
+ * Marks the entry point as exported even when the sink is built with
+ * -fvisibility=hidden (as batchd's Makefile does), so that dlsym finds it.
+ */
+#if defined(__GNUC__) || defined(__clang__)
+#define BATCHD_SINK_EXPORT __attribute__((visibility("default")))
+#else
+#define BATCHD_SINK_EXPORT
+#endif
+
 /* The one symbol a sink exports. */
 #define BATCHD_SINK_ENTRY "batchd_sink_entry"
-const struct batchd_sink *batchd_sink_entry(void);
+BATCHD_SINK_EXPORT const struct batchd_sink *batchd_sink_entry(void);
 
 #endif

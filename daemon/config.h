@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "batchd_sink.h"
 
@@ -73,6 +74,15 @@ struct bd_config {
  * Read and validate the file at path. Returns a new config (free with
  * bd_config_free), or NULL with *errs set to a new string of one or more
  * "path:line: what is wrong" lines (free with bd_free).
+ *
+ * Every problem in the file is reported, sorted by line, each line ending
+ * in '\n'. Problems about one key read "path:line: [section] key: why";
+ * problems about the whole file have no line ("path: why"). When memory
+ * runs out the only line is "path: out of memory"; if even that string
+ * cannot be allocated, NULL is returned with *errs NULL.
+ *
+ * Lines hold at most 199 characters after trimming (inih's buffer); an
+ * indented line is an ordinary line, not a continuation.
  */
 struct bd_config *bd_config_load(const char *path, char **errs);
 
@@ -80,9 +90,18 @@ struct bd_config *bd_config_load(const char *path, char **errs);
 struct bd_config *bd_config_load_string(const char *text, const char *name,
                                         char **errs);
 
+/* Frees cfg and everything it owns; NULL is fine. */
 void bd_config_free(struct bd_config *cfg);
 
-/* The policy's name, and back; -1 for an unknown name. */
+/*
+ * Write the effective configuration (every option, defaults included)
+ * to out as an INI file that loads back to the same config. For
+ * batchd --check-config. Returns 0, or -1 on a write error.
+ */
+int bd_config_print(const struct bd_config *cfg, FILE *out);
+
+/* The policy's name ("unknown" when out of range), and back; -1 for an
+ * unknown name. */
 const char *bd_policy_name(int policy);
 int bd_policy_parse(const char *s);
 

@@ -47,6 +47,9 @@ int bd_buf_reserve(struct bd_buf *b, size_t n)
 
 int bd_buf_append(struct bd_buf *b, const void *p, size_t n)
 {
+    /* p may be NULL when n is 0 (an empty payload): memcpy may not see it. */
+    if (n == 0)
+        return 0;
     if (bd_buf_reserve(b, n) != 0)
         return -1;
     memcpy(bd_buf_tail(b), p, n);

@@ -1,0 +1,303 @@
+/*
+ * conn.c - one client connection (see conn.h).
+ *
+ * Reads go into the server's shared read buffer first, and only a
+ * partial frame left at the end is copied into the conn's own buffer:
+ * an idle connection holds no input memory. Replies are appended to the
+ * conn's output buffer and written once per loop pass with one write().
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "alloc.h"
+#include "conn.h"
+#include "log.h"
+#include "msg.h"
+#include "request.h"
+#include "server.h"
+
+#define OUT_KEEP (64 * 1024)   /* output buffer kept between bursts */
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
+
+struct bd_conn *bd_conn_new(struct bd_server *srv, int fd)
+{
+    struct bd_conn *c = bd_calloc(1, sizeof(*c));
+
+    if (c == NULL)
+        goto out_close_fd;
+    c->srv = srv;
+    c->fd = fd;
+    c->refs = 1;
+    c->id = ++srv->next_conn_id;
+    bd_buf_init(&c->in);
+    bd_buf_init(&c->out);
+    c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
+    c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, conn_write_cb, c);
+    if (c->rev == NULL || c->wev == NULL || event_add(c->rev, NULL) != 0)
+        goto out_free;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->nconns++;
+    srv->ctr.conns_total++;
+    return c;
+
+out_free:
+    if (c->rev)
+        event_free(c->rev);
+    if (c->wev)
+        event_free(c->wev);
+    bd_free(c);
+out_close_fd:
+    close(fd);
+    return NULL;
+}
+
+void bd_conn_ref(struct bd_conn *c)
+{
+    c->refs++;
+}
+
+static void conn_free(struct bd_conn *c)
+{
+    bd_buf_destroy(&c->in);
+    bd_buf_destroy(&c->out);
+    bd_free(c);
+}
+
+void bd_conn_unref(struct bd_conn *c)
+{
+    if (--c->refs == 0) {
+        conn_free(c);
+        return;
+    }
+    /* The last answer to a half-closed client lets it close. */
+    if (c->refs == 1 && (c->flags & BD_CONN_EOF))
+        bd_conn_mark(c);
+}
+
+void bd_conn_mark(struct bd_conn *c)
+{
+    if (c->flags & (BD_CONN_PENDING | BD_CONN_CLOSED))
+        return;
+    c->flags |= BD_CONN_PENDING;
+    c->pnext = c->srv->pending;
+    c->srv->pending = c;
+    bd_server_want_flush(c->srv);
+}
+
+void bd_conn_reply(struct bd_conn *c, int type, uint64_t req_id, int status,
+                   const void *body, size_t len, int body_is_str)
+{
+    struct bd_server *srv = c->srv;
+
+    if (c->flags & (BD_CONN_CLOSED | BD_CONN_CLOSE_ASAP)) {
+        c->dropped++;
+        return;
+    }
+    if (bd_msg_encode_reply(&c->out, type, req_id, status, body, len,
+                            body_is_str) != 0) {
+        bd_log_error("conn %llu: out of memory for a reply; closing",
+                     (unsigned long long)c->id);
+        c->flags |= BD_CONN_CLOSE_ASAP;
+    } else if (c->out.len > srv->cfg->conn_out_hard) {
+        /* A client that never reads cannot make us hold its replies
+         * forever: past the hard cap it is cut off. */
+        bd_log_warn("conn %llu: output backlog %zu over conn_out_hard; closing",
+                    (unsigned long long)c->id, c->out.len);
+        c->flags |= BD_CONN_CLOSE_ASAP;
+        srv->ctr.conns_dropped++;
+    }
+    srv->ctr.replies++;
+    bd_conn_mark(c);
+}
+
+void bd_conn_fatal(struct bd_conn *c, int status, const char *msg)
+{
+    bd_conn_reply(c, BD_MSG_ERROR, 0, status, msg, strlen(msg), 1);
+    c->flags |= BD_CONN_CLOSE_AFTER;
+    c->srv->ctr.conns_dropped++;
+    if (!(c->flags & BD_CONN_CLOSED))
+        event_del(c->rev);
+}
+
+/* Unlink from the server, close the fd, drop the open reference. */
+void bd_conn_close(struct bd_conn *c)
+{
+    struct bd_server *srv = c->srv;
+
+    if (c->flags & BD_CONN_CLOSED)
+        return;
+    event_free(c->rev);
+    event_free(c->wev);
+    c->rev = c->wev = NULL;
+    close(c->fd);
+    c->fd = -1;
+    c->flags |= BD_CONN_CLOSED;
+    c->flags &= ~BD_CONN_PENDING;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->nconns--;
+    if (c->out.len > 0)
+        c->dropped++;
+    bd_buf_destroy(&c->in);
+    bd_buf_destroy(&c->out);
+    bd_log_debug("conn %llu: closed", (unsigned long long)c->id);
+    bd_conn_unref(c);
+}
+
+/* Write as much output as the socket takes. Returns -1 on a dead peer. */
+static int conn_write(struct bd_conn *c)
+{
+    while (c->out.len > 0) {
+        ssize_t n = write(c->fd, bd_buf_head(&c->out), c->out.len);
+
+        if (n > 0) {
+            bd_buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* Keep the write event armed exactly while output waits, and stop
+ * reading a client whose replies pile up past conn_out_soft. */
+static void conn_update_events(struct bd_conn *c)
+{
+    uint64_t soft = c->srv->cfg->conn_out_soft;
+
+    if (c->out.len > 0 && !(c->flags & BD_CONN_WRITING)) {
+        event_add(c->wev, NULL);
+        c->flags |= BD_CONN_WRITING;
+    } else if (c->out.len == 0 && (c->flags & BD_CONN_WRITING)) {
+        event_del(c->wev);
+        c->flags &= ~BD_CONN_WRITING;
+    }
+    if (c->out.len == 0)
+        bd_buf_shrink(&c->out, OUT_KEEP);
+    if (c->flags & (BD_CONN_EOF | BD_CONN_CLOSE_AFTER))
+        return; /* reading is over for good */
+    if (c->out.len > soft && !(c->flags & BD_CONN_READ_PAUSED)) {
+        event_del(c->rev);
+        c->flags |= BD_CONN_READ_PAUSED;
+    } else if (c->out.len <= soft / 2 && (c->flags & BD_CONN_READ_PAUSED)) {
+        event_add(c->rev, NULL);
+        c->flags &= ~BD_CONN_READ_PAUSED;
+    }
+}
+
+void bd_conn_flush(struct bd_conn *c)
+{
+    c->flags &= ~BD_CONN_PENDING;
+    if (c->flags & BD_CONN_CLOSED)
+        return;
+    if (c->flags & BD_CONN_CLOSE_ASAP) {
+        bd_conn_close(c);
+        return;
+    }
+    if (conn_write(c) != 0) {
+        bd_log_debug("conn %llu: write: %s", (unsigned long long)c->id,
+                     strerror(errno));
+        bd_conn_close(c);
+        return;
+    }
+    if (c->out.len == 0) {
+        if ((c->flags & BD_CONN_CLOSE_AFTER) ||
+            ((c->flags & BD_CONN_EOF) && c->refs == 1)) {
+            bd_conn_close(c);
+            return;
+        }
+    }
+    conn_update_events(c);
+}
+
+/* ---- handlers --------------------------------------------------------- */
+
+static void conn_eof(struct bd_conn *c)
+{
+    /* Half-close: the client is done sending but may still read every
+     * reply it is owed, so keep the conn until they are written. */
+    c->flags |= BD_CONN_EOF;
+    event_del(c->rev);
+    bd_conn_mark(c);
+}
+
+/* Feed bytes to the request layer; keep a trailing partial frame. */
+static void conn_feed(struct bd_conn *c, const uint8_t *data, size_t len,
+                      int from_own_buf)
+{
+    size_t used = bd_request_process(c, data, len);
+
+    if (c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER)) {
+        bd_buf_consume(&c->in, c->in.len);
+        return;
+    }
+    if (from_own_buf) {
+        bd_buf_consume(&c->in, used);
+        if (c->in.len == 0)
+            bd_buf_shrink(&c->in, 0);
+    } else if (used < len && bd_buf_append(&c->in, data + used, len - used) != 0) {
+        bd_log_error("conn %llu: out of memory for input; closing",
+                     (unsigned long long)c->id);
+        c->flags |= BD_CONN_CLOSE_ASAP;
+    }
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bd_conn *c = arg;
+    struct bd_server *srv = c->srv;
+    ssize_t n;
+
+    (void)what;
+    if (c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER | BD_CONN_EOF))
+        return;
+    if (c->in.len == 0) {
+        n = read(fd, srv->rbuf, sizeof(srv->rbuf));
+        if (n > 0)
+            conn_feed(c, srv->rbuf, (size_t)n, 0);
+    } else {
+        if (bd_buf_reserve(&c->in, sizeof(srv->rbuf)) != 0) {
+            c->flags |= BD_CONN_CLOSE_ASAP;
+            bd_conn_mark(c);
+            return;
+        }
+        n = read(fd, bd_buf_tail(&c->in), bd_buf_room(&c->in));
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            conn_feed(c, bd_buf_head(&c->in), c->in.len, 1);
+        }
+    }
+    if (n == 0) {
+        conn_eof(c);
+    } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+               errno != EINTR) {
+        bd_log_debug("conn %llu: read: %s", (unsigned long long)c->id,
+                     strerror(errno));
+        c->flags |= BD_CONN_CLOSE_ASAP;
+    }
+    bd_conn_mark(c);
+}
+
+static void conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    bd_conn_mark(arg);
+}

@@ -1,0 +1,80 @@
+/*
+ * conn.h - one client connection: input and output buffers, the read
+ * and write handlers, replies, and the deferred close.
+ *
+ * A conn is never freed inside its own handler: handlers set flags and
+ * put it on the server's pending list, and bd_conn_flush (called once
+ * per loop pass by server.c) writes, closes and frees. A closed conn
+ * lives on while LOAD items still point at it (refs), so a late
+ * completion finds a closed conn and drops its reply instead of
+ * touching freed memory.
+ */
+#ifndef BD_CONN_H
+#define BD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+struct bd_server;
+struct event;
+
+struct bd_conn {
+    struct bd_conn *next;     /* server's list of open conns */
+    struct bd_conn *prev;
+    struct bd_conn *pnext;    /* server's pending list */
+    struct bd_server *srv;
+    int fd;                   /* -1 once closed */
+    unsigned flags;           /* BD_CONN_* */
+    uint32_t refs;            /* 1 while open, +1 per LOAD item it owns */
+    uint64_t id;              /* for log lines */
+    uint32_t bad_in_row;      /* consecutive bad requests */
+    uint64_t dropped;         /* replies dropped by a close */
+    struct event *rev;        /* readable */
+    struct event *wev;        /* writable, armed only while output waits */
+    struct bd_buf in;         /* partial frame carried to the next read */
+    struct bd_buf out;        /* encoded replies not yet written */
+};
+
+#define BD_CONN_HELLO 0x01u        /* HELLO done: full max_frame applies */
+#define BD_CONN_PENDING 0x02u      /* on the server's pending list */
+#define BD_CONN_CLOSE_ASAP 0x04u   /* close at the next flush, no writes */
+#define BD_CONN_CLOSE_AFTER 0x08u  /* close once the output is written */
+#define BD_CONN_EOF 0x10u          /* peer half-closed: close when all answered */
+#define BD_CONN_CLOSED 0x20u       /* fd closed; waiting for refs to drop */
+#define BD_CONN_READ_PAUSED 0x40u  /* output over conn_out_soft */
+#define BD_CONN_WRITING 0x80u      /* wev armed */
+
+/* Take an accepted, non-blocking fd. Returns a new conn (freed when
+ * closed and unreferenced) or NULL (fd closed). */
+struct bd_conn *bd_conn_new(struct bd_server *srv, int fd);
+
+void bd_conn_ref(struct bd_conn *c);
+void bd_conn_unref(struct bd_conn *c);
+
+static inline int bd_conn_is_closed(const struct bd_conn *c)
+{
+    return (c->flags & (BD_CONN_CLOSED | BD_CONN_CLOSE_ASAP)) != 0;
+}
+
+/* Queue one reply frame; dropped when the conn is closed. body may be
+ * NULL (nil). Closes the conn when its output passes conn_out_hard. */
+void bd_conn_reply(struct bd_conn *c, int type, uint64_t req_id, int status,
+                   const void *body, size_t len, int body_is_str);
+
+/* Queue a connection-level error frame [15, 0, status, msg] and close
+ * the conn once it is written; nothing more is read from it. */
+void bd_conn_fatal(struct bd_conn *c, int status, const char *msg);
+
+/* Put the conn on the pending list for this pass's flush. */
+void bd_conn_mark(struct bd_conn *c);
+
+/* Flush (server.c, once per pass): write, handle close flags, pause or
+ * resume reading. May free c. */
+void bd_conn_flush(struct bd_conn *c);
+
+/* Close now (shutdown). May free c. */
+void bd_conn_close(struct bd_conn *c);
+
+#endif

@@ -1,0 +1,13 @@
+/*
+ * control.h - CONTROL requests (batchctl): ping, stats, health, pause,
+ * resume, drain, reload. Replies carry a text body.
+ */
+#ifndef BD_CONTROL_H
+#define BD_CONTROL_H
+
+struct bd_conn;
+struct bd_msg;
+
+void bd_control_handle(struct bd_conn *c, const struct bd_msg *m);
+
+#endif

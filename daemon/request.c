@@ -1,0 +1,196 @@
+/*
+ * request.c - turn frames into requests (see request.h). Plays the part
+ * of memcached's proto_text.c: this file knows the protocol, conn.c
+ * knows sockets, batch.c knows queues.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "batch.h"
+#include "conn.h"
+#include "control.h"
+#include "frame.h"
+#include "log.h"
+#include "msg.h"
+#include "request.h"
+#include "server.h"
+
+/*
+ * Log a refused request without letting a hostile client flood the log:
+ * at most 20 lines a second, and the number suppressed is reported.
+ */
+static void log_reject(struct bd_conn *c, const char *key, size_t keylen,
+                       int status, const char *why)
+{
+    static uint64_t window_ns, in_window, suppressed;
+    uint64_t now = bd_now_ns();
+
+    if (now - window_ns > 1000000000ull) {
+        if (suppressed)
+            bd_log_warn("%llu more rejects not logged",
+                        (unsigned long long)suppressed);
+        window_ns = now;
+        in_window = 0;
+        suppressed = 0;
+    }
+    if (++in_window > 20) {
+        suppressed++;
+        return;
+    }
+    bd_log_warn("conn %llu: key %.*s: %s: %s", (unsigned long long)c->id,
+                (int)(keylen > 64 ? 64 : keylen), keylen ? key : "-",
+                bd_status_name(status), why);
+}
+
+/* A request we could not accept: answer it, and cut off a client that
+ * sends nothing but bad requests. */
+static void reject(struct bd_conn *c, int type, uint64_t req_id, int status,
+                   const char *key, size_t keylen, const char *why)
+{
+    c->srv->ctr.status[status]++;
+    log_reject(c, key, keylen, status, why);
+    bd_conn_reply(c, type, req_id, status, why, strlen(why), 1);
+    if (status == BATCHD_BAD_REQUEST || status == BATCHD_UNSUPPORTED) {
+        if (++c->bad_in_row > BD_MAX_BAD_IN_ROW)
+            bd_conn_fatal(c, BATCHD_BAD_REQUEST,
+                          "too many bad requests in a row; closing");
+    }
+}
+
+static void handle_hello(struct bd_conn *c, const struct bd_msg *m)
+{
+    static const char banner[] = "batchd " BD_VERSION;
+
+    if (c->flags & BD_CONN_HELLO) {
+        reject(c, m->type, m->req_id, BATCHD_BAD_REQUEST, NULL, 0,
+               "HELLO: sent twice");
+        return;
+    }
+    c->flags |= BD_CONN_HELLO;
+    bd_conn_reply(c, BD_MSG_HELLO, m->req_id, BATCHD_OK, banner,
+                  sizeof(banner) - 1, 1);
+}
+
+/* One item of a LOAD/SEND or of a *_MANY. */
+static void handle_item(struct bd_conn *c, const struct bd_msg *m, int type,
+                        uint64_t req_id, const void *data, size_t len)
+{
+    struct bd_server *srv = c->srv;
+    int is_load = type == BD_MSG_LOAD || type == BD_MSG_LOAD_MANY;
+    struct bd_admit a;
+
+    if (srv->state == BD_STATE_STOPPING) {
+        reject(c, type, req_id, BATCHD_SHUTTING_DOWN, m->key, m->key_len,
+               "daemon is shutting down");
+        return;
+    }
+    bd_batch_admit(srv, m->key, m->key_len, data, len, is_load ? c : NULL,
+                   req_id, type, &a);
+    if (a.status != BATCHD_OK) {
+        reject(c, type, req_id, a.status, m->key, m->key_len, a.msg);
+        return;
+    }
+    if (!is_load) {
+        srv->ctr.status[BATCHD_ACCEPTED]++;
+        bd_conn_reply(c, type, req_id, BATCHD_ACCEPTED, NULL, 0, 0);
+    }
+}
+
+static void handle_many(struct bd_conn *c, const struct bd_msg *m)
+{
+    for (uint32_t i = 0; i < m->nitems; i++) {
+        const msgpack_object *o = &m->items[i];
+        const void *p = o->type == MSGPACK_OBJECT_BIN ?
+                        (const void *)o->via.bin.ptr : (const void *)o->via.str.ptr;
+        size_t n = o->type == MSGPACK_OBJECT_BIN ? o->via.bin.size :
+                                                   o->via.str.size;
+
+        handle_item(c, m, m->type, m->req_id + i, p, n);
+    }
+}
+
+static void handle_msg(struct bd_conn *c, const struct bd_msg *m)
+{
+    if (m->type != BD_MSG_HELLO && !(c->flags & BD_CONN_HELLO)) {
+        reject(c, m->type, m->req_id, BATCHD_BAD_REQUEST, NULL, 0,
+               "expected HELLO first");
+        return;
+    }
+    c->bad_in_row = 0;
+    switch (m->type) {
+    case BD_MSG_HELLO:
+        handle_hello(c, m);
+        break;
+    case BD_MSG_LOAD:
+    case BD_MSG_SEND:
+        handle_item(c, m, m->type, m->req_id, m->payload, m->payload_len);
+        break;
+    case BD_MSG_LOAD_MANY:
+    case BD_MSG_SEND_MANY:
+        handle_many(c, m);
+        break;
+    case BD_MSG_CONTROL:
+        bd_control_handle(c, m);
+        break;
+    }
+}
+
+static void handle_frame(struct bd_conn *c, const uint8_t *body, size_t len)
+{
+    struct bd_server *srv = c->srv;
+    const char *why;
+    char err[200];
+    struct bd_msg m;
+    int st;
+
+    if (bd_frame_check(body, len, &why) != 0) {
+        /* Framing is intact, so the connection can go on; without a
+         * readable req_id the answer is a connection-level frame. */
+        reject(c, BD_MSG_ERROR, 0, BATCHD_BAD_REQUEST, NULL, 0, why);
+        return;
+    }
+    msgpack_zone_clear(&srv->zone);
+    st = bd_msg_decode(body, len, &srv->zone, &m, err, sizeof(err));
+    if (st != BATCHD_OK) {
+        reject(c, m.type >= 0 && m.has_id ? m.type : BD_MSG_ERROR,
+               m.has_id ? m.req_id : 0, st, m.key, m.key_len, err);
+        return;
+    }
+    handle_msg(c, &m);
+}
+
+size_t bd_request_process(struct bd_conn *c, const uint8_t *data, size_t len)
+{
+    size_t pos = 0;
+
+    while (!(c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER))) {
+        size_t max = c->srv->cfg->max_frame, body;
+        char msg[128];
+        int rc;
+
+        if (!(c->flags & BD_CONN_HELLO) && max > BD_FRAME_PRE_HELLO_MAX)
+            max = BD_FRAME_PRE_HELLO_MAX;
+        rc = bd_frame_peek(data + pos, len - pos, max, &body);
+        if (rc == BD_FRAME_NEED)
+            break;
+        if (rc == BD_FRAME_BAD_LENGTH) {
+            const uint8_t *p = data + pos;
+
+            snprintf(msg, sizeof(msg),
+                     "frame length %u: must be 1..%zu%s",
+                     (unsigned)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+                                (uint32_t)p[2] << 8 | p[3]),
+                     max, (c->flags & BD_CONN_HELLO) ? "" : " before HELLO");
+            log_reject(c, NULL, 0, BATCHD_FRAME_TOO_LARGE, msg);
+            bd_conn_fatal(c, BATCHD_FRAME_TOO_LARGE, msg);
+            return len;
+        }
+        if (len - pos - BD_FRAME_HDR < body)
+            break;
+        handle_frame(c, data + pos + BD_FRAME_HDR, body);
+        pos += BD_FRAME_HDR + body;
+    }
+    if (c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER))
+        return len;
+    return pos;
+}

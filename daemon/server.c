@@ -1,0 +1,482 @@
+/*
+ * server.c - the event loop, the listening socket, accept, the
+ * end-of-pass flush and the shutdown sequence (see server.h).
+ *
+ * One pass of the loop: libevent runs the read handlers of every ready
+ * connection (each decodes its frames and queues items on their keys),
+ * then flush_cb, activated once per pass, dispatches the keys touched in
+ * that pass and writes every connection's replies with one write() each.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <grp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "alloc.h"
+#include "batch.h"
+#include "conn.h"
+#include "log.h"
+#include "msg.h"
+#include "server.h"
+#include "sink.h"
+#include "worker.h"
+
+#define ACCEPT_PER_EVENT 64    /* accepts per readable event: fairness */
+#define EMFILE_PAUSE_MS 100    /* listener pause when out of descriptors */
+
+uint64_t bd_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void bd_server_want_flush(struct bd_server *srv)
+{
+    if (srv->flush_pending)
+        return;
+    srv->flush_pending = 1;
+    event_active(srv->flush_ev, EV_TIMEOUT, 0);
+}
+
+static int output_pending(const struct bd_server *srv)
+{
+    for (const struct bd_conn *c = srv->conns; c; c = c->next)
+        if (c->out.len > 0)
+            return 1;
+    return 0;
+}
+
+void bd_server_check_done(struct bd_server *srv)
+{
+    if (srv->state != BD_STATE_STOPPING)
+        return;
+    if (srv->nqueued == 0 && srv->inflight == 0 && !output_pending(srv))
+        event_base_loopbreak(srv->base);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bd_server *srv = arg;
+
+    (void)fd;
+    (void)what;
+    srv->flush_pending = 0;
+    bd_batch_run_dirty(srv);
+    while (srv->pending != NULL) {
+        struct bd_conn *c = srv->pending;
+
+        srv->pending = c->pnext;
+        bd_conn_flush(c);
+    }
+    bd_server_check_done(srv);
+}
+
+/* ---- the listening socket -------------------------------------------- */
+
+static void accept_cb(evutil_socket_t fd, short what, void *arg);
+
+static void refuse_conn(int fd, int status, const char *msg)
+{
+    struct bd_buf b;
+
+    /* Best effort: one non-blocking write of the error frame. */
+    bd_buf_init(&b);
+    if (bd_msg_encode_reply(&b, BD_MSG_ERROR, 0, status, msg, strlen(msg), 1) == 0 &&
+        write(fd, bd_buf_head(&b), b.len) < 0) {
+        /* the client is gone already */
+    }
+    bd_buf_destroy(&b);
+    close(fd);
+}
+
+static void listen_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bd_server *srv = arg;
+
+    (void)fd;
+    (void)what;
+    if (srv->listen_fd >= 0)
+        event_add(srv->listen_ev, NULL);
+}
+
+/* Out of descriptors: stop accepting for a moment instead of spinning
+ * on a listener that stays readable. */
+static void pause_listener(struct bd_server *srv)
+{
+    struct timeval tv = {0, EMFILE_PAUSE_MS * 1000};
+
+    event_del(srv->listen_ev);
+    evtimer_add(srv->listen_retry_ev, &tv);
+}
+
+static void accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    struct bd_server *srv = arg;
+
+    (void)what;
+    for (int i = 0; i < ACCEPT_PER_EVENT; i++) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                errno == ENOMEM) {
+                bd_log_warn("accept: %s; pausing the listener for %d ms",
+                            strerror(errno), EMFILE_PAUSE_MS);
+                pause_listener(srv);
+            } else if (errno != EAGAIN && errno != EINTR &&
+                       errno != ECONNABORTED) {
+                bd_log_error("accept: %s", strerror(errno));
+            }
+            return;
+        }
+        if (srv->nconns >= srv->cfg->max_conns) {
+            srv->ctr.conns_dropped++;
+            bd_log_warn("connection refused: max_conns=%u reached",
+                        srv->cfg->max_conns);
+            refuse_conn(fd, BATCHD_TOO_MANY_CONNECTIONS,
+                        "max_conns reached; try again later");
+            continue;
+        }
+        bd_conn_new(srv, fd);
+    }
+}
+
+/* A socket file at path: stale (nobody listening) is removed; a live
+ * one or anything that is not a socket stops the start-up. */
+static int clear_stale(const char *path, char *err, size_t errlen)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct stat st;
+    int fd, rc;
+
+    if (lstat(path, &st) != 0)
+        return errno == ENOENT ? 0 : (snprintf(err, errlen, "socket %s: %s",
+                                               path, strerror(errno)), -1);
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "socket %s: exists and is not a socket; "
+                 "refusing to replace it", path);
+        return -1;
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    strcpy(sa.sun_path, path);
+    rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+    close(fd);
+    if (rc == 0) {
+        snprintf(err, errlen, "socket %s: in use by another daemon", path);
+        return -1;
+    }
+    if (errno != ECONNREFUSED) {
+        snprintf(err, errlen, "socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    bd_log_info("socket %s: removing a stale socket file", path);
+    unlink(path);
+    return 0;
+}
+
+static int set_group(const char *path, const char *group, char *err,
+                     size_t errlen)
+{
+    struct group *gr = getgrnam(group);
+
+    if (gr == NULL) {
+        snprintf(err, errlen, "socket_group %s: no such group", group);
+        return -1;
+    }
+    if (chown(path, (uid_t)-1, gr->gr_gid) != 0) {
+        snprintf(err, errlen, "socket %s: chown to group %s: %s", path, group,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int listen_unix(struct bd_server *srv, char *err, size_t errlen)
+{
+    const struct bd_config *cfg = srv->cfg;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    mode_t old;
+    int fd, rc;
+
+    if (strlen(cfg->socket) >= sizeof(sa.sun_path)) {
+        snprintf(err, errlen, "socket %s: path longer than %zu bytes",
+                 cfg->socket, sizeof(sa.sun_path) - 1);
+        return -1;
+    }
+    strcpy(sa.sun_path, cfg->socket);
+    if (clear_stale(cfg->socket, err, errlen) != 0)
+        return -1;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    /* bind creates the file with 0777 & ~umask: with this umask it is
+     * never looser than socket_mode, not even for an instant. */
+    old = umask(~cfg->socket_mode & 0777);
+    rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc != 0) {
+        snprintf(err, errlen, "socket %s: bind: %s", cfg->socket, strerror(errno));
+        goto out_close;
+    }
+    srv->socket_owned = 1;
+    if (chmod(cfg->socket, cfg->socket_mode) != 0 ||
+        (cfg->socket_group && set_group(cfg->socket, cfg->socket_group, err,
+                                        errlen) != 0)) {
+        if (!err[0])
+            snprintf(err, errlen, "socket %s: chmod: %s", cfg->socket,
+                     strerror(errno));
+        goto out_close;
+    }
+    if (listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "socket %s: listen: %s", cfg->socket, strerror(errno));
+        goto out_close;
+    }
+    srv->listen_fd = fd;
+    return 0;
+
+out_close:
+    close(fd);
+    return -1;
+}
+
+/* systemd socket activation: use the passed socket when there is one. */
+static int listen_activated(struct bd_server *srv, char *err, size_t errlen)
+{
+    int n = sd_listen_fds(1);
+
+    if (n <= 0)
+        return 0;
+    if (n > 1 || sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1,
+                                   NULL, 0) <= 0) {
+        snprintf(err, errlen, "socket activation: expected one listening "
+                 "AF_UNIX stream socket, got %d descriptors", n);
+        return -1;
+    }
+    srv->listen_fd = SD_LISTEN_FDS_START;
+    evutil_make_socket_nonblocking(srv->listen_fd);
+    evutil_make_socket_closeonexec(srv->listen_fd);
+    bd_log_info("using the socket passed by systemd");
+    return 1;
+}
+
+static void close_listener(struct bd_server *srv)
+{
+    if (srv->listen_fd < 0)
+        return;
+    event_del(srv->listen_ev);
+    evtimer_del(srv->listen_retry_ev);
+    close(srv->listen_fd);
+    srv->listen_fd = -1;
+    if (srv->socket_owned)
+        unlink(srv->cfg->socket);
+}
+
+/* ---- signals, shutdown, watchdog ------------------------------------- */
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bd_server *srv = arg;
+    static const char msg[] = "daemon stopped before the item was delivered";
+
+    (void)fd;
+    (void)what;
+    bd_log_warn("shutdown_grace over: %llu queued and %u running batches "
+                "answered SHUTTING_DOWN", (unsigned long long)srv->nqueued,
+                srv->inflight);
+    bd_batch_fail_all_queued(srv, BATCHD_SHUTTING_DOWN, msg);
+    bd_batch_abandon_running(srv, BATCHD_SHUTTING_DOWN, msg);
+    /* Write what we can, then leave: hung sink calls keep their threads. */
+    for (struct bd_conn *c = srv->conns; c; c = c->next)
+        if (c->out.len > 0 && write(c->fd, bd_buf_head(&c->out), c->out.len) < 0) {
+            /* the client is gone */
+        }
+    srv->exit_code = 0;
+    event_base_loopbreak(srv->base);
+}
+
+void bd_server_stop(struct bd_server *srv)
+{
+    struct timeval tv;
+
+    if (srv->state == BD_STATE_STOPPING)
+        return;
+    srv->state = BD_STATE_STOPPING;
+    sd_notify(0, "STOPPING=1");
+    bd_log_info("stopping: %llu items queued, %u batches running",
+                (unsigned long long)srv->nqueued, srv->inflight);
+    close_listener(srv);
+    bd_batch_flush_all(srv);
+    tv.tv_sec = srv->cfg->shutdown_grace_ms / 1000;
+    tv.tv_usec = (srv->cfg->shutdown_grace_ms % 1000) * 1000;
+    evtimer_add(srv->grace_ev, &tv);
+    bd_server_want_flush(srv);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct bd_server *srv = arg;
+
+    (void)what;
+    if (sig == SIGHUP) {
+        bd_log_warn("SIGHUP: configuration reload is not supported yet; "
+                    "restart the daemon to apply a new config");
+        return;
+    }
+    bd_log_info("%s received", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    bd_server_stop(srv);
+}
+
+static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    sd_notify(0, "WATCHDOG=1");
+}
+
+static int start_watchdog(struct bd_server *srv)
+{
+    uint64_t usec;
+    struct timeval tv;
+
+    if (sd_watchdog_enabled(0, &usec) <= 0)
+        return 0;
+    usec /= 2; /* ping twice per period */
+    tv.tv_sec = (time_t)(usec / 1000000);
+    tv.tv_usec = (suseconds_t)(usec % 1000000);
+    srv->watchdog_ev = event_new(srv->base, -1, EV_PERSIST, watchdog_cb, srv);
+    return srv->watchdog_ev ? event_add(srv->watchdog_ev, &tv) : -1;
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+static int setup_events(struct bd_server *srv)
+{
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+
+    srv->flush_ev = event_new(srv->base, -1, 0, flush_cb, srv);
+    srv->grace_ev = evtimer_new(srv->base, grace_cb, srv);
+    srv->listen_retry_ev = evtimer_new(srv->base, listen_retry_cb, srv);
+    if (!srv->flush_ev || !srv->grace_ev || !srv->listen_retry_ev)
+        return -1;
+    for (int i = 0; i < 3; i++) {
+        srv->sig_ev[i] = evsignal_new(srv->base, sigs[i], signal_cb, srv);
+        if (srv->sig_ev[i] == NULL || event_add(srv->sig_ev[i], NULL) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
+                                char *err, size_t errlen)
+{
+    struct bd_server *srv = bd_calloc(1, sizeof(*srv));
+    int rc;
+
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        bd_sink_unload_all(sinks, cfg->nsinks, 1);
+        bd_config_free(cfg);
+        return NULL;
+    }
+    srv->cfg = cfg;
+    srv->sinks = sinks;
+    srv->listen_fd = -1;
+    srv->start_ns = bd_now_ns();
+    msgpack_zone_init(&srv->zone, 4096);
+    err[0] = '\0';
+    srv->base = event_base_new();
+    if (srv->base == NULL || setup_events(srv) != 0) {
+        snprintf(err, errlen, "libevent: cannot set up the event loop");
+        goto out_free;
+    }
+    srv->workers = bd_workers_new(srv, cfg->max_concurrency, err, errlen);
+    if (srv->workers == NULL)
+        goto out_free;
+    rc = listen_activated(srv, err, errlen);
+    if (rc < 0 || (rc == 0 && listen_unix(srv, err, errlen) != 0))
+        goto out_free;
+    srv->listen_ev = event_new(srv->base, srv->listen_fd, EV_READ | EV_PERSIST,
+                               accept_cb, srv);
+    if (srv->listen_ev == NULL || event_add(srv->listen_ev, NULL) != 0) {
+        snprintf(err, errlen, "libevent: cannot watch the listening socket");
+        goto out_free;
+    }
+    if (start_watchdog(srv) != 0) {
+        snprintf(err, errlen, "libevent: cannot start the watchdog timer");
+        goto out_free;
+    }
+    return srv;
+
+out_free:
+    bd_server_free(srv);
+    return NULL;
+}
+
+int bd_server_run(struct bd_server *srv)
+{
+    bd_log_info("ready: listening on %s (%zu sinks, %zu routes, %u workers)",
+                srv->cfg->socket, srv->cfg->nsinks, srv->cfg->nroutes,
+                srv->cfg->max_concurrency);
+    sd_notify(0, "READY=1");
+    event_base_dispatch(srv->base);
+    bd_log_info("stopped: %llu items in, %llu batches, %llu replies",
+                (unsigned long long)srv->ctr.items_in,
+                (unsigned long long)srv->ctr.batches,
+                (unsigned long long)srv->ctr.replies);
+    return srv->exit_code;
+}
+
+void bd_server_free(struct bd_server *srv)
+{
+    int idle;
+
+    if (srv == NULL)
+        return;
+    idle = srv->inflight == 0;
+    close_listener(srv);
+    while (srv->conns)
+        bd_conn_close(srv->conns);
+    /* Running batches (grace expired) still belong to their sink calls:
+     * leave them, the workers and the plugin code alone. */
+    bd_workers_free(srv->workers, idle);
+    if (idle) {
+        bd_batch_destroy_all(srv);
+        bd_sink_unload_all(srv->sinks, srv->cfg->nsinks, 1);
+    }
+    for (int i = 0; i < 3; i++)
+        if (srv->sig_ev[i])
+            event_free(srv->sig_ev[i]);
+    if (srv->flush_ev)
+        event_free(srv->flush_ev);
+    if (srv->grace_ev)
+        event_free(srv->grace_ev);
+    if (srv->listen_retry_ev)
+        event_free(srv->listen_retry_ev);
+    if (srv->listen_ev)
+        event_free(srv->listen_ev);
+    if (srv->watchdog_ev)
+        event_free(srv->watchdog_ev);
+    msgpack_zone_destroy(&srv->zone);
+    if (idle && srv->base)
+        event_base_free(srv->base);
+    bd_config_free(srv->cfg);
+    bd_free(srv);
+}

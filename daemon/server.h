@@ -1,0 +1,110 @@
+/*
+ * server.h - the daemon's one event loop and everything it owns:
+ * listening socket, connections, keys, sinks, workers, counters, and
+ * the shutdown sequence. Only the loop thread touches struct bd_server.
+ */
+#ifndef BD_SERVER_H
+#define BD_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "batchd_status.h"
+#include "config.h"
+
+struct event_base;
+struct event;
+struct bd_conn;
+struct bd_key;
+struct bd_sink;
+struct bd_workers;
+
+enum bd_state {
+    BD_STATE_RUNNING = 0,
+    BD_STATE_PAUSED = 1,      /* accept and queue, do not dispatch */
+    BD_STATE_STOPPING = 2,    /* SIGTERM: flush everything, then exit */
+};
+
+struct bd_counters {
+    uint64_t items_in;        /* items accepted */
+    uint64_t replies;         /* reply frames queued */
+    uint64_t batches;         /* sink calls */
+    uint64_t items_out;       /* items handed to sinks */
+    uint64_t cancelled;       /* LOAD items dropped because their client left */
+    uint64_t send_failed;     /* SEND items the sink did not take (logged) */
+    uint64_t conns_total;     /* connections accepted */
+    uint64_t conns_dropped;   /* closed for a hard cap or a broken frame */
+    uint64_t status[BATCHD_STATUS_COUNT]; /* item replies by status */
+    uint64_t batch_hist[17];  /* batch sizes: bucket i holds < 2^i items */
+    uint64_t lat_hist[32];    /* item latency: bucket i holds < 2^i us */
+};
+
+struct bd_server {
+    struct event_base *base;
+    struct bd_config *cfg;    /* owned */
+    struct bd_sink *sinks;    /* cfg->nsinks, owned */
+    struct bd_workers *workers;
+    int state;                /* enum bd_state */
+    int listen_fd;            /* -1 once closed */
+    int socket_owned;         /* we created the socket file (unlink at exit) */
+    struct event *listen_ev;
+    struct event *listen_retry_ev; /* accept paused on EMFILE */
+    struct event *flush_ev;   /* end-of-pass work, activated on demand */
+    int flush_pending;        /* flush_ev is active */
+    struct event *sig_ev[3];  /* SIGTERM, SIGINT, SIGHUP */
+    struct event *grace_ev;   /* shutdown_grace timer */
+    struct event *watchdog_ev;
+    int exit_code;
+    /* connections */
+    struct bd_conn *conns;    /* all open connections */
+    struct bd_conn *pending;  /* conns with output or a close to handle */
+    uint32_t nconns;
+    uint64_t next_conn_id;
+    /* keys */
+    struct bd_key **keytab;   /* hash table of live keys */
+    size_t keytab_size;       /* power of two */
+    size_t nkeys;
+    struct bd_key *dirty;     /* keys to re-check at the end of this pass */
+    struct bd_key *waiting;   /* keys with a ready batch and no global slot */
+    uint64_t nqueued;         /* items queued, all keys */
+    uint64_t qbytes;          /* payload bytes queued, all keys */
+    uint32_t inflight;        /* sink calls running */
+    uint64_t inflight_items;  /* items inside running calls */
+    uint64_t next_item_id;
+    struct bd_batch *running; /* batches inside sink calls */
+    msgpack_zone zone;        /* decode scratch, cleared per frame */
+    uint8_t rbuf[64 * 1024];  /* shared read buffer: conns keep only partial frames */
+    uint64_t start_ns;
+    struct bd_counters ctr;
+};
+
+/* Monotonic clock in nanoseconds. */
+uint64_t bd_now_ns(void);
+
+/*
+ * Set up the loop, the sinks' workers and the listening socket (or the
+ * one systemd passed). Takes cfg and sinks. Returns a new server (free
+ * with bd_server_free) or NULL with err.
+ */
+struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
+                                char *err, size_t errlen);
+
+/* Run until shutdown completes. Returns the exit code. */
+int bd_server_run(struct bd_server *srv);
+
+void bd_server_free(struct bd_server *srv);
+
+/* Ask for the end-of-pass work (dispatch dirty keys, write replies,
+ * close finished connections). Cheap to call many times per pass. */
+void bd_server_want_flush(struct bd_server *srv);
+
+/* Begin the shutdown sequence (SIGTERM). */
+void bd_server_stop(struct bd_server *srv);
+
+/* Shutdown progress: exit the loop when nothing is queued or running
+ * and every reply is written. */
+void bd_server_check_done(struct bd_server *srv);
+
+#endif

@@ -1,0 +1,332 @@
+/*
+ * sink.c - dlopen sink plugins, check their ABI, lend them the host
+ * table, run batches through them (see sink.h).
+ *
+ * Load order (STYLE.md): dlopen(RTLD_NOW|RTLD_LOCAL), look up the one
+ * fixed symbol, check abi_version, then the required members, then the
+ * option keys, and only then call init. Every failure names the file.
+ */
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "sink.h"
+
+static void (*complete_hook)(struct bd_batch *b);
+
+void bd_sink_set_complete_hook(void (*hook)(struct bd_batch *b))
+{
+    complete_hook = hook;
+}
+
+/* ---- host table ------------------------------------------------------ */
+
+static void host_log(const struct batchd_host *host, int level,
+                     const char *fmt, ...)
+{
+    const struct bd_sink *s = host->host_priv;
+    char msg[768];
+    va_list ap;
+
+    if (!bd_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    bd_log(level, "sink %s: %s", s->name, msg);
+}
+
+static int host_result(struct batchd_batch *pb, size_t i, int code,
+                       const void *data, size_t len)
+{
+    struct bd_batch *b = pb->host_priv;
+    struct bd_result *r;
+
+    if (i >= pb->nitems || code < BATCHD_RESULT_OK ||
+        code > BATCHD_RESULT_FAIL)
+        return -1;
+    r = &b->results[i];
+    bd_free(r->data);
+    r->data = NULL;
+    r->len = 0;
+    r->code = code;
+    if (len > 0 && data != NULL) {
+        r->data = bd_malloc(len);
+        if (r->data == NULL) {
+            r->code = BATCHD_RESULT_FAIL;
+            return -1;
+        }
+        memcpy(r->data, data, len);
+        r->len = len;
+    }
+    return 0;
+}
+
+static void host_batch_error(struct batchd_batch *pb, const char *msg)
+{
+    struct bd_batch *b = pb->host_priv;
+
+    bd_free(b->error);
+    b->error = msg ? bd_strdup(msg) : NULL;
+}
+
+static void host_complete(struct batchd_batch *pb, int rc)
+{
+    struct bd_batch *b = pb->host_priv;
+
+    b->rc = rc;
+    complete_hook(b);
+}
+
+/* ---- loading --------------------------------------------------------- */
+
+static char *resolve_path(const char *plugin, const char *dir)
+{
+    char *p;
+    size_t n;
+
+    if (strchr(plugin, '/') != NULL)
+        return bd_strdup(plugin);
+    n = strlen(dir) + strlen(plugin) + 5;
+    p = bd_malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s/%s.so", dir, plugin);
+    return p;
+}
+
+static int check_options(const struct bd_sink_conf *sc,
+                         const struct batchd_sink *vt, const char *path,
+                         char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sc->nkv; i++) {
+        const struct batchd_sink_option *o = vt->options;
+
+        while (o != NULL && o->name != NULL &&
+               strcmp(o->name, sc->kv[i].key) != 0)
+            o++;
+        if (o == NULL || o->name == NULL) {
+            snprintf(err, errlen, "sink %s (%s): unknown option '%s'",
+                     sc->name, path, sc->kv[i].key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* dlopen + symbol + ABI + members + options; fills s->dl, s->vt. */
+static int open_plugin(struct bd_sink *s, const struct bd_sink_conf *sc,
+                       char *err, size_t errlen)
+{
+    const struct batchd_sink *(*entry)(void);
+    const struct batchd_sink *vt;
+
+    s->dl = dlopen(s->path, RTLD_NOW | RTLD_LOCAL);
+    if (s->dl == NULL) {
+        snprintf(err, errlen, "sink %s: cannot load %s: %s", sc->name,
+                 s->path, dlerror());
+        return -1;
+    }
+    *(void **)&entry = dlsym(s->dl, BATCHD_SINK_ENTRY);
+    if (entry == NULL) {
+        snprintf(err, errlen, "sink %s (%s): no symbol %s; not a batchd sink",
+                 sc->name, s->path, BATCHD_SINK_ENTRY);
+        goto out_close;
+    }
+    vt = entry();
+    if (vt == NULL) {
+        snprintf(err, errlen, "sink %s (%s): %s returned NULL", sc->name,
+                 s->path, BATCHD_SINK_ENTRY);
+        goto out_close;
+    }
+    if (vt->abi_version != BATCHD_SINK_ABI_VERSION) {
+        snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u",
+                 sc->name, s->path, vt->abi_version,
+                 (unsigned)BATCHD_SINK_ABI_VERSION);
+        goto out_close;
+    }
+    if (vt->name == NULL || vt->init == NULL || vt->process == NULL ||
+        vt->shutdown == NULL) {
+        snprintf(err, errlen,
+                 "sink %s (%s): table lacks name, init, process or shutdown",
+                 sc->name, s->path);
+        goto out_close;
+    }
+    if ((vt->acquire == NULL) != (vt->release == NULL)) {
+        snprintf(err, errlen, "sink %s (%s): acquire and release go together",
+                 sc->name, s->path);
+        goto out_close;
+    }
+    if (check_options(sc, vt, s->path, err, errlen) != 0)
+        goto out_close;
+    s->vt = vt;
+    s->nonblocking = (vt->flags & BATCHD_SINK_NONBLOCKING) != 0;
+    return 0;
+
+out_close:
+    dlclose(s->dl);
+    s->dl = NULL;
+    return -1;
+}
+
+static int init_one(struct bd_sink *s, const struct bd_sink_conf *sc,
+                    const char *dir, int do_init, char *err, size_t errlen)
+{
+    char why[512] = "";
+
+    s->name = bd_strdup(sc->name);
+    s->path = resolve_path(sc->plugin, dir);
+    if (s->name == NULL || s->path == NULL) {
+        snprintf(err, errlen, "sink %s: out of memory", sc->name);
+        return -1;
+    }
+    if (open_plugin(s, sc, err, errlen) != 0)
+        return -1;
+    if (!do_init)
+        return 0;
+    s->host.abi_version = BATCHD_SINK_ABI_VERSION;
+    s->host.log = host_log;
+    s->host.result = host_result;
+    s->host.batch_error = host_batch_error;
+    s->host.complete = host_complete;
+    s->host.host_priv = s;
+    s->state = s->vt->init(&s->host, sc->kv, sc->nkv, why, sizeof(why));
+    if (s->state == NULL) {
+        snprintf(err, errlen, "sink %s (%s): init failed: %s", sc->name,
+                 s->path, why[0] ? why : "no reason given");
+        dlclose(s->dl);
+        s->dl = NULL;
+        s->vt = NULL;
+        return -1;
+    }
+    bd_log_info("sink %s: loaded %s (%s, %s)", s->name, s->path, s->vt->name,
+                s->nonblocking ? "non-blocking, on the loop" : "on workers");
+    return 0;
+}
+
+static struct bd_sink *load(const struct bd_config *cfg, const char *dir,
+                            int do_init, char *err, size_t errlen)
+{
+    struct bd_sink *sinks = bd_calloc(cfg->nsinks ? cfg->nsinks : 1,
+                                      sizeof(*sinks));
+
+    if (sinks == NULL) {
+        snprintf(err, errlen, "sinks: out of memory");
+        return NULL;
+    }
+    if (dir == NULL)
+        dir = cfg->sink_dir;
+    for (size_t i = 0; i < cfg->nsinks; i++) {
+        if (init_one(&sinks[i], &cfg->sinks[i], dir, do_init, err,
+                     errlen) != 0) {
+            bd_sink_unload_all(sinks, i + 1, 1);
+            return NULL;
+        }
+    }
+    return sinks;
+}
+
+struct bd_sink *bd_sink_load_all(const struct bd_config *cfg,
+                                 const char *sink_dir, char *err,
+                                 size_t errlen)
+{
+    return load(cfg, sink_dir, 1, err, errlen);
+}
+
+int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
+                      char *err, size_t errlen)
+{
+    struct bd_sink *s = load(cfg, sink_dir, 0, err, errlen);
+
+    if (s == NULL)
+        return -1;
+    bd_sink_unload_all(s, cfg->nsinks, 1);
+    return 0;
+}
+
+void bd_sink_unload_all(struct bd_sink *sinks, size_t n, int may_dlclose)
+{
+    if (sinks == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct bd_sink *s = &sinks[i];
+
+        if (s->vt != NULL && s->state != NULL)
+            s->vt->shutdown(s->state);
+        if (s->dl != NULL && may_dlclose)
+            dlclose(s->dl);
+        bd_free(s->name);
+        bd_free(s->path);
+    }
+    bd_free(sinks);
+}
+
+/* ---- batches --------------------------------------------------------- */
+
+struct bd_batch *bd_batch_new(struct bd_sink *sink, struct bd_key *key,
+                              const char *keyname, size_t keylen, size_t n)
+{
+    struct bd_batch *b;
+    size_t sz = sizeof(*b) + n * (sizeof(struct bd_item *) +
+                                  sizeof(struct batchd_item) +
+                                  sizeof(struct bd_result));
+
+    /* One block: the batch and its three arrays, freed together. */
+    b = bd_malloc(sz);
+    if (b == NULL)
+        return NULL;
+    memset(b, 0, sizeof(*b));
+    b->pitems = (struct batchd_item *)(b + 1);
+    b->results = (struct bd_result *)(b->pitems + n);
+    b->items = (struct bd_item **)(b->results + n);
+    memset(b->results, 0, n * sizeof(struct bd_result));
+    b->sink = sink;
+    b->key = key;
+    b->pub.key = keyname;
+    b->pub.key_len = keylen;
+    b->pub.nitems = n;
+    b->pub.items = b->pitems;
+    b->pub.host_priv = b;
+    return b;
+}
+
+void bd_batch_free(struct bd_batch *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->pub.nitems; i++)
+        bd_free(b->results[i].data);
+    bd_free(b->error);
+    bd_free(b);
+}
+
+int bd_sink_run(struct bd_batch *b)
+{
+    struct bd_sink *s = b->sink;
+    char why[256] = "";
+    int rc;
+
+    if (s->vt->acquire != NULL) {
+        b->res = s->vt->acquire(s->state, b->pub.key, b->pub.key_len, why,
+                                sizeof(why));
+        if (b->res == NULL) {
+            b->error = bd_strdup(why[0] ? why : "acquire failed");
+            b->rc = BATCHD_SINK_RETRY;
+            return b->rc;
+        }
+    }
+    rc = s->vt->process(s->state, b->res, &b->pub);
+    /* After PENDING the batch belongs to the sink until host->complete,
+     * which may already have run on another thread and set b->rc: do not
+     * touch b at all. */
+    if (rc == BATCHD_SINK_PENDING)
+        return rc;
+    if (b->res != NULL) {
+        s->vt->release(s->state, b->res);
+        b->res = NULL;
+    }
+    b->rc = rc;
+    return rc;
+}

@@ -1,0 +1,94 @@
+/*
+ * sink.h - loading sink plugins and running one batch through one.
+ *
+ * A struct bd_sink is a loaded [sink.NAME]: the dlopen handle, the
+ * plugin's table, its state and the host table lent to it. A struct
+ * bd_batch is one sink call: the items taken from a key, the public
+ * struct batchd_batch the plugin sees, and one result slot per item.
+ */
+#ifndef BD_SINK_H
+#define BD_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batchd_sink.h"
+#include "config.h"
+
+struct bd_item;
+struct bd_key;
+
+struct bd_sink {
+    char *name;               /* [sink.NAME] */
+    char *path;               /* resolved plugin path */
+    void *dl;                 /* dlopen handle, closed at exit only */
+    const struct batchd_sink *vt;
+    void *state;              /* from vt->init */
+    struct batchd_host host;  /* lent to the plugin; host_priv = this */
+    int nonblocking;          /* BATCHD_SINK_NONBLOCKING */
+    uint64_t calls;           /* process() calls */
+};
+
+/* One item's answer, filled by host->result. */
+struct bd_result {
+    int code;                 /* 0 unset, else enum batchd_result_code */
+    uint8_t *data;            /* owned copy, NULL when len is 0 */
+    size_t len;
+};
+
+struct bd_batch {
+    struct batchd_batch pub;  /* what the plugin borrows; pub.host_priv = this */
+    struct bd_batch *next;    /* worker job queue / completion list */
+    struct bd_batch *rnext;   /* server's list of running batches */
+    struct bd_batch *rprev;
+    struct bd_key *key;       /* the key the items came from */
+    struct bd_sink *sink;
+    void *res;                /* from vt->acquire, or NULL */
+    int rc;                   /* enum batchd_process_rc once done */
+    char *error;              /* host->batch_error text, owned */
+    uint64_t start_ns;        /* dispatch time */
+    struct bd_item **items;   /* nitems entries, owned by the batch */
+    struct batchd_item *pitems;
+    struct bd_result *results;
+};
+
+/*
+ * Load every [sink.*] of cfg: dlopen, ABI and member checks, option
+ * check, init. sink_dir overrides cfg->sink_dir when not NULL. Returns
+ * a new array of cfg->nsinks sinks (free with bd_sink_unload_all), or
+ * NULL with one "sink NAME (path): why" line in err.
+ */
+struct bd_sink *bd_sink_load_all(const struct bd_config *cfg,
+                                 const char *sink_dir, char *err,
+                                 size_t errlen);
+
+/* Like bd_sink_load_all but stops before init: for --check-config. */
+int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
+                      char *err, size_t errlen);
+
+/* shutdown() every sink, then dlclose; only when no batch is in flight
+ * (pass 0 for closing handles when a call may still be running). */
+void bd_sink_unload_all(struct bd_sink *sinks, size_t n, int may_dlclose);
+
+/* A new batch for n items (free with bd_batch_free). NULL on OOM. */
+struct bd_batch *bd_batch_new(struct bd_sink *sink, struct bd_key *key,
+                              const char *keyname, size_t keylen, size_t n);
+
+/* Frees results and the batch; not the items (the caller owns them by
+ * then). */
+void bd_batch_free(struct bd_batch *b);
+
+/*
+ * Call the plugin's acquire (if any) and process on this thread. Returns
+ * process's code; unless it is BATCHD_SINK_PENDING, b->rc is set too.
+ * After PENDING the caller must not touch b: host->complete hands it
+ * back (possibly before this returns). Used by workers and, for
+ * non-blocking sinks, by the loop.
+ */
+int bd_sink_run(struct bd_batch *b);
+
+/* Completion hook installed by worker.c: where host->complete sends a
+ * PENDING batch. */
+void bd_sink_set_complete_hook(void (*hook)(struct bd_batch *b));
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * worker.h - sink worker threads and the completion path back to the
+ * loop. The only file that touches pthreads.
+ *
+ * Blocking sinks run their batches here; any batch (worker-run, or a
+ * non-blocking sink's PENDING batch completed from the plugin's own
+ * thread) comes back through one mutex-guarded list and an eventfd
+ * watched by the loop, which then writes the replies.
+ */
+#ifndef BD_WORKER_H
+#define BD_WORKER_H
+
+#include <stddef.h>
+
+struct bd_server;
+struct bd_batch;
+struct bd_workers;
+
+/* Start n threads (free with bd_workers_free). NULL with err. */
+struct bd_workers *bd_workers_new(struct bd_server *srv, size_t n, char *err,
+                                  size_t errlen);
+
+/* Queue a batch for a worker (loop thread). The dispatcher never hands
+ * out more batches than max_concurrency, so the job queue is bounded. */
+void bd_workers_submit(struct bd_workers *w, struct bd_batch *b);
+
+/*
+ * Stop and join the threads. join 0 leaves threads that may be stuck in
+ * a hung sink call running (the process is about to exit) and frees
+ * nothing they could touch.
+ */
+void bd_workers_free(struct bd_workers *w, int join);
+
+#endif

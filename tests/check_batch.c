@@ -1,0 +1,189 @@
+/*
+ * check_batch.c - the close rules of DESIGN section 3, with no loop and
+ * no socket: bd_batch_ready (when may a batch leave) and bd_batch_fits
+ * (how big may it be).
+ */
+#include <check.h>
+#include <stdlib.h>
+
+#include "batch.h"
+#include "config.h"
+
+static struct bd_route_conf route(int policy)
+{
+    struct bd_route_conf r = {
+        .name = "t",
+        .policy = policy,
+        .max_items = 5,
+        .max_bytes = 1000,
+        .max_delay_us = 1000, /* 1 ms */
+        .min_items = 3,
+        .key_concurrency = 1,
+        .key_max_items = 100,
+        .key_max_bytes = 100000,
+    };
+    return r;
+}
+
+#define MS 1000000ull
+#define T0 (10 * MS)
+
+/* Take items of the given sizes from a queue the way dispatch does. */
+static size_t take(const struct bd_route_conf *r, const size_t *lens, size_t n)
+{
+    size_t count = 0;
+    uint64_t bytes = 0;
+
+    while (count < n && bd_batch_fits(r, count, bytes, lens[count]))
+        bytes += lens[count++];
+    return count;
+}
+
+START_TEST(test_empty_queue_never_ready)
+{
+    for (int p = BD_POLICY_IMMEDIATE; p <= BD_POLICY_BALANCED; p++) {
+        struct bd_route_conf r = route(p);
+
+        ck_assert_int_eq(bd_batch_ready(&r, 0, 0, T0, T0 + 100 * MS, 0, 0), 0);
+        ck_assert_int_eq(bd_batch_ready(&r, 0, 0, T0, T0, 0, 1), 0);
+    }
+}
+END_TEST
+
+START_TEST(test_immediate_dispatches_one_item)
+{
+    struct bd_route_conf r = route(BD_POLICY_IMMEDIATE);
+
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, T0, 0, 0), 1);
+}
+END_TEST
+
+START_TEST(test_duration_waits_for_delay_or_size)
+{
+    struct bd_route_conf r = route(BD_POLICY_DURATION);
+
+    ck_assert_int_eq(bd_batch_ready(&r, 4, 40, T0, T0 + MS - 1000, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 4, 40, T0, T0 + MS, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 5, 50, T0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 2, 1000, T0, T0, 0, 0), 1);
+}
+END_TEST
+
+START_TEST(test_size_waits_for_full_batch_only)
+{
+    struct bd_route_conf r = route(BD_POLICY_SIZE);
+
+    ck_assert_int_eq(bd_batch_ready(&r, 4, 40, T0, T0 + 1000 * MS, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 5, 50, T0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 999, T0, T0, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 1000, T0, T0, 0, 0), 1);
+}
+END_TEST
+
+START_TEST(test_balanced_min_items_unless_idle)
+{
+    struct bd_route_conf r = route(BD_POLICY_BALANCED);
+
+    /* idle sink: go now */
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, T0, 0, 0), 1);
+    /* busy sink: wait for min_items (3) */
+    ck_assert_int_eq(bd_batch_ready(&r, 2, 20, T0, T0, 1, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 3, 30, T0, T0, 1, 0), 1);
+    /* busy, but the delay passed */
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, T0 + MS, 1, 0), 1);
+}
+END_TEST
+
+START_TEST(test_flushing_overrides_every_policy)
+{
+    for (int p = BD_POLICY_IMMEDIATE; p <= BD_POLICY_BALANCED; p++) {
+        struct bd_route_conf r = route(p);
+
+        ck_assert_int_eq(bd_batch_ready(&r, 1, 1, T0, T0, 1, 1), 1);
+    }
+}
+END_TEST
+
+START_TEST(test_max_items_cuts_batch)
+{
+    struct bd_route_conf r = route(BD_POLICY_DURATION);
+    size_t lens[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+
+    ck_assert_uint_eq(take(&r, lens, 8), 5);
+    ck_assert_uint_eq(take(&r, lens, 3), 3);
+}
+END_TEST
+
+START_TEST(test_byte_ceiling_is_hard)
+{
+    struct bd_route_conf r = route(BD_POLICY_DURATION);
+    size_t exact[3] = {400, 600, 1};
+    size_t over[3] = {600, 600, 1};
+    size_t zero[6] = {0, 0, 0, 0, 0, 0};
+
+    /* 400 + 600 = 1000 fits exactly; the next byte starts a new batch */
+    ck_assert_uint_eq(take(&r, exact, 3), 2);
+    /* the item that would overflow starts the next batch */
+    ck_assert_uint_eq(take(&r, over, 3), 1);
+    /* empty payloads still stop at max_items */
+    ck_assert_uint_eq(take(&r, zero, 6), 5);
+}
+END_TEST
+
+START_TEST(test_first_item_always_fits)
+{
+    struct bd_route_conf r = route(BD_POLICY_DURATION);
+
+    ck_assert_int_eq(bd_batch_fits(&r, 0, 0, 1000), 1);
+    ck_assert_int_eq(bd_batch_fits(&r, 1, 1000, 0), 1);
+    ck_assert_int_eq(bd_batch_fits(&r, 1, 1000, 1), 0);
+}
+END_TEST
+
+START_TEST(test_limits_extremes)
+{
+    struct bd_route_conf r = route(BD_POLICY_DURATION);
+
+    r.max_items = 1;
+    ck_assert_int_eq(bd_batch_fits(&r, 1, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, T0, 0, 0), 1);
+    r.max_items = 1000000;
+    r.max_delay_us = 60000000; /* 60 s: no overflow in ns arithmetic */
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, T0 + 59999 * MS, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, T0 + 60000 * MS, 0, 0), 1);
+    r.max_delay_us = 0; /* zero delay: duration acts at once */
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, T0, 0, 0), 1);
+}
+END_TEST
+
+static Suite *batch_suite(void)
+{
+    Suite *s = suite_create("batch");
+    TCase *core = tcase_create("core");
+    TCase *limits = tcase_create("limits");
+
+    tcase_add_test(core, test_empty_queue_never_ready);
+    tcase_add_test(core, test_immediate_dispatches_one_item);
+    tcase_add_test(core, test_duration_waits_for_delay_or_size);
+    tcase_add_test(core, test_size_waits_for_full_batch_only);
+    tcase_add_test(core, test_balanced_min_items_unless_idle);
+    tcase_add_test(core, test_flushing_overrides_every_policy);
+    tcase_add_test(core, test_max_items_cuts_batch);
+    tcase_add_test(limits, test_byte_ceiling_is_hard);
+    tcase_add_test(limits, test_first_item_always_fits);
+    tcase_add_test(limits, test_limits_extremes);
+    suite_add_tcase(s, core);
+    suite_add_tcase(s, limits);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(batch_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

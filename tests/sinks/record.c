@@ -1,0 +1,254 @@
+/*
+ * record.c - test sink: writes one ledger line per batch, for the batch
+ * composition tests (keys never mixed, max_items/max_bytes never exceeded,
+ * retried items come back).
+ *
+ * Blocking (runs on worker threads). Options:
+ *   ledger         path of the ledger file (required); appended to
+ *   delay_ms       sleep this long in every process call (default 0)
+ *   fail_payload   items whose payload equals this get FAIL
+ *                  "rejected by record sink"
+ *   retry_payload  items whose payload equals this get RETRY
+ * Every other item gets OK with its own payload.
+ *
+ * Ledger line, written with ONE write(2) on an O_APPEND descriptor when
+ * process starts (before the delay), so concurrent batches never
+ * interleave within a line:
+ *
+ *     <key> <nitems> <nbytes> <id1>,<id2>,...\n
+ *
+ * nbytes is the sum of the payload lengths; ids are decimal item ids in
+ * batch order. In <key>, bytes <= 0x20, 0x7f and '%' are written as %XX
+ * (upper-case hex) so that a line always splits on spaces; ordinary keys
+ * appear as they are.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "batchd_sink.h"
+
+#define RECORD_MAX_DELAY_MS 3600000UL
+
+struct record_state {
+    const struct batchd_host *host; /* lent by the daemon until shutdown */
+    char *ledger;             /* path, for messages; owned */
+    int fd;                   /* ledger, O_APPEND; owned */
+    unsigned long delay_ms;   /* sleep per batch */
+    char *fail_payload;       /* owned, NULL when unset */
+    size_t fail_len;
+    char *retry_payload;      /* owned, NULL when unset */
+    size_t retry_len;
+};
+
+static const struct batchd_sink_option record_options[] = {
+    { .name = "ledger", .def = NULL, .help = "ledger file, one line per batch (required)" },
+    { .name = "delay_ms", .def = "0", .help = "sleep per batch, milliseconds" },
+    { .name = "fail_payload", .def = NULL, .help = "items equal to this get FAIL" },
+    { .name = "retry_payload", .def = NULL, .help = "items equal to this get RETRY" },
+    { .name = NULL },
+};
+
+/* Replace *dst with a copy of src. Returns 0, or -1 when memory is short. */
+static int set_str(char **dst, size_t *len, const char *src)
+{
+    char *s = strdup(src);
+
+    if (s == NULL)
+        return -1;
+    free(*dst);
+    *dst = s;
+    if (len != NULL)
+        *len = strlen(s);
+    return 0;
+}
+
+static void record_free(struct record_state *st)
+{
+    if (st->fd >= 0)
+        close(st->fd);
+    free(st->ledger);
+    free(st->fail_payload);
+    free(st->retry_payload);
+    free(st);
+}
+
+static int record_parse(struct record_state *st, const struct batchd_kv *kv,
+                        size_t nkv, char *err, size_t errlen)
+{
+    size_t i;
+
+    for (i = 0; i < nkv; i++) {
+        const char *k = kv[i].key, *v = kv[i].value;
+        int rc = 0;
+
+        if (strcmp(k, "ledger") == 0) {
+            rc = set_str(&st->ledger, NULL, v);
+        } else if (strcmp(k, "fail_payload") == 0) {
+            rc = set_str(&st->fail_payload, &st->fail_len, v);
+        } else if (strcmp(k, "retry_payload") == 0) {
+            rc = set_str(&st->retry_payload, &st->retry_len, v);
+        } else if (strcmp(k, "delay_ms") == 0) {
+            char *end;
+
+            errno = 0;
+            st->delay_ms = strtoul(v, &end, 10);
+            if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 ||
+                st->delay_ms > RECORD_MAX_DELAY_MS) {
+                snprintf(err, errlen,
+                         "record sink: delay_ms '%s' is not a number of ms (0..%lu)",
+                         v, RECORD_MAX_DELAY_MS);
+                return -1;
+            }
+        } else {
+            snprintf(err, errlen, "record sink: unknown option '%s'", k);
+            return -1;
+        }
+        if (rc < 0) {
+            snprintf(err, errlen, "record sink: out of memory");
+            return -1;
+        }
+    }
+    if (st->ledger == NULL || st->ledger[0] == '\0') {
+        snprintf(err, errlen, "record sink: option 'ledger' is required");
+        return -1;
+    }
+    return 0;
+}
+
+static void *record_init(const struct batchd_host *host,
+                         const struct batchd_kv *kv, size_t nkv,
+                         char *err, size_t errlen)
+{
+    struct record_state *st = calloc(1, sizeof(*st));
+
+    if (st == NULL) {
+        snprintf(err, errlen, "record sink: out of memory");
+        return NULL;
+    }
+    st->host = host;
+    st->fd = -1;
+    if (record_parse(st, kv, nkv, err, errlen) < 0)
+        goto out_free;
+    st->fd = open(st->ledger, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (st->fd < 0) {
+        snprintf(err, errlen, "record sink: open %s: %s", st->ledger, strerror(errno));
+        goto out_free;
+    }
+    return st;
+
+out_free:
+    record_free(st);
+    return NULL;
+}
+
+/* Format the ledger line of b into a new buffer (free with free). */
+static char *record_line(const struct batchd_batch *b, size_t *outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t i, nbytes = 0, cap = b->key_len * 3 + 64 + b->nitems * 22;
+    char *line = malloc(cap), *p;
+
+    if (line == NULL)
+        return NULL;
+    p = line;
+    for (i = 0; i < b->key_len; i++) {
+        unsigned char c = (unsigned char)b->key[i];
+
+        if (c <= 0x20 || c == 0x7f || c == '%') {
+            *p++ = '%';
+            *p++ = hex[c >> 4];
+            *p++ = hex[c & 0xf];
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    for (i = 0; i < b->nitems; i++)
+        nbytes += b->items[i].len;
+    p += snprintf(p, (size_t)(line + cap - p), " %zu %zu ", b->nitems, nbytes);
+    for (i = 0; i < b->nitems; i++)
+        p += snprintf(p, (size_t)(line + cap - p), "%s%" PRIu64,
+                      i > 0 ? "," : "", b->items[i].id);
+    *p++ = '\n';
+    *outlen = (size_t)(p - line);
+    return line;
+}
+
+static void sleep_ms(unsigned long ms)
+{
+    struct timespec ts = { .tv_sec = (time_t)(ms / 1000),
+                           .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static int matches(const struct batchd_item *it, const char *s, size_t len)
+{
+    return s != NULL && it->len == len && (len == 0 || memcmp(it->data, s, len) == 0);
+}
+
+static int record_process(void *state, void *res, struct batchd_batch *b)
+{
+    struct record_state *st = state;
+    char msg[512];
+    size_t i, len;
+    ssize_t n;
+    char *line;
+
+    (void)res;
+    line = record_line(b, &len);
+    if (line == NULL) {
+        st->host->batch_error(b, "record sink: out of memory");
+        return BATCHD_SINK_RETRY;
+    }
+    n = write(st->fd, line, len);   /* one write: the line stays whole */
+    free(line);
+    if (n != (ssize_t)len) {
+        snprintf(msg, sizeof(msg), "record sink: write %s: %s", st->ledger,
+                 n < 0 ? strerror(errno) : "short write");
+        st->host->batch_error(b, msg);
+        return BATCHD_SINK_FAIL;
+    }
+    if (st->delay_ms > 0)
+        sleep_ms(st->delay_ms);
+    for (i = 0; i < b->nitems; i++) {
+        const struct batchd_item *it = &b->items[i];
+
+        if (matches(it, st->fail_payload, st->fail_len)) {
+            static const char m[] = "rejected by record sink";
+
+            st->host->result(b, i, BATCHD_RESULT_FAIL, m, sizeof(m) - 1);
+        } else if (matches(it, st->retry_payload, st->retry_len)) {
+            st->host->result(b, i, BATCHD_RESULT_RETRY, "", 0);
+        } else {
+            st->host->result(b, i, BATCHD_RESULT_OK, it->len > 0 ? it->data : "", it->len);
+        }
+    }
+    return BATCHD_SINK_DONE;
+}
+
+static void record_shutdown(void *state)
+{
+    record_free(state);
+}
+
+static const struct batchd_sink record_sink = {
+    .abi_version = BATCHD_SINK_ABI_VERSION,
+    .flags = 0,
+    .name = "record",
+    .options = record_options,
+    .init = record_init,
+    .process = record_process,
+    .shutdown = record_shutdown,
+};
+
+BATCHD_SINK_EXPORT const struct batchd_sink *batchd_sink_entry(void)
+{
+    return &record_sink;
+}
