@@ -104,6 +104,13 @@ static int walk_header(const uint8_t *p, size_t left, size_t *hdr,
     return 0;
 }
 
+/* fixmap, fixarray, array16/32, map16/32. An empty one still sits one
+ * level deeper than its parent, so it counts against the depth limit. */
+static int is_container(uint8_t c)
+{
+    return (c >= 0x80 && c <= 0x9f) || (c >= 0xdc && c <= 0xdf);
+}
+
 int bd_frame_check(const uint8_t *body, size_t len, const char **err)
 {
     uint64_t pending[BD_FRAME_MAX_DEPTH + 1]; /* objects still owed per level */
@@ -114,6 +121,7 @@ int bd_frame_check(const uint8_t *body, size_t len, const char **err)
     for (;;) {
         size_t hdr;
         uint64_t skip, children;
+        uint8_t c;
 
         while (depth > 0 && pending[depth] == 0)
             depth--;
@@ -123,6 +131,7 @@ int bd_frame_check(const uint8_t *body, size_t len, const char **err)
             *err = "truncated msgpack object";
             return -1;
         }
+        c = body[pos];
         if (walk_header(body + pos, len - pos, &hdr, &skip, &children,
                         err) != 0)
             return -1;
@@ -133,7 +142,7 @@ int bd_frame_check(const uint8_t *body, size_t len, const char **err)
             return -1;
         }
         pos += (size_t)skip;
-        if (children == 0)
+        if (!is_container(c))
             continue;
         /* Every child takes at least one byte: a count larger than the
          * bytes left is a lie, refused before anyone allocates for it. */

@@ -127,7 +127,13 @@ static int decode_opts(const msgpack_object *o, struct bd_opts *opts,
 
         if (k->type != MSGPACK_OBJECT_STR || k->via.str.size >= sizeof(name))
             return bad(err, errlen, "opts", "keys must be short strings");
-        memcpy(name, k->via.str.ptr, k->via.str.size);
+        /* Printable ASCII only: the name is echoed in a str reply, and a
+         * NUL must not let "deadline_ms\0x" pass for deadline_ms. */
+        for (uint32_t j = 0; j < k->via.str.size; j++) {
+            unsigned char ch = (unsigned char)k->via.str.ptr[j];
+
+            name[j] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+        }
         name[k->via.str.size] = '\0';
         if (strcmp(name, "deadline_ms") == 0) {
             if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
@@ -184,6 +190,13 @@ static int decode_items(const msgpack_object *a, size_t n, struct bd_msg *m,
 
     if (n < 4 || n > 5)
         return bad(err, errlen, "request", "must have 4 or 5 elements");
+    /* Count the items first, so that a request refused as a whole can
+     * still be answered once per item id. */
+    if ((m->type == BD_MSG_LOAD_MANY || m->type == BD_MSG_SEND_MANY) &&
+        a[3].type == MSGPACK_OBJECT_ARRAY && a[3].via.array.size > 0 &&
+        a[3].via.array.size <= BD_MANY_MAX &&
+        a[3].via.array.size - 1 <= UINT64_MAX - m->req_id)
+        m->fanout = a[3].via.array.size;
     rc = decode_key(&a[2], m, err, errlen);
     if (rc != BATCHD_OK)
         return rc;
@@ -273,6 +286,7 @@ int bd_msg_decode(const uint8_t *body, size_t len, msgpack_zone *zone,
 
     memset(m, 0, sizeof(*m));
     m->type = -1;
+    m->fanout = 1;
     if (unpack(body, len, zone, &obj) != 0)
         return bad(err, errlen, "frame", "not one msgpack object");
     if (obj.type != MSGPACK_OBJECT_ARRAY || obj.via.array.size < 2)
@@ -322,7 +336,7 @@ int bd_msg_decode_reply(const uint8_t *body, size_t len, msgpack_zone *zone,
     if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-        a[2].via.u64 >= BATCHD_STATUS_COUNT) {
+        a[2].via.u64 > BD_STATUS_WIRE_MAX) {
         snprintf(err, errlen, "reply: type, req_id and status must be integers");
         return -1;
     }

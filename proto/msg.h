@@ -60,9 +60,16 @@ struct bd_msg {
     size_t payload_len;
     const msgpack_object *items; /* *_MANY: array of bin/str, checked */
     uint32_t nitems;
+    uint32_t fanout;          /* item ids the request covers: nitems for a
+                               * *_MANY whose payload array could be counted
+                               * (set even when decoding fails), else 1 */
     struct bd_opts opts;
     const msgpack_object *args;  /* CONTROL: map, or NULL */
 };
+
+/* Replies may carry status codes newer than this build; they are
+ * passed on (bd_status_name says "UNKNOWN"), never a protocol error. */
+#define BD_STATUS_WIRE_MAX 255
 
 /* A decoded reply (client side). */
 struct bd_reply_msg {
