@@ -24,10 +24,24 @@ enum bd_policy {
     BD_POLICY_BALANCED = 3,   /* wait for min_items unless the sink is idle */
 };
 
+enum bd_isolation {
+    BD_ISOLATION_INPROC = 0,  /* the plugin runs inside the daemon */
+    BD_ISOLATION_PROCESS = 1, /* the plugin runs in a sink-runner child */
+};
+
+enum bd_on_timeout {
+    BD_ON_TIMEOUT_RETRY = 0,  /* a timed-out call counts as an attempt, retried */
+    BD_ON_TIMEOUT_FAIL = 1,   /* its items are answered SINK_TIMEOUT at once */
+};
+
 struct bd_sink_conf {
     char *name;               /* from [sink.NAME] */
     char *plugin;             /* a path, or a bare name looked up in sink_dir */
     int line;                 /* line of the section header, for errors */
+    int isolation;            /* enum bd_isolation */
+    uint32_t restart_base_ms; /* process: first restart backoff after a crash */
+    uint32_t restart_cap_ms;  /* process: longest restart backoff */
+    uint32_t unhealthy_after; /* process: crashes in a row that mark it unhealthy */
     struct batchd_kv *kv;     /* every other key, in file order; owned */
     size_t nkv;
 };
@@ -46,6 +60,13 @@ struct bd_route_conf {
     uint32_t key_concurrency; /* sink calls in flight per key */
     uint64_t key_max_items;   /* queued items per key */
     uint64_t key_max_bytes;   /* queued payload bytes per key */
+    uint32_t deadline_ms;     /* default item deadline, 0 = none; clients may shorten */
+    uint32_t max_attempts;    /* sink calls per item, 1 = no retries */
+    uint32_t retry_base_ms;   /* first retry backoff (nominal) */
+    uint32_t retry_cap_ms;    /* longest retry backoff (nominal) */
+    uint32_t delivery_timeout_ms; /* give up retrying this long after accept, 0 = never */
+    uint32_t sink_timeout_ms; /* bound on one sink call, 0 = none */
+    int on_sink_timeout;      /* enum bd_on_timeout */
 };
 
 struct bd_config {
