@@ -147,4 +147,7 @@ install: all
 clean:
 	rm -rf build build-asan
 
+# Optional fragments (fuzzing, benchmarks) add their own targets.
+-include $(wildcard mk/*.mk)
+
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

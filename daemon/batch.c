@@ -1,12 +1,17 @@
 /*
- * batch.c - per-key queues, close rules, dispatch and completion
- * (see batch.h and DESIGN section 3).
+ * batch.c - per-key queues, close rules, admission, dispatch and the
+ * key timer (see batch.h and DESIGN section 3).
  *
  * A key's "open batch" is simply the head of its queue: items wait in
  * one FIFO, and a batch is cut from the front when the close rule says
  * so and the key and the server both have a free concurrency slot.
- * Keys are created on first use and freed as soon as nothing is queued,
- * running or timed for them.
+ * Items waiting for a retry sit on the key's retry list until their
+ * backoff is over, then go back to the front of the queue. Keys are
+ * created on first use and freed as soon as nothing is queued, waiting,
+ * running or listed for them.
+ *
+ * One timer per key covers its three clocks: the batch delay, the
+ * earliest deadline in the queue, and the earliest retry.
  */
 #include <fnmatch.h>
 #include <stdio.h>
@@ -16,12 +21,12 @@
 
 #include "alloc.h"
 #include "batch.h"
+#include "call.h"
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
 #include "server.h"
 #include "sink.h"
-#include "worker.h"
 
 /* ---- the pure rules (unit-tested in check_batch.c) -------------------- */
 
@@ -34,14 +39,18 @@ int bd_batch_fits(const struct bd_route_conf *r, size_t count, uint64_t bytes,
 }
 
 int bd_batch_ready(const struct bd_route_conf *r, uint64_t nqueued,
-                   uint64_t qbytes, uint64_t first_ns, uint64_t now_ns,
-                   uint32_t inflight, int flushing)
+                   uint64_t qbytes, uint64_t first_ns, uint64_t tight_ns,
+                   uint64_t now_ns, uint32_t inflight, int flushing)
 {
     int full, expired;
 
     if (nqueued == 0)
         return 0;
     if (flushing)
+        return 1;
+    /* An item whose deadline would pass while the batch waits makes the
+     * batch leave now, whatever the policy. */
+    if (tight_ns != 0 && now_ns + BD_DEADLINE_MARGIN_NS >= tight_ns)
         return 1;
     /* Bytes at or past the ceiling mean the head batch cannot grow. */
     full = nqueued >= r->max_items || qbytes >= r->max_bytes;
@@ -57,6 +66,19 @@ int bd_batch_ready(const struct bd_route_conf *r, uint64_t nqueued,
     default:
         return full || expired;
     }
+}
+
+uint64_t bd_batch_backoff_ns(const struct bd_route_conf *r, uint32_t attempt,
+                             double rnd)
+{
+    uint64_t nominal = (uint64_t)r->retry_base_ms * 1000000ull;
+    uint64_t cap = (uint64_t)r->retry_cap_ms * 1000000ull;
+
+    for (uint32_t i = 1; i < attempt && nominal < cap; i++)
+        nominal *= 2;
+    if (nominal > cap)
+        nominal = cap;
+    return nominal / 2 + (uint64_t)((double)(nominal / 2) * rnd);
 }
 
 /* ---- the key table ---------------------------------------------------- */
@@ -140,9 +162,9 @@ static struct bd_key *key_get(struct bd_server *srv, const char *name,
     k->hash = h;
     r = route_match(srv->cfg, k->name);
     if (r == NULL) {
-        bd_free(k);
         a->status = BATCHD_NO_ROUTE;
-        snprintf(a->msg, sizeof(a->msg), "no route matches key '%.64s'", name);
+        snprintf(a->msg, sizeof(a->msg), "no route matches key '%s'", k->name);
+        bd_free(k);
         return NULL;
     }
     if ((srv->keytab == NULL || srv->nkeys + 1 > srv->keytab_size / 4 * 3) &&
@@ -164,12 +186,13 @@ out_oom:
     return NULL;
 }
 
-/* Free a key that has nothing queued, running, or listed. */
+/* Free a key that has nothing queued, waiting, running, or listed. */
 static void key_maybe_free(struct bd_server *srv, struct bd_key *k)
 {
     struct bd_key **pp;
 
-    if (k->nqueued || k->inflight || (k->flags & (BD_KEY_DIRTY | BD_KEY_WAITING)))
+    if (k->nqueued || k->nretry || k->inflight ||
+        (k->flags & (BD_KEY_DIRTY | BD_KEY_WAITING)))
         return;
     for (pp = &srv->keytab[k->hash & (srv->keytab_size - 1)]; *pp;
          pp = &(*pp)->hnext) {
@@ -184,7 +207,7 @@ static void key_maybe_free(struct bd_server *srv, struct bd_key *k)
     bd_free(k);
 }
 
-static void key_mark_dirty(struct bd_server *srv, struct bd_key *k)
+void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k)
 {
     if (k->flags & BD_KEY_DIRTY)
         return;
@@ -204,7 +227,8 @@ static int refuse(struct bd_admit *a, int status, const char *fmt,
     return 0;
 }
 
-/* Check every bound; the message names the one that was hit. */
+/* Check every bound; the message names the one that was hit. Items
+ * waiting for a retry still hold memory, so they count too. */
 static int within_bounds(struct bd_server *srv, struct bd_key *k, size_t len,
                          struct bd_admit *a)
 {
@@ -215,26 +239,57 @@ static int within_bounds(struct bd_server *srv, struct bd_key *k, size_t len,
         return refuse(a, BATCHD_BAD_REQUEST,
                       "payload: larger than the route's max_bytes (%llu)",
                       (unsigned long long)r->max_bytes);
-    if (k->nqueued + 1 > r->key_max_items)
+    if (k->nqueued + k->nretry + 1 > r->key_max_items)
         return refuse(a, BATCHD_OVERLOADED, "key queue full: key_max_items=%llu",
                       (unsigned long long)r->key_max_items);
-    if (k->qbytes + len > r->key_max_bytes)
+    if (k->qbytes + k->rbytes + len > r->key_max_bytes)
         return refuse(a, BATCHD_OVERLOADED, "key queue full: key_max_bytes=%llu",
                       (unsigned long long)r->key_max_bytes);
-    if (srv->nqueued + 1 > cfg->max_queued_items)
+    if (srv->nqueued + srv->nretry + 1 > cfg->max_queued_items)
         return refuse(a, BATCHD_OVERLOADED,
                       "daemon queue full: max_queued_items=%llu",
                       (unsigned long long)cfg->max_queued_items);
-    if (srv->qbytes + len > cfg->max_queued_bytes)
+    if (srv->qbytes + srv->rbytes + len > cfg->max_queued_bytes)
         return refuse(a, BATCHD_OVERLOADED,
                       "daemon queue full: max_queued_bytes=%llu",
                       (unsigned long long)cfg->max_queued_bytes);
     return 1;
 }
 
+/* The route's deadline, or the client's when it is shorter. */
+static uint64_t item_deadline(const struct bd_route_conf *r,
+                              const struct bd_opts *opts, uint64_t now)
+{
+    uint64_t ms = r->deadline_ms;
+
+    if (opts != NULL && opts->has_deadline &&
+        (ms == 0 || opts->deadline_ms < ms))
+        ms = opts->deadline_ms;
+    return ms ? now + ms * 1000000ull : 0;
+}
+
+static void queue_push(struct bd_server *srv, struct bd_key *k,
+                       struct bd_item *it)
+{
+    it->next = NULL;
+    if (k->tail)
+        k->tail->next = it;
+    else
+        k->head = it;
+    k->tail = it;
+    k->nqueued++;
+    k->qbytes += it->len;
+    srv->nqueued++;
+    srv->qbytes += it->len;
+    if (it->deadline_ns &&
+        (k->min_deadline_ns == 0 || it->deadline_ns < k->min_deadline_ns))
+        k->min_deadline_ns = it->deadline_ns;
+}
+
 void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
-                    const void *data, size_t len, struct bd_conn *conn,
-                    uint64_t req_id, int reply_type, struct bd_admit *a)
+                    const void *data, size_t len, const struct bd_opts *opts,
+                    struct bd_conn *conn, uint64_t req_id, int reply_type,
+                    struct bd_admit *a)
 {
     struct bd_key *k;
     struct bd_item *it;
@@ -251,28 +306,21 @@ void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
                (unsigned long long)len);
         goto out_reject;
     }
-    it->next = NULL;
+    memset(it, 0, sizeof(*it));
     it->conn = conn;
     if (conn != NULL)
         bd_conn_ref(conn);
     it->req_id = req_id;
     it->id = ++srv->next_item_id;
     it->enq_ns = bd_now_ns();
-    it->attempt = 0;
+    it->deadline_ns = item_deadline(k->route, opts, it->enq_ns);
     it->reply_type = (uint8_t)reply_type;
     it->len = len;
-    memcpy(it->data, data, len);
-    if (k->tail)
-        k->tail->next = it;
-    else
-        k->head = it;
-    k->tail = it;
-    k->nqueued++;
-    k->qbytes += len;
-    srv->nqueued++;
-    srv->qbytes += len;
+    if (len)
+        memcpy(it->data, data, len);
+    queue_push(srv, k, it);
     srv->ctr.items_in++;
-    key_mark_dirty(srv, k);
+    bd_batch_mark_dirty(srv, k);
     return;
 
 out_reject:
@@ -280,14 +328,9 @@ out_reject:
     key_maybe_free(srv, k);
 }
 
-/* ---- dispatch --------------------------------------------------------- */
+/* ---- queue helpers ---------------------------------------------------- */
 
-static int flushing(const struct bd_server *srv)
-{
-    return srv->state == BD_STATE_STOPPING;
-}
-
-static void item_release(struct bd_item *it)
+void bd_item_free(struct bd_item *it)
 {
     if (it->conn != NULL)
         bd_conn_unref(it->conn);
@@ -299,14 +342,155 @@ static struct bd_item *queue_pop(struct bd_server *srv, struct bd_key *k)
     struct bd_item *it = k->head;
 
     k->head = it->next;
-    if (k->head == NULL)
+    if (k->head == NULL) {
         k->tail = NULL;
+        k->min_deadline_ns = 0;
+    }
     it->next = NULL;
     k->nqueued--;
     k->qbytes -= it->len;
     srv->nqueued--;
     srv->qbytes -= it->len;
     return it;
+}
+
+static void recompute_deadline(struct bd_key *k)
+{
+    k->min_deadline_ns = 0;
+    for (struct bd_item *it = k->head; it; it = it->next)
+        if (it->deadline_ns &&
+            (k->min_deadline_ns == 0 || it->deadline_ns < k->min_deadline_ns))
+            k->min_deadline_ns = it->deadline_ns;
+}
+
+/* Remove from k's queue (retry 0) or retry list (retry 1) every item
+ * for which drop() says so; drop() answers or frees it. Returns how
+ * many went. */
+static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
+                          int (*drop)(struct bd_server *, struct bd_key *,
+                                      struct bd_item *, const void *),
+                          const void *arg)
+{
+    struct bd_item **pp = retry ? &k->retry : &k->head, *it;
+    size_t n = 0;
+
+    if (!retry)
+        k->tail = NULL;
+    while ((it = *pp) != NULL) {
+        size_t len = it->len;
+        struct bd_item *next = it->next; /* drop() may free it */
+
+        if (!drop(srv, k, it, arg)) {
+            if (!retry)
+                k->tail = it;
+            pp = &it->next;
+            continue;
+        }
+        *pp = next;
+        n++;
+        if (retry) {
+            k->nretry--;
+            k->rbytes -= len;
+            srv->nretry--;
+            srv->rbytes -= len;
+        } else {
+            k->nqueued--;
+            k->qbytes -= len;
+            srv->nqueued--;
+            srv->qbytes -= len;
+        }
+    }
+    return n;
+}
+
+static size_t queue_filter(struct bd_server *srv, struct bd_key *k,
+                           int (*drop)(struct bd_server *, struct bd_key *,
+                                       struct bd_item *, const void *),
+                           const void *arg)
+{
+    return list_filter(srv, k, 0, drop, arg);
+}
+
+static int drop_expired(struct bd_server *srv, struct bd_key *k,
+                        struct bd_item *it, const void *arg)
+{
+    uint64_t now = *(const uint64_t *)arg;
+    static const char msg[] = "deadline passed while the item was queued";
+
+    if (it->deadline_ns == 0 || it->deadline_ns > now)
+        return 0;
+    bd_item_answer(srv, k->name, it, BATCHD_DEADLINE_EXCEEDED, msg,
+                   sizeof(msg) - 1, 1);
+    return 1;
+}
+
+/* An expired item is answered by the timer, never sent to the sink. */
+static void expire_deadlines(struct bd_server *srv, struct bd_key *k,
+                             uint64_t now)
+{
+    if (k->min_deadline_ns == 0 || k->min_deadline_ns > now)
+        return;
+    queue_filter(srv, k, drop_expired, &now);
+    recompute_deadline(k);
+}
+
+/* Move retry-waiting items whose backoff is over (all of them when
+ * forced) to the front of the queue: they are the oldest work. */
+static void release_retries(struct bd_server *srv, struct bd_key *k,
+                            uint64_t now, int force)
+{
+    struct bd_item **pp = &k->retry, *it, *front = NULL, *front_tail = NULL;
+
+    while ((it = *pp) != NULL) {
+        if (!force && it->due_ns > now) {
+            pp = &it->next;
+            continue;
+        }
+        *pp = it->next;
+        k->nretry--;
+        k->rbytes -= it->len;
+        srv->nretry--;
+        srv->rbytes -= it->len;
+        it->next = NULL;
+        if (front_tail)
+            front_tail->next = it;
+        else
+            front = it;
+        front_tail = it;
+        k->nqueued++;
+        k->qbytes += it->len;
+        srv->nqueued++;
+        srv->qbytes += it->len;
+        if (it->deadline_ns &&
+            (k->min_deadline_ns == 0 || it->deadline_ns < k->min_deadline_ns))
+            k->min_deadline_ns = it->deadline_ns;
+    }
+    if (front == NULL)
+        return;
+    front_tail->next = k->head;
+    k->head = front;
+    if (k->tail == NULL)
+        k->tail = front_tail;
+}
+
+void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
+                          struct bd_item *it, uint64_t due_ns)
+{
+    it->due_ns = due_ns;
+    it->next = k->retry;
+    k->retry = it;
+    k->nretry++;
+    k->rbytes += it->len;
+    srv->nretry++;
+    srv->rbytes += it->len;
+    bd_batch_mark_dirty(srv, k);
+}
+
+/* ---- dispatch --------------------------------------------------------- */
+
+static int flushing(const struct bd_server *srv)
+{
+    return srv->state == BD_STATE_STOPPING;
 }
 
 /* A LOAD whose client is gone is cancelled here, before the sink sees it. */
@@ -316,18 +500,26 @@ static int item_cancelled(struct bd_server *srv, struct bd_item *it)
         return 0;
     srv->ctr.cancelled++;
     srv->ctr.status[BATCHD_CANCELLED]++;
-    item_release(it);
+    bd_item_free(it);
     return 1;
 }
 
-/* Count the head items that make one batch. */
+/* Count the head items that make one batch: max_items, max_bytes, and
+ * the cap of an item isolated after whole-batch failures. */
 static size_t head_batch_len(const struct bd_key *k)
 {
     const struct bd_item *it = k->head;
-    size_t n = 0;
+    size_t n = 0, limit = k->route->max_items;
     uint64_t bytes = 0;
 
-    while (it != NULL && bd_batch_fits(k->route, n, bytes, it->len)) {
+    while (it != NULL && n < limit &&
+           bd_batch_fits(k->route, n, bytes, it->len)) {
+        if (it->cap) {
+            if (n >= it->cap)
+                break;
+            if (it->cap < limit)
+                limit = it->cap;
+        }
         bytes += it->len;
         n++;
         it = it->next;
@@ -344,28 +536,29 @@ static void hist_add(uint64_t *hist, size_t nb, uint64_t v)
     hist[i]++;
 }
 
-static void run_batch(struct bd_server *srv, struct bd_batch *b)
+/* Fill the batch's public item from our item. */
+static void batch_set_item(struct bd_batch *b, size_t i, struct bd_item *it,
+                           uint64_t now)
 {
-    b->rprev = NULL;
-    b->rnext = srv->running;
-    if (srv->running)
-        srv->running->rprev = b;
-    srv->running = b;
-    if (!b->sink->nonblocking) {
-        bd_workers_submit(srv->workers, b);
-        return;
-    }
-    if (bd_sink_run(b) != BATCHD_SINK_PENDING)
-        bd_batch_complete(srv, b);
+    it->attempt++;
+    b->items[i] = it;
+    b->pitems[i].data = it->data;
+    b->pitems[i].len = it->len;
+    b->pitems[i].id = it->id;
+    b->pitems[i].attempt = it->attempt;
+    b->pitems[i].deadline_ms = it->deadline_ns ?
+        (int64_t)((it->deadline_ns - now) / 1000000ull) : -1;
 }
 
-/* Cut one batch from the head of k and start its sink call.
- * Returns 1 when a batch left, 0 when only cancelled items were found
- * or memory was short (the items stay queued). */
+/* Cut one batch from the head of k and start its sink call. Items of
+ * gone clients and expired items are dropped on the way. Returns 1 when
+ * a batch left, 0 when none did (or memory was short). */
 static int dispatch_one(struct bd_server *srv, struct bd_key *k)
 {
     size_t n = head_batch_len(k), got = 0;
     struct bd_batch *b = bd_batch_new(k->sink, k, k->name, k->len, n);
+    uint64_t now = bd_now_ns();
+    int recompute = 0;
 
     if (b == NULL) {
         bd_log_error("key %s: out of memory for a batch of %zu", k->name, n);
@@ -374,71 +567,74 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
     for (size_t i = 0; i < n; i++) {
         struct bd_item *it = queue_pop(srv, k);
 
-        if (item_cancelled(srv, it))
+        if (it->deadline_ns && it->deadline_ns <= k->min_deadline_ns)
+            recompute = 1;
+        if (item_cancelled(srv, it) ||
+            drop_expired(srv, k, it, &now))
             continue;
-        it->attempt++;
-        b->items[got] = it;
-        b->pitems[got].data = it->data;
-        b->pitems[got].len = it->len;
-        b->pitems[got].id = it->id;
-        b->pitems[got].attempt = it->attempt;
-        b->pitems[got].deadline_ms = -1;
-        got++;
+        batch_set_item(b, got++, it, now);
     }
+    if (recompute)
+        recompute_deadline(k);
     if (got == 0) {
         bd_batch_free(b);
         return 0;
     }
     b->pub.nitems = got;
-    b->start_ns = bd_now_ns();
-    k->inflight++;
     k->batches++;
     k->items += got;
     if (got > k->max_batch)
         k->max_batch = (uint32_t)got;
-    srv->inflight++;
-    srv->inflight_items += got;
-    srv->ctr.batches++;
-    srv->ctr.items_out += got;
     hist_add(srv->ctr.batch_hist, 17, got);
-    k->sink->calls++;
-    run_batch(srv, b);
+    bd_call_start(srv, b);
     return 1;
 }
 
 static void key_timer_cb(evutil_socket_t fd, short what, void *arg);
 
-/* Arm the delay timer for the head item when the policy waits for it. */
-static void key_arm_timer(struct bd_server *srv, struct bd_key *k)
+/* When must this key's timer fire next? 0 = no need. */
+static uint64_t key_next_event(const struct bd_key *k)
 {
     const struct bd_route_conf *r = k->route;
-    uint64_t at, now;
+    uint64_t at = 0;
+
+#define EARLIER(t) do { if ((t) && (at == 0 || (t) < at)) at = (t); } while (0)
+    if (k->head != NULL && r->policy != BD_POLICY_IMMEDIATE &&
+        r->policy != BD_POLICY_SIZE)
+        EARLIER(k->head->enq_ns + r->max_delay_us * 1000);
+    if (k->min_deadline_ns)
+        EARLIER(k->min_deadline_ns > BD_DEADLINE_MARGIN_NS ?
+                k->min_deadline_ns - BD_DEADLINE_MARGIN_NS : 1);
+    for (const struct bd_item *it = k->retry; it; it = it->next)
+        EARLIER(it->due_ns);
+#undef EARLIER
+    return at;
+}
+
+static void key_arm_timer(struct bd_server *srv, struct bd_key *k)
+{
+    uint64_t at = key_next_event(k), now;
     struct timeval tv;
 
-    if (r->policy == BD_POLICY_IMMEDIATE || r->policy == BD_POLICY_SIZE ||
-        k->head == NULL)
+    if (at == 0) {
+        if (k->timer_at_ns != 0)
+            evtimer_del(k->timer);
+        k->timer_at_ns = 0;
         return;
-    at = k->head->enq_ns + r->max_delay_us * 1000;
+    }
     if (k->timer_at_ns == at)
         return;
     if (k->timer == NULL) {
         k->timer = evtimer_new(srv->base, key_timer_cb, k);
         if (k->timer == NULL)
-            return; /* checked again at every pass; logged by libevent */
+            return; /* tried again at the next pass that touches k */
     }
     now = bd_now_ns();
-    at = at > now ? at - now : 0;
-    tv.tv_sec = (time_t)(at / 1000000000ull);
-    tv.tv_usec = (suseconds_t)((at % 1000000000ull) / 1000);
+    now = at > now ? at - now : 0;
+    tv.tv_sec = (time_t)(now / 1000000000ull);
+    tv.tv_usec = (suseconds_t)((now % 1000000000ull) / 1000);
     evtimer_add(k->timer, &tv);
-    k->timer_at_ns = k->head->enq_ns + r->max_delay_us * 1000;
-}
-
-static void key_disarm_timer(struct bd_key *k)
-{
-    if (k->timer_at_ns != 0 && k->timer != NULL)
-        evtimer_del(k->timer);
-    k->timer_at_ns = 0;
+    k->timer_at_ns = at;
 }
 
 static int global_slot(const struct bd_server *srv)
@@ -451,32 +647,36 @@ static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
     if (k->flags & BD_KEY_WAITING)
         return;
     k->flags |= BD_KEY_WAITING;
-    k->dnext = NULL;
+    k->wnext = NULL;
     /* FIFO, so keys get global slots in the order they asked. */
     if (srv->waiting == NULL) {
         srv->waiting = k;
     } else {
         struct bd_key *t = srv->waiting;
 
-        while (t->dnext)
-            t = t->dnext;
-        t->dnext = k;
+        while (t->wnext)
+            t = t->wnext;
+        t->wnext = k;
     }
 }
 
 /*
  * Dispatch as many batches of k as the close rule and the slots allow,
- * then arm its timer or free it. Called at the end of a pass, from the
- * delay timer, and after a completion; never while walking the queue.
+ * then arm its timer or free it. Called at the end of a pass (for keys
+ * touched in it, or whose timer fired); never while walking the queue.
  */
 static void key_run(struct bd_server *srv, struct bd_key *k)
 {
     int paused = srv->state == BD_STATE_PAUSED;
+    uint64_t now = bd_now_ns();
 
+    release_retries(srv, k, now, flushing(srv));
+    expire_deadlines(srv, k, now);
     while (!paused && k->nqueued > 0 &&
            k->inflight < k->route->key_concurrency &&
            bd_batch_ready(k->route, k->nqueued, k->qbytes, k->head->enq_ns,
-                          bd_now_ns(), k->inflight, flushing(srv))) {
+                          k->min_deadline_ns, now, k->inflight,
+                          flushing(srv))) {
         if (!global_slot(srv)) {
             key_wait_for_slot(srv, k);
             break;
@@ -484,8 +684,8 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
         if (!dispatch_one(srv, k) && k->nqueued > 0)
             break;
     }
-    if (k->nqueued == 0) {
-        key_disarm_timer(k);
+    if (k->nqueued == 0 && k->nretry == 0) {
+        key_arm_timer(srv, k); /* disarms */
         key_maybe_free(srv, k);
         return;
     }
@@ -499,7 +699,7 @@ static void key_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     k->timer_at_ns = 0;
-    key_mark_dirty(k->srv, k);
+    bd_batch_mark_dirty(k->srv, k);
 }
 
 void bd_batch_run_dirty(struct bd_server *srv)
@@ -508,7 +708,7 @@ void bd_batch_run_dirty(struct bd_server *srv)
     while (srv->waiting != NULL && global_slot(srv)) {
         struct bd_key *k = srv->waiting;
 
-        srv->waiting = k->dnext;
+        srv->waiting = k->wnext;
         k->flags &= ~BD_KEY_WAITING;
         key_run(srv, k);
     }
@@ -523,152 +723,73 @@ void bd_batch_run_dirty(struct bd_server *srv)
     }
 }
 
-/* ---- completion ------------------------------------------------------- */
+/* ---- shutdown, cancellation, stats ------------------------------------- */
 
-static void reply_item(struct bd_server *srv, const char *key,
-                       struct bd_item *it, int status, const void *body,
-                       size_t len, int is_str)
-{
-    srv->ctr.status[status]++;
-    hist_add(srv->ctr.lat_hist, 32, (bd_now_ns() - it->enq_ns) / 1000);
-    if (it->conn == NULL) {
-        /* SEND: the client had ACCEPTED; a failure is only logged. */
-        if (status != BATCHD_OK) {
-            srv->ctr.send_failed++;
-            bd_log_warn("key %s: SEND item %llu not delivered: %s: %.*s",
-                        key, (unsigned long long)it->id, bd_status_name(status),
-                        (int)(len > 200 ? 200 : len), body ? (const char *)body : "");
-        }
-        return;
-    }
-    bd_conn_reply(it->conn, it->reply_type, it->req_id, status, body, len,
-                  is_str);
-}
-
-/* The sink's verdict for item i, as a reply. */
-static void answer(struct bd_server *srv, struct bd_batch *b, size_t i,
-                   const char *batch_msg)
-{
-    struct bd_result *r = &b->results[i];
-    struct bd_item *it = b->items[i];
-    static const char retry_msg[] =
-        "sink asked to retry; retries are not enabled for this route";
-
-    if (batch_msg != NULL) {
-        reply_item(srv, b->pub.key, it, b->rc == BATCHD_SINK_RETRY ?
-                   BATCHD_RETRY_EXHAUSTED : BATCHD_FAIL,
-                   batch_msg, strlen(batch_msg), 1);
-        return;
-    }
-    switch (r->code) {
-    case BATCHD_RESULT_OK:
-        reply_item(srv, b->pub.key, it, BATCHD_OK, r->data ? (void *)r->data : (void *)"",
-                   r->len, 0);
-        break;
-    case BATCHD_RESULT_RETRY:
-        reply_item(srv, b->pub.key, it, BATCHD_RETRY_EXHAUSTED, retry_msg,
-                   sizeof(retry_msg) - 1, 1);
-        break;
-    default:
-        reply_item(srv, b->pub.key, it, BATCHD_FAIL, r->data ? (void *)r->data : (void *)"",
-                   r->len, 1);
-        break;
-    }
-}
-
-/* A whole-batch verdict, or a plugin bug that leaves items unanswered. */
-static const char *batch_verdict(struct bd_batch *b, char *buf, size_t n)
-{
-    if (b->rc == BATCHD_SINK_FAIL || b->rc == BATCHD_SINK_RETRY) {
-        snprintf(buf, n, "sink %s: %s", b->sink->name,
-                 b->error ? b->error : (b->rc == BATCHD_SINK_FAIL ?
-                                        "batch failed" : "batch retry requested"));
-        return buf;
-    }
-    if (b->rc != BATCHD_SINK_DONE) {
-        snprintf(buf, n, "sink %s: bad return code %d from process",
-                 b->sink->name, b->rc);
-        bd_log_error("key %s: %s", b->pub.key, buf);
-        b->rc = BATCHD_SINK_FAIL;
-        return buf;
-    }
-    for (size_t i = 0; i < b->pub.nitems; i++) {
-        if (b->results[i].code == 0) {
-            snprintf(buf, n, "sink %s: plugin bug: no result for item %zu of %zu",
-                     b->sink->name, i, b->pub.nitems);
-            bd_log_error("key %s: %s", b->pub.key, buf);
-            b->rc = BATCHD_SINK_FAIL;
-            return buf;
-        }
-    }
-    return NULL;
-}
-
-void bd_batch_complete(struct bd_server *srv, struct bd_batch *b)
-{
-    struct bd_key *k = b->key;
-    char buf[256];
-    const char *msg;
-
-    if (b->rprev)
-        b->rprev->rnext = b->rnext;
-    else
-        srv->running = b->rnext;
-    if (b->rnext)
-        b->rnext->rprev = b->rprev;
-    if (b->res != NULL) {
-        b->sink->vt->release(b->sink->state, b->res);
-        b->res = NULL;
-    }
-    msg = batch_verdict(b, buf, sizeof(buf));
-    for (size_t i = 0; i < b->pub.nitems; i++) {
-        answer(srv, b, i, msg);
-        item_release(b->items[i]);
-    }
-    srv->inflight--;
-    srv->inflight_items -= b->pub.nitems;
-    k->inflight--;
-    bd_batch_free(b);
-    key_mark_dirty(srv, k);
-    bd_server_want_flush(srv);
-}
-
-/* ---- shutdown and stats ------------------------------------------------ */
+/* Visit every key; fn may not free the key (keys are freed by key_run). */
+#define FOREACH_KEY(srv, k) \
+    for (size_t i_ = 0; i_ < (srv)->keytab_size; i_++) \
+        for (struct bd_key *k = (srv)->keytab[i_]; k; k = k->hnext)
 
 void bd_batch_flush_all(struct bd_server *srv)
 {
-    for (size_t i = 0; i < srv->keytab_size; i++)
-        for (struct bd_key *k = srv->keytab[i]; k; k = k->hnext)
-            if (k->nqueued)
-                key_mark_dirty(srv, k);
+    FOREACH_KEY(srv, k)
+        if (k->nqueued || k->nretry)
+            bd_batch_mark_dirty(srv, k);
+}
+
+static int drop_all(struct bd_server *srv, struct bd_key *k,
+                    struct bd_item *it, const void *arg)
+{
+    const char *msg = arg;
+
+    bd_item_answer(srv, k->name, it, BATCHD_SHUTTING_DOWN, msg, strlen(msg), 1);
+    return 1;
 }
 
 void bd_batch_fail_all_queued(struct bd_server *srv, int status,
                               const char *msg)
 {
-    for (size_t i = 0; i < srv->keytab_size; i++) {
-        for (struct bd_key *k = srv->keytab[i]; k; k = k->hnext) {
-            while (k->nqueued) {
-                struct bd_item *it = queue_pop(srv, k);
-
-                reply_item(srv, k->name, it, status, msg, strlen(msg), 1);
-                item_release(it);
-            }
-            key_disarm_timer(k);
-        }
+    (void)status; /* always SHUTTING_DOWN today; kept for the contract */
+    FOREACH_KEY(srv, k) {
+        release_retries(srv, k, 0, 1);
+        queue_filter(srv, k, drop_all, msg);
+        k->min_deadline_ns = 0;
+        bd_batch_mark_dirty(srv, k);
     }
 }
 
-void bd_batch_abandon_running(struct bd_server *srv, int status,
-                               const char *msg)
+static int drop_conn(struct bd_server *srv, struct bd_key *k,
+                     struct bd_item *it, const void *arg)
 {
-    for (struct bd_batch *b = srv->running; b; b = b->rnext) {
-        for (size_t i = 0; i < b->pub.nitems; i++) {
-            struct bd_item *it = b->items[i];
+    (void)k;
+    if (it->conn != arg)
+        return 0;
+    srv->ctr.cancelled++;
+    srv->ctr.status[BATCHD_CANCELLED]++;
+    bd_item_free(it);
+    return 1;
+}
 
-            /* The sink still borrows the items: answer, do not free. */
-            reply_item(srv, b->pub.key, it, status, msg, strlen(msg), 1);
-        }
+void bd_batch_cancel_conn(struct bd_server *srv, const struct bd_conn *c)
+{
+    FOREACH_KEY(srv, k) {
+        size_t n = list_filter(srv, k, 1, drop_conn, c);
+
+        if (queue_filter(srv, k, drop_conn, c))
+            recompute_deadline(k);
+        else if (n == 0)
+            continue;
+        bd_batch_mark_dirty(srv, k); /* may be idle now: key_run frees it */
+    }
+}
+
+static void free_list(struct bd_item *it)
+{
+    while (it != NULL) {
+        struct bd_item *next = it->next;
+
+        bd_item_free(it);
+        it = next;
     }
 }
 
@@ -679,8 +800,8 @@ void bd_batch_destroy_all(struct bd_server *srv)
 
         for (; k; k = next) {
             next = k->hnext;
-            while (k->nqueued)
-                item_release(queue_pop(srv, k));
+            free_list(k->head);
+            free_list(k->retry);
             if (k->timer)
                 event_free(k->timer);
             bd_free(k);
@@ -690,6 +811,7 @@ void bd_batch_destroy_all(struct bd_server *srv)
     srv->keytab = NULL;
     srv->keytab_size = 0;
     srv->nkeys = 0;
+    srv->nqueued = srv->qbytes = srv->nretry = srv->rbytes = 0;
     srv->dirty = NULL;
     srv->waiting = NULL;
 }
@@ -698,7 +820,6 @@ void bd_batch_foreach_key(struct bd_server *srv,
                           void (*fn)(const struct bd_key *k, void *arg),
                           void *arg)
 {
-    for (size_t i = 0; i < srv->keytab_size; i++)
-        for (struct bd_key *k = srv->keytab[i]; k; k = k->hnext)
-            fn(k, arg);
+    FOREACH_KEY(srv, k)
+        fn(k, arg);
 }

@@ -1,8 +1,10 @@
 /*
  * batch.h - per-key queues, the close rules of DESIGN section 3,
- * admission bounds, dispatch to sinks and the replies of a finished batch.
+ * admission bounds, dispatch to sinks, and the key timer that drives
+ * delays, deadlines and retry backoff.
  *
- * Everything here runs on the event loop thread only.
+ * What happens to items after a sink call (verdicts, retries, timeouts,
+ * cancellation) is outcome.c's; both run on the event loop thread only.
  */
 #ifndef BD_BATCH_H
 #define BD_BATCH_H
@@ -11,6 +13,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "msg.h"
 
 struct bd_server;
 struct bd_conn;
@@ -19,12 +22,16 @@ struct event;
 
 /* One accepted item. Payload bytes follow the struct. */
 struct bd_item {
-    struct bd_item *next;     /* next in its key's queue */
+    struct bd_item *next;     /* next in its key's queue or retry list */
     struct bd_conn *conn;     /* LOAD: holds a conn reference; SEND: NULL */
     uint64_t req_id;          /* the client's id for this item */
     uint64_t id;              /* daemon-unique id, shown to sinks */
     uint64_t enq_ns;          /* when it was accepted (monotonic) */
+    uint64_t deadline_ns;     /* answer DEADLINE_EXCEEDED after this; 0 = none */
+    uint64_t due_ns;          /* retry list: not before this */
     uint32_t attempt;         /* sink calls so far */
+    uint32_t cap;             /* largest batch it may join (poison split); 0 = any */
+    uint8_t batch_fails;      /* whole-batch failures it was part of */
     uint8_t reply_type;       /* message type to reply with */
     size_t len;               /* payload bytes */
     uint8_t data[];
@@ -32,7 +39,8 @@ struct bd_item {
 
 struct bd_key {
     struct bd_key *hnext;     /* hash chain */
-    struct bd_key *dnext;     /* on the server's dirty or wait list */
+    struct bd_key *dnext;     /* on the server's dirty list */
+    struct bd_key *wnext;     /* on the server's wait list (a key may be on both) */
     struct bd_server *srv;    /* owner, for the timer callback */
     unsigned flags;           /* BD_KEY_* */
     const struct bd_route_conf *route;
@@ -41,8 +49,12 @@ struct bd_key {
     struct bd_item *tail;
     uint64_t nqueued;         /* items in the queue */
     uint64_t qbytes;          /* payload bytes in the queue */
+    struct bd_item *retry;    /* waiting for their backoff, unordered */
+    uint64_t nretry;          /* items on the retry list */
+    uint64_t rbytes;          /* their payload bytes */
+    uint64_t min_deadline_ns; /* earliest deadline in the queue (may be stale-early) */
     uint32_t inflight;        /* sink calls running for this key */
-    struct event *timer;      /* max_delay_us timer, created on demand */
+    struct event *timer;      /* delay/deadline/retry timer, created on demand */
     uint64_t timer_at_ns;     /* when the armed timer fires, 0 = unarmed */
     uint64_t batches;         /* sink calls made (stats) */
     uint64_t items;           /* items sent to the sink (stats) */
@@ -56,6 +68,10 @@ struct bd_key {
 #define BD_KEY_DIRTY 0x1u     /* on the dirty list: re-check at end of pass */
 #define BD_KEY_WAITING 0x2u   /* on the wait list: needs a global slot */
 
+/* A batch leaves this long before its tightest deadline, so that the
+ * sink gets a chance to finish in time. */
+#define BD_DEADLINE_MARGIN_NS 1000000ull
+
 /* Why an item was refused, for the reply and the log line. */
 struct bd_admit {
     int status;               /* BATCHD_OK or the reply status */
@@ -65,33 +81,40 @@ struct bd_admit {
 /*
  * Accept one item for key (already validated by the decoder). conn is
  * the origin for a LOAD (the item takes a reference), NULL for SEND.
- * On refusal sets a->status/msg and nothing is queued.
+ * opts may carry a deadline (never longer than the route's). On
+ * refusal sets a->status/msg and nothing is queued.
  */
 void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
-                    const void *data, size_t len, struct bd_conn *conn,
-                    uint64_t req_id, int reply_type, struct bd_admit *a);
+                    const void *data, size_t len, const struct bd_opts *opts,
+                    struct bd_conn *conn, uint64_t req_id, int reply_type,
+                    struct bd_admit *a);
 
 /* End of a loop pass: give every key touched in this pass its chance
  * to dispatch. */
 void bd_batch_run_dirty(struct bd_server *srv);
 
-/* A batch came back from its sink (loop thread): reply per item, free
- * the batch, and let the key (and keys waiting for a slot) dispatch. */
-void bd_batch_complete(struct bd_server *srv, struct bd_batch *b);
+/* Re-check k at the end of this pass (after a completion, a cancel). */
+void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k);
 
-/* Shutdown/drain: dispatch every queued item regardless of policy, as
- * slots allow. */
+/* Put a retried item on k's retry list until due_ns. Takes it. */
+void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
+                          struct bd_item *it, uint64_t due_ns);
+
+/* Free an item: drops its conn reference. */
+void bd_item_free(struct bd_item *it);
+
+/* Shutdown/drain: dispatch every queued item (and every item waiting
+ * for a retry) regardless of policy, as slots allow. */
 void bd_batch_flush_all(struct bd_server *srv);
 
-/* Answer every queued item with status (shutdown grace expired) and
- * free the keys that become idle. */
+/* Answer every queued and retry-waiting item with status (shutdown
+ * grace expired). */
 void bd_batch_fail_all_queued(struct bd_server *srv, int status,
                               const char *msg);
 
-/* Grace expired with sink calls still running: answer their items
- * with status; the batches stay with their (hung) sink calls. */
-void bd_batch_abandon_running(struct bd_server *srv, int status,
-                              const char *msg);
+/* A client is gone: drop its queued LOAD items, unsent (counted as
+ * cancelled). */
+void bd_batch_cancel_conn(struct bd_server *srv, const struct bd_conn *c);
 
 /* Free every key and item (exit). */
 void bd_batch_destroy_all(struct bd_server *srv);
@@ -104,11 +127,12 @@ void bd_batch_foreach_key(struct bd_server *srv,
 /*
  * The pure close rule, exposed for unit tests: may a batch leave the
  * queue of a key now? nqueued/qbytes describe the queue, first_ns the
- * enqueue time of its oldest item, inflight the key's running calls.
+ * enqueue time of its oldest item, tight_ns the earliest deadline in it
+ * (0 = none), inflight the key's running calls.
  */
 int bd_batch_ready(const struct bd_route_conf *r, uint64_t nqueued,
-                   uint64_t qbytes, uint64_t first_ns, uint64_t now_ns,
-                   uint32_t inflight, int flushing);
+                   uint64_t qbytes, uint64_t first_ns, uint64_t tight_ns,
+                   uint64_t now_ns, uint32_t inflight, int flushing);
 
 /* May an item of next_len bytes join a batch that already holds count
  * items and bytes? A batch stops at max_items, and max_bytes is a hard
@@ -116,5 +140,11 @@ int bd_batch_ready(const struct bd_route_conf *r, uint64_t nqueued,
  * first item always fits; admission refuses items over max_bytes). */
 int bd_batch_fits(const struct bd_route_conf *r, size_t count, uint64_t bytes,
                   size_t next_len);
+
+/* The nominal backoff before attempt number attempt+1 (attempt >= 1):
+ * retry_base_ms doubled per attempt, capped at retry_cap_ms; the wait
+ * actually used is drawn in [nominal/2, nominal] with rnd in [0, 1). */
+uint64_t bd_batch_backoff_ns(const struct bd_route_conf *r, uint32_t attempt,
+                             double rnd);
 
 #endif

@@ -14,6 +14,8 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "batch.h"
+#include "call.h"
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
@@ -151,6 +153,12 @@ void bd_conn_close(struct bd_conn *c)
     srv->nconns--;
     if (c->out.len > 0)
         c->dropped++;
+    if (c->refs > 1) {
+        /* Its queued LOADs will never be read: drop them unsent, and
+         * tell the sink about calls now run for nobody. */
+        bd_batch_cancel_conn(srv, c);
+        bd_call_cancel_for(srv, c);
+    }
     bd_buf_destroy(&c->in);
     bd_buf_destroy(&c->out);
     bd_log_debug("conn %llu: closed", (unsigned long long)c->id);

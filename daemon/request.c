@@ -42,19 +42,30 @@ static void log_reject(struct bd_conn *c, const char *key, size_t keylen,
                 bd_status_name(status), why);
 }
 
-/* A request we could not accept: answer it, and cut off a client that
- * sends nothing but bad requests. */
+/* Answer one refused item, and log it. */
 static void reject(struct bd_conn *c, int type, uint64_t req_id, int status,
                    const char *key, size_t keylen, const char *why)
 {
     c->srv->ctr.status[status]++;
     log_reject(c, key, keylen, status, why);
     bd_conn_reply(c, type, req_id, status, why, strlen(why), 1);
-    if (status == BATCHD_BAD_REQUEST || status == BATCHD_UNSUPPORTED) {
-        if (++c->bad_in_row > BD_MAX_BAD_IN_ROW)
-            bd_conn_fatal(c, BATCHD_BAD_REQUEST,
-                          "too many bad requests in a row; closing");
-    }
+}
+
+/*
+ * A request refused as a whole: one reply per item id it covers (a
+ * *_MANY of n items gets n), so no caller waits forever. A client that
+ * sends nothing but such requests is cut off.
+ */
+static void reject_msg(struct bd_conn *c, const struct bd_msg *m, int type,
+                       int status, const char *why)
+{
+    uint64_t id = m->has_id ? m->req_id : 0;
+
+    for (uint32_t i = 0; i < m->fanout; i++)
+        reject(c, type, id + i, status, m->key, m->key_len, why);
+    if (++c->bad_in_row > BD_MAX_BAD_IN_ROW)
+        bd_conn_fatal(c, BATCHD_BAD_REQUEST,
+                      "too many bad requests in a row; closing");
 }
 
 static void handle_hello(struct bd_conn *c, const struct bd_msg *m)
@@ -62,8 +73,7 @@ static void handle_hello(struct bd_conn *c, const struct bd_msg *m)
     static const char banner[] = "batchd " BD_VERSION;
 
     if (c->flags & BD_CONN_HELLO) {
-        reject(c, m->type, m->req_id, BATCHD_BAD_REQUEST, NULL, 0,
-               "HELLO: sent twice");
+        reject_msg(c, m, m->type, BATCHD_BAD_REQUEST, "HELLO: sent twice");
         return;
     }
     c->flags |= BD_CONN_HELLO;
@@ -84,8 +94,8 @@ static void handle_item(struct bd_conn *c, const struct bd_msg *m, int type,
                "daemon is shutting down");
         return;
     }
-    bd_batch_admit(srv, m->key, m->key_len, data, len, is_load ? c : NULL,
-                   req_id, type, &a);
+    bd_batch_admit(srv, m->key, m->key_len, data, len, &m->opts,
+                   is_load ? c : NULL, req_id, type, &a);
     if (a.status != BATCHD_OK) {
         reject(c, type, req_id, a.status, m->key, m->key_len, a.msg);
         return;
@@ -112,8 +122,7 @@ static void handle_many(struct bd_conn *c, const struct bd_msg *m)
 static void handle_msg(struct bd_conn *c, const struct bd_msg *m)
 {
     if (m->type != BD_MSG_HELLO && !(c->flags & BD_CONN_HELLO)) {
-        reject(c, m->type, m->req_id, BATCHD_BAD_REQUEST, NULL, 0,
-               "expected HELLO first");
+        reject_msg(c, m, m->type, BATCHD_BAD_REQUEST, "expected HELLO first");
         return;
     }
     c->bad_in_row = 0;
@@ -146,14 +155,16 @@ static void handle_frame(struct bd_conn *c, const uint8_t *body, size_t len)
     if (bd_frame_check(body, len, &why) != 0) {
         /* Framing is intact, so the connection can go on; without a
          * readable req_id the answer is a connection-level frame. */
-        reject(c, BD_MSG_ERROR, 0, BATCHD_BAD_REQUEST, NULL, 0, why);
+        memset(&m, 0, sizeof(m));
+        m.fanout = 1;
+        reject_msg(c, &m, BD_MSG_ERROR, BATCHD_BAD_REQUEST, why);
         return;
     }
     msgpack_zone_clear(&srv->zone);
     st = bd_msg_decode(body, len, &srv->zone, &m, err, sizeof(err));
     if (st != BATCHD_OK) {
-        reject(c, m.type >= 0 && m.has_id ? m.type : BD_MSG_ERROR,
-               m.has_id ? m.req_id : 0, st, m.key, m.key_len, err);
+        reject_msg(c, &m, m.type >= 0 && m.has_id ? m.type : BD_MSG_ERROR,
+                   st, err);
         return;
     }
     handle_msg(c, &m);

@@ -23,6 +23,7 @@
 
 #include "alloc.h"
 #include "batch.h"
+#include "call.h"
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
@@ -61,7 +62,8 @@ void bd_server_check_done(struct bd_server *srv)
 {
     if (srv->state != BD_STATE_STOPPING)
         return;
-    if (srv->nqueued == 0 && srv->inflight == 0 && !output_pending(srv))
+    if (srv->nqueued == 0 && srv->nretry == 0 && srv->inflight == 0 &&
+        !output_pending(srv))
         event_base_loopbreak(srv->base);
 }
 
@@ -297,11 +299,12 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    bd_log_warn("shutdown_grace over: %llu queued and %u running batches "
-                "answered SHUTTING_DOWN", (unsigned long long)srv->nqueued,
-                srv->inflight);
+    bd_log_warn("shutdown_grace over: %llu queued, %llu waiting to retry and "
+                "%u running batches answered SHUTTING_DOWN",
+                (unsigned long long)srv->nqueued,
+                (unsigned long long)srv->nretry, srv->inflight);
     bd_batch_fail_all_queued(srv, BATCHD_SHUTTING_DOWN, msg);
-    bd_batch_abandon_running(srv, BATCHD_SHUTTING_DOWN, msg);
+    bd_call_abandon_all(srv, BATCHD_SHUTTING_DOWN, msg);
     /* Write what we can, then leave: hung sink calls keep their threads. */
     for (struct bd_conn *c = srv->conns; c; c = c->next)
         if (c->out.len > 0 && write(c->fd, bd_buf_head(&c->out), c->out.len) < 0) {
@@ -384,6 +387,23 @@ static int setup_events(struct bd_server *srv)
     return 0;
 }
 
+/*
+ * epoll_wait counts in milliseconds, so a 1 ms batch delay could take 2
+ * or 3; the precise timer (timerfd) keeps max_delay_us honest.
+ */
+static struct event_base *new_base(void)
+{
+    struct event_config *ec = event_config_new();
+    struct event_base *base;
+
+    if (ec == NULL)
+        return NULL;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+    base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return base;
+}
+
 struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
                                 char *err, size_t errlen)
 {
@@ -400,9 +420,10 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
     srv->sinks = sinks;
     srv->listen_fd = -1;
     srv->start_ns = bd_now_ns();
+    srv->rng = srv->start_ns ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     msgpack_zone_init(&srv->zone, 4096);
     err[0] = '\0';
-    srv->base = event_base_new();
+    srv->base = new_base();
     if (srv->base == NULL || setup_events(srv) != 0) {
         snprintf(err, errlen, "libevent: cannot set up the event loop");
         goto out_free;

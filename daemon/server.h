@@ -34,6 +34,9 @@ struct bd_counters {
     uint64_t items_out;       /* items handed to sinks */
     uint64_t cancelled;       /* LOAD items dropped because their client left */
     uint64_t send_failed;     /* SEND items the sink did not take (logged) */
+    uint64_t retries;         /* items put back for another attempt */
+    uint64_t timeouts;        /* sink calls abandoned at sink_timeout_ms */
+    uint64_t splits;          /* items capped to half a batch after failures */
     uint64_t conns_total;     /* connections accepted */
     uint64_t conns_dropped;   /* closed for a hard cap or a broken frame */
     uint64_t status[BATCHD_STATUS_COUNT]; /* item replies by status */
@@ -70,6 +73,9 @@ struct bd_server {
     struct bd_key *waiting;   /* keys with a ready batch and no global slot */
     uint64_t nqueued;         /* items queued, all keys */
     uint64_t qbytes;          /* payload bytes queued, all keys */
+    uint64_t nretry;          /* items waiting for a retry, all keys */
+    uint64_t rbytes;          /* their payload bytes */
+    uint64_t rng;             /* retry jitter state, never 0 */
     uint32_t inflight;        /* sink calls running */
     uint64_t inflight_items;  /* items inside running calls */
     uint64_t next_item_id;

@@ -271,9 +271,10 @@ struct bd_batch *bd_batch_new(struct bd_sink *sink, struct bd_key *key,
     struct bd_batch *b;
     size_t sz = sizeof(*b) + n * (sizeof(struct bd_item *) +
                                   sizeof(struct batchd_item) +
-                                  sizeof(struct bd_result));
+                                  sizeof(struct bd_result)) + keylen + 1;
+    char *name;
 
-    /* One block: the batch and its three arrays, freed together. */
+    /* One block: the batch, its three arrays and the key, freed together. */
     b = bd_malloc(sz);
     if (b == NULL)
         return NULL;
@@ -281,10 +282,13 @@ struct bd_batch *bd_batch_new(struct bd_sink *sink, struct bd_key *key,
     b->pitems = (struct batchd_item *)(b + 1);
     b->results = (struct bd_result *)(b->pitems + n);
     b->items = (struct bd_item **)(b->results + n);
+    name = (char *)(b->items + n);
+    memcpy(name, keyname, keylen);
+    name[keylen] = '\0';
     memset(b->results, 0, n * sizeof(struct bd_result));
     b->sink = sink;
     b->key = key;
-    b->pub.key = keyname;
+    b->pub.key = name;
     b->pub.key_len = keylen;
     b->pub.nitems = n;
     b->pub.items = b->pitems;

@@ -17,6 +17,7 @@
 
 struct bd_item;
 struct bd_key;
+struct event;
 
 struct bd_sink {
     char *name;               /* [sink.NAME] */
@@ -44,6 +45,9 @@ struct bd_batch {
     struct bd_key *key;       /* the key the items came from */
     struct bd_sink *sink;
     void *res;                /* from vt->acquire, or NULL */
+    struct event *timeout_ev; /* sink_timeout_ms timer, NULL when none */
+    int abandoned;            /* timed out: items answered, late result dropped */
+    int cancelled;            /* the sink's cancel hook was called */
     int rc;                   /* enum batchd_process_rc once done */
     char *error;              /* host->batch_error text, owned */
     uint64_t start_ns;        /* dispatch time */
@@ -70,7 +74,9 @@ int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
  * (pass 0 for closing handles when a call may still be running). */
 void bd_sink_unload_all(struct bd_sink *sinks, size_t n, int may_dlclose);
 
-/* A new batch for n items (free with bd_batch_free). NULL on OOM. */
+/* A new batch for n items (free with bd_batch_free); it keeps its own
+ * copy of the key name, which the sink may read until the call ends,
+ * even after the daemon gave up on it. NULL on OOM. */
 struct bd_batch *bd_batch_new(struct bd_sink *sink, struct bd_key *key,
                               const char *keyname, size_t keylen, size_t n);
 

@@ -70,12 +70,14 @@ static void key_cb(const struct bd_key *k, void *arg)
         w->rc |= json_str(w->out, k->name, k->len);
         w->rc |= bprintf(w->out, ":{\"route\":\"%s\",\"queued_items\":%llu,"
                          "\"queued_bytes\":%llu,\"inflight\":%u,\"batches\":%llu,"
-                         "\"items\":%llu,\"max_batch\":%u,\"rejects\":%llu}",
+                         "\"items\":%llu,\"max_batch\":%u,\"rejects\":%llu,"
+                         "\"retry_waiting\":%llu}",
                          k->route->name, (unsigned long long)k->nqueued,
                          (unsigned long long)k->qbytes, k->inflight,
                          (unsigned long long)k->batches,
                          (unsigned long long)k->items, k->max_batch,
-                         (unsigned long long)k->rejects);
+                         (unsigned long long)k->rejects,
+                         (unsigned long long)k->nretry);
     } else {
         w->rc |= bprintf(w->out, "key %s route=%s queued=%llu bytes=%llu "
                          "inflight=%u batches=%llu items=%llu max_batch=%u "
@@ -121,7 +123,8 @@ static int render_json(struct bd_server *srv, struct bd_buf *b)
                  "\"inflight_batches\":%u,\"inflight_items\":%llu,"
                  "\"items_in\":%llu,\"items_out\":%llu,\"batches\":%llu,"
                  "\"replies\":%llu,\"cancelled\":%llu,\"send_failed\":%llu,"
-                 "\"replies_by_status\":{",
+                 "\"retry_waiting\":%llu,\"retries\":%llu,\"timeouts\":%llu,"
+                 "\"splits\":%llu,\"replies_by_status\":{",
                  BD_VERSION, (unsigned long long)((bd_now_ns() - srv->start_ns) / 1000000),
                  state_names[srv->state], srv->nconns,
                  (unsigned long long)c->conns_total,
@@ -134,7 +137,11 @@ static int render_json(struct bd_server *srv, struct bd_buf *b)
                  (unsigned long long)c->batches,
                  (unsigned long long)c->replies,
                  (unsigned long long)c->cancelled,
-                 (unsigned long long)c->send_failed);
+                 (unsigned long long)c->send_failed,
+                 (unsigned long long)srv->nretry,
+                 (unsigned long long)c->retries,
+                 (unsigned long long)c->timeouts,
+                 (unsigned long long)c->splits);
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
         rc = bprintf(b, "%s\"%s\":%llu", i ? "," : "", bd_status_name(i),
                      (unsigned long long)c->status[i]);
@@ -162,7 +169,8 @@ static int render_text(struct bd_server *srv, struct bd_buf *b)
     rc = bprintf(b, "version %s\nstate %s\nuptime_ms %llu\nconns %u\n"
                  "queued_items %llu\nqueued_bytes %llu\ninflight_batches %u\n"
                  "items_in %llu\nitems_out %llu\nbatches %llu\nreplies %llu\n"
-                 "cancelled %llu\nsend_failed %llu\nreplies_by_status",
+                 "cancelled %llu\nsend_failed %llu\nretry_waiting %llu\n"
+                 "retries %llu\ntimeouts %llu\nsplits %llu\nreplies_by_status",
                  BD_VERSION, state_names[srv->state],
                  (unsigned long long)((bd_now_ns() - srv->start_ns) / 1000000),
                  srv->nconns, (unsigned long long)srv->nqueued,
@@ -172,7 +180,11 @@ static int render_text(struct bd_server *srv, struct bd_buf *b)
                  (unsigned long long)c->batches,
                  (unsigned long long)c->replies,
                  (unsigned long long)c->cancelled,
-                 (unsigned long long)c->send_failed);
+                 (unsigned long long)c->send_failed,
+                 (unsigned long long)srv->nretry,
+                 (unsigned long long)c->retries,
+                 (unsigned long long)c->timeouts,
+                 (unsigned long long)c->splits);
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
         if (c->status[i])
             rc = bprintf(b, " %s=%llu", bd_status_name(i),

@@ -11,7 +11,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
-#include "batch.h"
+#include "call.h"
 #include "log.h"
 #include "server.h"
 #include "sink.h"
@@ -104,7 +104,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
     while (rev != NULL) {
         b = rev;
         rev = rev->next;
-        bd_batch_complete(w->srv, b);
+        bd_call_complete(w->srv, b);
     }
     bd_server_check_done(w->srv);
 }

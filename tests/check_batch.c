@@ -44,8 +44,8 @@ START_TEST(test_empty_queue_never_ready)
     for (int p = BD_POLICY_IMMEDIATE; p <= BD_POLICY_BALANCED; p++) {
         struct bd_route_conf r = route(p);
 
-        ck_assert_int_eq(bd_batch_ready(&r, 0, 0, T0, T0 + 100 * MS, 0, 0), 0);
-        ck_assert_int_eq(bd_batch_ready(&r, 0, 0, T0, T0, 0, 1), 0);
+        ck_assert_int_eq(bd_batch_ready(&r, 0, 0, T0, 0, T0 + 100 * MS, 0, 0), 0);
+        ck_assert_int_eq(bd_batch_ready(&r, 0, 0, T0, 0, T0, 0, 1), 0);
     }
 }
 END_TEST
@@ -54,7 +54,7 @@ START_TEST(test_immediate_dispatches_one_item)
 {
     struct bd_route_conf r = route(BD_POLICY_IMMEDIATE);
 
-    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, 0, T0, 0, 0), 1);
 }
 END_TEST
 
@@ -62,10 +62,10 @@ START_TEST(test_duration_waits_for_delay_or_size)
 {
     struct bd_route_conf r = route(BD_POLICY_DURATION);
 
-    ck_assert_int_eq(bd_batch_ready(&r, 4, 40, T0, T0 + MS - 1000, 0, 0), 0);
-    ck_assert_int_eq(bd_batch_ready(&r, 4, 40, T0, T0 + MS, 0, 0), 1);
-    ck_assert_int_eq(bd_batch_ready(&r, 5, 50, T0, T0, 0, 0), 1);
-    ck_assert_int_eq(bd_batch_ready(&r, 2, 1000, T0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 4, 40, T0, 0, T0 + MS - 1000, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 4, 40, T0, 0, T0 + MS, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 5, 50, T0, 0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 2, 1000, T0, 0, T0, 0, 0), 1);
 }
 END_TEST
 
@@ -73,10 +73,10 @@ START_TEST(test_size_waits_for_full_batch_only)
 {
     struct bd_route_conf r = route(BD_POLICY_SIZE);
 
-    ck_assert_int_eq(bd_batch_ready(&r, 4, 40, T0, T0 + 1000 * MS, 0, 0), 0);
-    ck_assert_int_eq(bd_batch_ready(&r, 5, 50, T0, T0, 0, 0), 1);
-    ck_assert_int_eq(bd_batch_ready(&r, 1, 999, T0, T0, 0, 0), 0);
-    ck_assert_int_eq(bd_batch_ready(&r, 1, 1000, T0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 4, 40, T0, 0, T0 + 1000 * MS, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 5, 50, T0, 0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 999, T0, 0, T0, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 1000, T0, 0, T0, 0, 0), 1);
 }
 END_TEST
 
@@ -85,12 +85,12 @@ START_TEST(test_balanced_min_items_unless_idle)
     struct bd_route_conf r = route(BD_POLICY_BALANCED);
 
     /* idle sink: go now */
-    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, 0, T0, 0, 0), 1);
     /* busy sink: wait for min_items (3) */
-    ck_assert_int_eq(bd_batch_ready(&r, 2, 20, T0, T0, 1, 0), 0);
-    ck_assert_int_eq(bd_batch_ready(&r, 3, 30, T0, T0, 1, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 2, 20, T0, 0, T0, 1, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 3, 30, T0, 0, T0, 1, 0), 1);
     /* busy, but the delay passed */
-    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, T0 + MS, 1, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, 0, T0 + MS, 1, 0), 1);
 }
 END_TEST
 
@@ -99,7 +99,7 @@ START_TEST(test_flushing_overrides_every_policy)
     for (int p = BD_POLICY_IMMEDIATE; p <= BD_POLICY_BALANCED; p++) {
         struct bd_route_conf r = route(p);
 
-        ck_assert_int_eq(bd_batch_ready(&r, 1, 1, T0, T0, 1, 1), 1);
+        ck_assert_int_eq(bd_batch_ready(&r, 1, 1, T0, 0, T0, 1, 1), 1);
     }
 }
 END_TEST
@@ -146,13 +146,49 @@ START_TEST(test_limits_extremes)
 
     r.max_items = 1;
     ck_assert_int_eq(bd_batch_fits(&r, 1, 0, 0), 0);
-    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, 0, T0, 0, 0), 1);
     r.max_items = 1000000;
     r.max_delay_us = 60000000; /* 60 s: no overflow in ns arithmetic */
-    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, T0 + 59999 * MS, 0, 0), 0);
-    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, T0 + 60000 * MS, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, 0, T0 + 59999 * MS, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, 0, T0 + 60000 * MS, 0, 0), 1);
     r.max_delay_us = 0; /* zero delay: duration acts at once */
-    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 0, T0, 0, T0, 0, 0), 1);
+}
+END_TEST
+
+START_TEST(test_deadline_makes_batch_leave_early)
+{
+    struct bd_route_conf r = route(BD_POLICY_SIZE);
+
+    r.max_delay_us = 1000000;
+    /* far deadline: a size batch keeps waiting */
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, T0 + 500 * MS, T0, 0, 0), 0);
+    /* within the margin of the deadline: leave now */
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, T0 + 500 * MS,
+                                    T0 + 500 * MS - BD_DEADLINE_MARGIN_NS, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, T0 + 2 * MS, T0 + 2 * MS, 0, 0), 1);
+}
+END_TEST
+
+START_TEST(test_backoff_doubles_caps_and_jitters)
+{
+    struct bd_route_conf r = route(BD_POLICY_DURATION);
+
+    r.retry_base_ms = 100;
+    r.retry_cap_ms = 1000;
+    /* rnd 0 gives half the nominal wait, rnd near 1 the whole of it */
+    ck_assert_uint_eq(bd_batch_backoff_ns(&r, 1, 0.0), 50 * MS);
+    ck_assert_uint_eq(bd_batch_backoff_ns(&r, 1, 0.999999) / MS, 99);
+    ck_assert_uint_eq(bd_batch_backoff_ns(&r, 2, 0.0), 100 * MS);
+    ck_assert_uint_eq(bd_batch_backoff_ns(&r, 3, 0.0), 200 * MS);
+    ck_assert_uint_eq(bd_batch_backoff_ns(&r, 4, 0.0), 400 * MS);
+    ck_assert_uint_eq(bd_batch_backoff_ns(&r, 5, 0.0), 500 * MS); /* capped at 1000 */
+    ck_assert_uint_eq(bd_batch_backoff_ns(&r, 100, 0.0), 500 * MS);
+    for (int i = 0; i < 1000; i++) {
+        uint64_t w = bd_batch_backoff_ns(&r, 2, (double)i / 1000.0);
+
+        ck_assert(w >= 100 * MS && w <= 200 * MS);
+    }
 }
 END_TEST
 
@@ -172,6 +208,8 @@ static Suite *batch_suite(void)
     tcase_add_test(limits, test_byte_ceiling_is_hard);
     tcase_add_test(limits, test_first_item_always_fits);
     tcase_add_test(limits, test_limits_extremes);
+    tcase_add_test(core, test_deadline_makes_batch_leave_early);
+    tcase_add_test(limits, test_backoff_doubles_caps_and_jitters);
     suite_add_tcase(s, core);
     suite_add_tcase(s, limits);
     return s;
