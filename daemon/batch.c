@@ -235,6 +235,11 @@ static int within_bounds(struct bd_server *srv, struct bd_key *k, size_t len,
     const struct bd_route_conf *r = k->route;
     const struct bd_config *cfg = srv->cfg;
 
+    if (k->sink->unhealthy)
+        return refuse(a, BATCHD_SINK_UNAVAILABLE,
+                      "sink is unhealthy after %llu crashes in a row; "
+                      "try again later",
+                      (unsigned long long)k->sink->unhealthy);
     if (len > r->max_bytes)
         return refuse(a, BATCHD_BAD_REQUEST,
                       "payload: larger than the route's max_bytes (%llu)",
@@ -552,7 +557,8 @@ static void batch_set_item(struct bd_batch *b, size_t i, struct bd_item *it,
 
 /* Cut one batch from the head of k and start its sink call. Items of
  * gone clients and expired items are dropped on the way. Returns 1 when
- * a batch left, 0 when none did (or memory was short). */
+ * a batch left, 0 when every head item was dropped (progress all the
+ * same), -1 when memory was short (the items stay queued). */
 static int dispatch_one(struct bd_server *srv, struct bd_key *k)
 {
     size_t n = head_batch_len(k), got = 0;
@@ -562,7 +568,7 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
 
     if (b == NULL) {
         bd_log_error("key %s: out of memory for a batch of %zu", k->name, n);
-        return 0;
+        return -1;
     }
     for (size_t i = 0; i < n; i++) {
         struct bd_item *it = queue_pop(srv, k);
@@ -681,8 +687,8 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
             key_wait_for_slot(srv, k);
             break;
         }
-        if (!dispatch_one(srv, k) && k->nqueued > 0)
-            break;
+        if (dispatch_one(srv, k) < 0)
+            break; /* retried at the next pass that touches k */
     }
     if (k->nqueued == 0 && k->nretry == 0) {
         key_arm_timer(srv, k); /* disarms */
