@@ -95,7 +95,7 @@ static double rnd01(struct bd_server *srv)
  * leave no room. A LOAD whose client left is cancelled instead. Takes it.
  */
 static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
-                             struct bd_item *it, const char *why)
+                             struct bd_item *it, int final, const char *why)
 {
     const struct bd_route_conf *r = k->route;
     uint64_t now = bd_now_ns(), wait, limit = it->deadline_ns;
@@ -107,8 +107,8 @@ static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
         return;
     }
     if (it->attempt >= r->max_attempts) {
-        answer_fmt(srv, k, it, BATCHD_RETRY_EXHAUSTED,
-                   "gave up after %u attempts: %s", it->attempt, why);
+        answer_fmt(srv, k, it, final, "gave up after %u attempts: %s",
+                   it->attempt, why);
         return;
     }
     /* At shutdown the backoff is skipped: the grace time is short. */
@@ -121,7 +121,7 @@ static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
             limit = dl;
     }
     if (limit && now + wait >= limit) {
-        answer_fmt(srv, k, it, BATCHD_RETRY_EXHAUSTED,
+        answer_fmt(srv, k, it, final,
                    "no time left for attempt %u (deadline or "
                    "delivery_timeout_ms): %s", it->attempt + 1, why);
         return;
@@ -136,10 +136,16 @@ enum verdict {
     V_ITEMS = 0,    /* read each item's result */
     V_WHOLE = 1,    /* the whole batch failed or asked for a retry: retry all */
     V_BUG = 2,      /* plugin broke the ABI: FAIL every item, no retry */
+    V_DOWN = 3,     /* the isolated sink's runner crashed or is down: retry all */
 };
 
 static enum verdict batch_verdict(struct bd_batch *b, char *buf, size_t n)
 {
+    if (b->rc == BD_SINK_UNAVAILABLE) {
+        snprintf(buf, n, "sink %s: unavailable: %s", b->sink->name,
+                 b->error ? b->error : "runner down");
+        return V_DOWN;
+    }
     if (b->rc == BATCHD_SINK_FAIL || b->rc == BATCHD_SINK_RETRY) {
         snprintf(buf, n, "sink %s: %s", b->sink->name,
                  b->error ? b->error : (b->rc == BATCHD_SINK_FAIL ?
@@ -173,7 +179,8 @@ static void item_verdict(struct bd_server *srv, struct bd_key *k,
                        r->data ? (const void *)r->data : "", r->len, 0);
         break;
     case BATCHD_RESULT_RETRY:
-        retry_or_give_up(srv, k, it, "the sink asked to retry the item");
+        retry_or_give_up(srv, k, it, BATCHD_RETRY_EXHAUSTED,
+                         "the sink asked to retry the item");
         break;
     default:
         bd_item_answer(srv, k->name, it, BATCHD_FAIL,
@@ -188,7 +195,8 @@ static void item_verdict(struct bd_server *srv, struct bd_key *k,
  * while its neighbours go through.
  */
 static void whole_verdict(struct bd_server *srv, struct bd_key *k,
-                          struct bd_item *it, size_t nitems, const char *msg)
+                          struct bd_item *it, size_t nitems, int final,
+                          const char *msg)
 {
     if (it->batch_fails < 255)
         it->batch_fails++;
@@ -196,7 +204,7 @@ static void whole_verdict(struct bd_server *srv, struct bd_key *k,
         it->cap = (uint32_t)(nitems / 2);
         srv->ctr.splits++;
     }
-    retry_or_give_up(srv, k, it, msg);
+    retry_or_give_up(srv, k, it, final, msg);
 }
 
 /* ---- the call ----------------------------------------------------------- */
@@ -288,7 +296,7 @@ static void timeout_item(struct bd_server *srv, struct bd_key *k,
     if (k->route->on_sink_timeout == BD_ON_TIMEOUT_RETRY &&
         it->attempt < k->route->max_attempts &&
         (copy = item_clone(it)) != NULL) {
-        retry_or_give_up(srv, k, copy, why);
+        retry_or_give_up(srv, k, copy, BATCHD_SINK_TIMEOUT, why);
         return;
     }
     item_reply(srv, k->name, it, BATCHD_SINK_TIMEOUT, why, strlen(why), 1);
@@ -352,7 +360,10 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
         if (v == V_BUG)
             bd_item_answer(srv, k->name, it, BATCHD_FAIL, msg, strlen(msg), 1);
         else if (v == V_WHOLE)
-            whole_verdict(srv, k, it, b->pub.nitems, msg);
+            whole_verdict(srv, k, it, b->pub.nitems, BATCHD_RETRY_EXHAUSTED,
+                          msg);
+        else if (v == V_DOWN)
+            retry_or_give_up(srv, k, it, BATCHD_SINK_UNAVAILABLE, msg);
         else
             item_verdict(srv, k, it, &b->results[i]);
     }

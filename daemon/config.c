@@ -89,6 +89,16 @@ static const char *check_socket_path(const char *v)
 static const char *const log_names[] = {
     "error", "warn", "info", "debug", NULL
 };
+/* "0, alice, 1001": names or numbers, checked for shape here; names
+ * are looked up when the daemon starts (access.c). */
+static const char *check_id_list(const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if (!isalnum((unsigned char)*p) && strchr(" ,_.-", *p) == NULL)
+            return "must be a comma-separated list of names or numbers";
+    return NULL;
+}
+
 static const char *const isolation_names[] = {"inproc", "process", NULL};
 static const char *const on_timeout_names[] = {"retry", "fail", NULL};
 static const char *const policy_names[] = {
@@ -129,6 +139,24 @@ static const struct opt daemon_opts[] = {
       .def = "64M", .min = 4 * KIB, .max = 4 * GIB },
     { .name = "log_level", .kind = OPT_ENUM, AT(bd_config, log_level),
       .def = "info", .names = log_names },
+    { .name = "frame_timeout_ms", .kind = OPT_INT,
+      AT(bd_config, frame_timeout_ms), .def = "10000", .min = 0,
+      .max = 3600000 },
+    { .name = "idle_timeout_ms", .kind = OPT_INT,
+      AT(bd_config, idle_timeout_ms), .def = "0", .min = 0, .max = 86400000 },
+    { .name = "write_stall_timeout_ms", .kind = OPT_INT,
+      AT(bd_config, write_stall_timeout_ms), .def = "30000", .min = 0,
+      .max = 3600000 },
+    { .name = "max_bad_requests", .kind = OPT_INT,
+      AT(bd_config, max_bad_requests), .def = "16", .min = 1, .max = 1000000 },
+    { .name = "allow_uids", .kind = OPT_STR, AT(bd_config, allow_uids),
+      .check = check_id_list },
+    { .name = "allow_gids", .kind = OPT_STR, AT(bd_config, allow_gids),
+      .check = check_id_list },
+    { .name = "admin_uids", .kind = OPT_STR, AT(bd_config, admin_uids),
+      .check = check_id_list },
+    { .name = "admin_gids", .kind = OPT_STR, AT(bd_config, admin_gids),
+      .check = check_id_list },
     { .name = NULL },
 };
 

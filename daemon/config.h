@@ -85,6 +85,14 @@ struct bd_config {
     uint64_t conn_out_soft;   /* stop reading a client above this output backlog */
     uint64_t conn_out_hard;   /* close a client above this output backlog */
     int log_level;            /* enum batchd_log_level */
+    uint32_t frame_timeout_ms;/* a started frame must complete within this, 0 = off */
+    uint32_t idle_timeout_ms; /* close a connection idle this long, 0 = off */
+    uint32_t write_stall_timeout_ms; /* close when pending output stalls this long, 0 = off */
+    uint32_t max_bad_requests;/* bad requests in a row before a connection is closed */
+    char *allow_uids;         /* comma list of users/uids allowed to connect, or NULL */
+    char *allow_gids;         /* comma list of groups/gids allowed to connect, or NULL */
+    char *admin_uids;         /* may pause/resume/drain/reload (besides root and us) */
+    char *admin_gids;
     struct bd_sink_conf *sinks;
     size_t nsinks;
     struct bd_route_conf *routes; /* in file order: the first match wins */

@@ -37,6 +37,7 @@ struct bd_conn *bd_conn_new(struct bd_server *srv, int fd)
     c->fd = fd;
     c->refs = 1;
     c->id = ++srv->next_conn_id;
+    c->last_io_ns = bd_now_ns();
     bd_buf_init(&c->in);
     bd_buf_init(&c->out);
     c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
@@ -151,6 +152,7 @@ void bd_conn_close(struct bd_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->nconns--;
+    bd_server_conn_closed(srv);
     if (c->out.len > 0)
         c->dropped++;
     if (c->refs > 1) {
@@ -173,12 +175,16 @@ static int conn_write(struct bd_conn *c)
 
         if (n > 0) {
             bd_buf_consume(&c->out, (size_t)n);
+            c->stall_since_ns = 0;
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (c->stall_since_ns == 0)
+                c->stall_since_ns = bd_now_ns();
             return 0;
+        }
         return -1;
     }
     return 0;
@@ -265,6 +271,44 @@ static void conn_feed(struct bd_conn *c, const uint8_t *data, size_t len,
                      (unsigned long long)c->id);
         c->flags |= BD_CONN_CLOSE_ASAP;
     }
+    /* A frame's clock starts at its first byte and survives reads that
+     * do not complete it (slowloris). */
+    if (c->in.len == 0)
+        c->frame_start_ns = 0;
+    else if (used > 0 || c->frame_start_ns == 0)
+        c->frame_start_ns = c->last_io_ns;
+}
+
+void bd_conn_check_timeouts(struct bd_conn *c, uint64_t now)
+{
+    const struct bd_config *cfg = c->srv->cfg;
+    const char *why = NULL;
+
+    if (c->flags & (BD_CONN_CLOSED | BD_CONN_CLOSE_ASAP))
+        return;
+    if (cfg->frame_timeout_ms && c->frame_start_ns &&
+        now - c->frame_start_ns > (uint64_t)cfg->frame_timeout_ms * 1000000ull)
+        why = "frame not completed within frame_timeout_ms";
+    else if (cfg->write_stall_timeout_ms && c->stall_since_ns &&
+             now - c->stall_since_ns >
+             (uint64_t)cfg->write_stall_timeout_ms * 1000000ull)
+        why = "replies not read within write_stall_timeout_ms";
+    else if (cfg->idle_timeout_ms && c->refs == 1 && c->out.len == 0 &&
+             c->in.len == 0 &&
+             now - c->last_io_ns > (uint64_t)cfg->idle_timeout_ms * 1000000ull)
+        why = "idle past idle_timeout_ms";
+    if (why == NULL)
+        return;
+    bd_log_info("conn %llu (uid %u pid %d): %s; closing",
+                (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, why);
+    c->srv->ctr.conns_dropped++;
+    if (c->stall_since_ns) {
+        /* It is not reading: an error frame would only pile up. */
+        c->flags |= BD_CONN_CLOSE_ASAP;
+        bd_conn_mark(c);
+        return;
+    }
+    bd_conn_fatal(c, BATCHD_BAD_REQUEST, why);
 }
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -276,6 +320,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER | BD_CONN_EOF))
         return;
+    c->last_io_ns = bd_now_ns();
     if (c->in.len == 0) {
         n = read(fd, srv->rbuf, sizeof(srv->rbuf));
         if (n > 0)

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "buf.h"
 
@@ -30,6 +31,12 @@ struct bd_conn {
     uint32_t refs;            /* 1 while open, +1 per LOAD item it owns */
     uint64_t id;              /* for log lines */
     uint32_t bad_in_row;      /* consecutive bad requests */
+    uid_t uid;                /* peer credentials (SO_PEERCRED) */
+    gid_t gid;
+    pid_t pid;
+    uint64_t frame_start_ns;  /* first byte of an incomplete frame, 0 = none */
+    uint64_t last_io_ns;      /* last byte read or written (idle_timeout_ms) */
+    uint64_t stall_since_ns;  /* output waiting and not moving since, 0 = none */
     uint64_t dropped;         /* replies dropped by a close */
     struct event *rev;        /* readable */
     struct event *wev;        /* writable, armed only while output waits */
@@ -76,5 +83,10 @@ void bd_conn_flush(struct bd_conn *c);
 
 /* Close now (shutdown). May free c. */
 void bd_conn_close(struct bd_conn *c);
+
+/* The periodic sweep (server.c): close c if a frame took longer than
+ * frame_timeout_ms, if it was idle past idle_timeout_ms, or if its
+ * output has not moved for write_stall_timeout_ms. */
+void bd_conn_check_timeouts(struct bd_conn *c, uint64_t now);
 
 #endif

@@ -3,6 +3,7 @@
  */
 #include <string.h>
 
+#include "access.h"
 #include "alloc.h"
 #include "batch.h"
 #include "conn.h"
@@ -58,6 +59,15 @@ void bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
     struct bd_buf b;
 
     bd_buf_init(&b);
+    if ((is_cmd(m, "pause") || is_cmd(m, "resume") || is_cmd(m, "drain")) &&
+        !bd_access_admin(srv->access, c->uid, c->gid)) {
+        bd_log_warn("control %.*s refused: uid %d is not an admin",
+                    (int)m->name_len, m->name, (int)c->uid);
+        srv->ctr.status[BATCHD_PERMISSION_DENIED]++;
+        reply_text(c, m, BATCHD_PERMISSION_DENIED,
+                   "this command needs an admin user (admin_uids/admin_gids)");
+        return;
+    }
     if (is_cmd(m, "ping")) {
         reply_text(c, m, BATCHD_OK, "pong");
     } else if (is_cmd(m, "stats")) {

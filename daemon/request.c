@@ -63,7 +63,7 @@ static void reject_msg(struct bd_conn *c, const struct bd_msg *m, int type,
 
     for (uint32_t i = 0; i < m->fanout; i++)
         reject(c, type, id + i, status, m->key, m->key_len, why);
-    if (++c->bad_in_row > BD_MAX_BAD_IN_ROW)
+    if (++c->bad_in_row > c->srv->cfg->max_bad_requests)
         bd_conn_fatal(c, BATCHD_BAD_REQUEST,
                       "too many bad requests in a row; closing");
 }

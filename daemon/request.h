@@ -16,7 +16,4 @@ struct bd_conn;
  * broken framing the conn is marked to close and everything is used. */
 size_t bd_request_process(struct bd_conn *c, const uint8_t *data, size_t len);
 
-/* Consecutive bad requests after which a connection is closed. */
-#define BD_MAX_BAD_IN_ROW 16
-
 #endif

@@ -12,6 +12,8 @@
 #include <grp.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,6 +23,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "access.h"
 #include "alloc.h"
 #include "batch.h"
 #include "call.h"
@@ -102,24 +105,81 @@ static void refuse_conn(int fd, int status, const char *msg)
     close(fd);
 }
 
-static void listen_retry_cb(evutil_socket_t fd, short what, void *arg)
+static void resume_listener(struct bd_server *srv)
 {
-    struct bd_server *srv = arg;
-
-    (void)fd;
-    (void)what;
+    if (!srv->listen_paused)
+        return;
+    srv->listen_paused = 0;
+    evtimer_del(srv->listen_retry_ev);
     if (srv->listen_fd >= 0)
         event_add(srv->listen_ev, NULL);
 }
 
-/* Out of descriptors: stop accepting for a moment instead of spinning
- * on a listener that stays readable. */
+static void listen_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    resume_listener(arg);
+}
+
+/* Out of descriptors: stop accepting until a connection closes or a
+ * moment has passed, instead of spinning on a listener that stays
+ * readable. */
 static void pause_listener(struct bd_server *srv)
 {
     struct timeval tv = {0, EMFILE_PAUSE_MS * 1000};
 
+    if (srv->listen_paused)
+        return;
+    srv->listen_paused = 1;
     event_del(srv->listen_ev);
     evtimer_add(srv->listen_retry_ev, &tv);
+}
+
+void bd_server_conn_closed(struct bd_server *srv)
+{
+    resume_listener(srv);
+}
+
+/* The peer's credentials, as the kernel saw them at connect(). */
+static int peer_cred(int fd, struct ucred *uc)
+{
+    socklen_t len = sizeof(*uc);
+
+    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, uc, &len);
+}
+
+/* Admit one accepted fd, or refuse it with an error frame. */
+static void admit_conn(struct bd_server *srv, int fd)
+{
+    struct ucred uc = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+    struct bd_conn *c;
+
+    if (peer_cred(fd, &uc) != 0 ||
+        !bd_access_allowed(srv->access, uc.uid, uc.gid)) {
+        srv->ctr.conns_dropped++;
+        bd_log_warn("connection refused: uid %d gid %d pid %d not allowed",
+                    (int)uc.uid, (int)uc.gid, (int)uc.pid);
+        refuse_conn(fd, BATCHD_PERMISSION_DENIED,
+                    "this user may not use batchd (allow_uids/allow_gids)");
+        return;
+    }
+    if (srv->nconns >= srv->cfg->max_conns || srv->nconns >= srv->fd_budget) {
+        srv->ctr.conns_dropped++;
+        bd_log_warn("connection refused (uid %d pid %d): %s reached",
+                    (int)uc.uid, (int)uc.pid,
+                    srv->nconns >= srv->cfg->max_conns ? "max_conns" :
+                    "the descriptor limit (RLIMIT_NOFILE)");
+        refuse_conn(fd, BATCHD_TOO_MANY_CONNECTIONS,
+                    "too many connections; try again later");
+        return;
+    }
+    c = bd_conn_new(srv, fd);
+    if (c != NULL) {
+        c->uid = uc.uid;
+        c->gid = uc.gid;
+        c->pid = uc.pid;
+    }
 }
 
 static void accept_cb(evutil_socket_t lfd, short what, void *arg)
@@ -142,15 +202,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
             }
             return;
         }
-        if (srv->nconns >= srv->cfg->max_conns) {
-            srv->ctr.conns_dropped++;
-            bd_log_warn("connection refused: max_conns=%u reached",
-                        srv->cfg->max_conns);
-            refuse_conn(fd, BATCHD_TOO_MANY_CONNECTIONS,
-                        "max_conns reached; try again later");
-            continue;
-        }
-        bd_conn_new(srv, fd);
+        admit_conn(srv, fd);
     }
 }
 
@@ -354,6 +406,56 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
     sd_notify(0, "WATCHDOG=1");
 }
 
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bd_server *srv = arg;
+    uint64_t now = bd_now_ns();
+    struct bd_conn *c, *next;
+
+    (void)fd;
+    (void)what;
+    for (c = srv->conns; c; c = next) {
+        next = c->next; /* checks only mark; closes happen in the flush */
+        bd_conn_check_timeouts(c, now);
+    }
+}
+
+/* One sweep every 100 ms over all connections is cheaper than a timer
+ * per connection re-armed on every read, and precise enough for
+ * timeouts counted in seconds. */
+static int start_sweep(struct bd_server *srv)
+{
+    struct timeval tv = {0, 100000};
+    const struct bd_config *cfg = srv->cfg;
+
+    if (!cfg->frame_timeout_ms && !cfg->idle_timeout_ms &&
+        !cfg->write_stall_timeout_ms)
+        return 0;
+    srv->sweep_ev = event_new(srv->base, -1, EV_PERSIST, sweep_cb, srv);
+    return srv->sweep_ev ? event_add(srv->sweep_ev, &tv) : -1;
+}
+
+/* How many connections fit under RLIMIT_NOFILE with BD_FD_RESERVE
+ * descriptors left over, given those open now (sinks, logs, workers). */
+static uint32_t fd_budget(void)
+{
+    struct rlimit rl;
+    DIR *d = opendir("/proc/self/fd");
+    long open_now = 0;
+
+    if (d != NULL) {
+        while (readdir(d) != NULL)
+            open_now++;
+        closedir(d);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return UINT32_MAX;
+    if ((long)rl.rlim_cur <= open_now + BD_FD_RESERVE)
+        return 0;
+    rl.rlim_cur -= (rlim_t)(open_now + BD_FD_RESERVE);
+    return rl.rlim_cur > UINT32_MAX ? UINT32_MAX : (uint32_t)rl.rlim_cur;
+}
+
 static int start_watchdog(struct bd_server *srv)
 {
     uint64_t usec;
@@ -428,6 +530,9 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
         snprintf(err, errlen, "libevent: cannot set up the event loop");
         goto out_free;
     }
+    srv->access = bd_access_new(cfg, err, errlen);
+    if (srv->access == NULL)
+        goto out_free;
     srv->workers = bd_workers_new(srv, cfg->max_concurrency, err, errlen);
     if (srv->workers == NULL)
         goto out_free;
@@ -440,10 +545,14 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
         snprintf(err, errlen, "libevent: cannot watch the listening socket");
         goto out_free;
     }
-    if (start_watchdog(srv) != 0) {
-        snprintf(err, errlen, "libevent: cannot start the watchdog timer");
+    if (start_watchdog(srv) != 0 || start_sweep(srv) != 0) {
+        snprintf(err, errlen, "libevent: cannot start a timer");
         goto out_free;
     }
+    srv->fd_budget = fd_budget();
+    if (srv->fd_budget < cfg->max_conns)
+        bd_log_warn("RLIMIT_NOFILE leaves room for %u connections, fewer "
+                    "than max_conns=%u", srv->fd_budget, cfg->max_conns);
     return srv;
 
 out_free:
@@ -495,6 +604,9 @@ void bd_server_free(struct bd_server *srv)
         event_free(srv->listen_ev);
     if (srv->watchdog_ev)
         event_free(srv->watchdog_ev);
+    if (srv->sweep_ev)
+        event_free(srv->sweep_ev);
+    bd_access_free(srv->access);
     msgpack_zone_destroy(&srv->zone);
     if (idle && srv->base)
         event_base_free(srv->base);

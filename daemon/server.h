@@ -20,6 +20,11 @@ struct bd_conn;
 struct bd_key;
 struct bd_sink;
 struct bd_workers;
+struct bd_access;
+
+/* Descriptors kept free for sinks, workers and the runner's socketpairs:
+ * connections stop being accepted before the process runs out. */
+#define BD_FD_RESERVE 32
 
 enum bd_state {
     BD_STATE_RUNNING = 0,
@@ -59,6 +64,10 @@ struct bd_server {
     struct event *sig_ev[3];  /* SIGTERM, SIGINT, SIGHUP */
     struct event *grace_ev;   /* shutdown_grace timer */
     struct event *watchdog_ev;
+    struct event *sweep_ev;   /* periodic connection timeout check */
+    struct bd_access *access; /* allow/admin lists */
+    uint32_t fd_budget;       /* connections we can hold and keep BD_FD_RESERVE */
+    int listen_paused;        /* accept stopped after EMFILE */
     int exit_code;
     /* connections */
     struct bd_conn *conns;    /* all open connections */
@@ -105,6 +114,9 @@ void bd_server_free(struct bd_server *srv);
 /* Ask for the end-of-pass work (dispatch dirty keys, write replies,
  * close finished connections). Cheap to call many times per pass. */
 void bd_server_want_flush(struct bd_server *srv);
+
+/* A connection closed: resume a listener paused for lack of fds. */
+void bd_server_conn_closed(struct bd_server *srv);
 
 /* Begin the shutdown sequence (SIGTERM). */
 void bd_server_stop(struct bd_server *srv);

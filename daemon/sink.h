@@ -27,8 +27,19 @@ struct bd_sink {
     void *state;              /* from vt->init */
     struct batchd_host host;  /* lent to the plugin; host_priv = this */
     int nonblocking;          /* BATCHD_SINK_NONBLOCKING */
+    int isolation;            /* enum bd_isolation */
+    volatile int unhealthy;   /* process isolation: crashing; admission
+                               * answers SINK_UNAVAILABLE (set by isolate.c) */
     uint64_t calls;           /* process() calls */
 };
+
+/*
+ * Daemon-internal process() codes, beyond the ABI's: a proxy sink
+ * (isolate.c) completes a batch with BD_SINK_UNAVAILABLE when its
+ * runner crashed or is down. The items are retried like a whole-batch
+ * failure; once out of attempts they are answered SINK_UNAVAILABLE.
+ */
+#define BD_SINK_UNAVAILABLE (-100)
 
 /* One item's answer, filled by host->result. */
 struct bd_result {
