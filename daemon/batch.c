@@ -273,6 +273,48 @@ static uint64_t item_deadline(const struct bd_route_conf *r,
     return ms ? now + ms * 1000000ull : 0;
 }
 
+/* Queue and retry-list totals, per key and for the daemon: every move
+ * of an item in or out goes through these two. */
+static void count_queued(struct bd_server *srv, struct bd_key *k, size_t len,
+                         int in)
+{
+    if (in) {
+        k->nqueued++;
+        k->qbytes += len;
+        srv->nqueued++;
+        srv->qbytes += len;
+    } else {
+        k->nqueued--;
+        k->qbytes -= len;
+        srv->nqueued--;
+        srv->qbytes -= len;
+    }
+}
+
+static void count_retry(struct bd_server *srv, struct bd_key *k, size_t len,
+                        int in)
+{
+    if (in) {
+        k->nretry++;
+        k->rbytes += len;
+        srv->nretry++;
+        srv->rbytes += len;
+    } else {
+        k->nretry--;
+        k->rbytes -= len;
+        srv->nretry--;
+        srv->rbytes -= len;
+    }
+}
+
+/* Keep k->min_deadline_ns at or below the deadline of a queued item. */
+static void note_deadline(struct bd_key *k, const struct bd_item *it)
+{
+    if (it->deadline_ns &&
+        (k->min_deadline_ns == 0 || it->deadline_ns < k->min_deadline_ns))
+        k->min_deadline_ns = it->deadline_ns;
+}
+
 static void queue_push(struct bd_server *srv, struct bd_key *k,
                        struct bd_item *it)
 {
@@ -282,13 +324,8 @@ static void queue_push(struct bd_server *srv, struct bd_key *k,
     else
         k->head = it;
     k->tail = it;
-    k->nqueued++;
-    k->qbytes += it->len;
-    srv->nqueued++;
-    srv->qbytes += it->len;
-    if (it->deadline_ns &&
-        (k->min_deadline_ns == 0 || it->deadline_ns < k->min_deadline_ns))
-        k->min_deadline_ns = it->deadline_ns;
+    count_queued(srv, k, it->len, 1);
+    note_deadline(k, it);
 }
 
 void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
@@ -352,10 +389,7 @@ static struct bd_item *queue_pop(struct bd_server *srv, struct bd_key *k)
         k->min_deadline_ns = 0;
     }
     it->next = NULL;
-    k->nqueued--;
-    k->qbytes -= it->len;
-    srv->nqueued--;
-    srv->qbytes -= it->len;
+    count_queued(srv, k, it->len, 0);
     return it;
 }
 
@@ -363,9 +397,7 @@ static void recompute_deadline(struct bd_key *k)
 {
     k->min_deadline_ns = 0;
     for (struct bd_item *it = k->head; it; it = it->next)
-        if (it->deadline_ns &&
-            (k->min_deadline_ns == 0 || it->deadline_ns < k->min_deadline_ns))
-            k->min_deadline_ns = it->deadline_ns;
+        note_deadline(k, it);
 }
 
 /* Remove from k's queue (retry 0) or retry list (retry 1) every item
@@ -382,8 +414,8 @@ static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
     if (!retry)
         k->tail = NULL;
     while ((it = *pp) != NULL) {
-        size_t len = it->len;
         struct bd_item *next = it->next; /* drop() may free it */
+        size_t len = it->len;
 
         if (!drop(srv, k, it, arg)) {
             if (!retry)
@@ -393,17 +425,10 @@ static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
         }
         *pp = next;
         n++;
-        if (retry) {
-            k->nretry--;
-            k->rbytes -= len;
-            srv->nretry--;
-            srv->rbytes -= len;
-        } else {
-            k->nqueued--;
-            k->qbytes -= len;
-            srv->nqueued--;
-            srv->qbytes -= len;
-        }
+        if (retry)
+            count_retry(srv, k, len, 0);
+        else
+            count_queued(srv, k, len, 0);
     }
     return n;
 }
@@ -452,23 +477,15 @@ static void release_retries(struct bd_server *srv, struct bd_key *k,
             continue;
         }
         *pp = it->next;
-        k->nretry--;
-        k->rbytes -= it->len;
-        srv->nretry--;
-        srv->rbytes -= it->len;
+        count_retry(srv, k, it->len, 0);
         it->next = NULL;
         if (front_tail)
             front_tail->next = it;
         else
             front = it;
         front_tail = it;
-        k->nqueued++;
-        k->qbytes += it->len;
-        srv->nqueued++;
-        srv->qbytes += it->len;
-        if (it->deadline_ns &&
-            (k->min_deadline_ns == 0 || it->deadline_ns < k->min_deadline_ns))
-            k->min_deadline_ns = it->deadline_ns;
+        count_queued(srv, k, it->len, 1);
+        note_deadline(k, it);
     }
     if (front == NULL)
         return;
@@ -484,10 +501,7 @@ void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
     it->due_ns = due_ns;
     it->next = k->retry;
     k->retry = it;
-    k->nretry++;
-    k->rbytes += it->len;
-    srv->nretry++;
-    srv->rbytes += it->len;
+    count_retry(srv, k, it->len, 1);
     bd_batch_mark_dirty(srv, k);
 }
 

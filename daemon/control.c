@@ -92,6 +92,9 @@ void bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
     } else {
         c->srv->ctr.status[BATCHD_UNSUPPORTED]++;
         reply_text(c, m, BATCHD_UNSUPPORTED,
+                   is_cmd(m, "reload") ?
+                   "reload: not supported yet; restart the daemon to apply "
+                   "a new configuration" :
                    "command: unknown (ping, stats, health, pause, resume, drain)");
     }
 }
