@@ -354,7 +354,7 @@ void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
         bd_conn_ref(conn);
     it->req_id = req_id;
     it->id = ++srv->next_item_id;
-    it->enq_ns = bd_now_ns();
+    it->enq_ns = srv->now_ns;
     it->deadline_ns = item_deadline(k->route, opts, it->enq_ns);
     it->reply_type = (uint8_t)reply_type;
     it->len = len;
@@ -577,7 +577,7 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
 {
     size_t n = head_batch_len(k), got = 0;
     struct bd_batch *b = bd_batch_new(k->sink, k, k->name, k->len, n);
-    uint64_t now = bd_now_ns();
+    uint64_t now = srv->now_ns;
     int recompute = 0;
 
     if (b == NULL) {
@@ -649,7 +649,7 @@ static void key_arm_timer(struct bd_server *srv, struct bd_key *k)
         if (k->timer == NULL)
             return; /* tried again at the next pass that touches k */
     }
-    now = bd_now_ns();
+    now = srv->now_ns;
     now = at > now ? at - now : 0;
     tv.tv_sec = (time_t)(now / 1000000000ull);
     tv.tv_usec = (suseconds_t)((now % 1000000000ull) / 1000);
@@ -688,7 +688,7 @@ static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
 static void key_run(struct bd_server *srv, struct bd_key *k)
 {
     int paused = srv->state == BD_STATE_PAUSED;
-    uint64_t now = bd_now_ns();
+    uint64_t now = srv->now_ns;
 
     release_retries(srv, k, now, flushing(srv));
     expire_deadlines(srv, k, now);

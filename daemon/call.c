@@ -40,7 +40,7 @@ static void item_reply(struct bd_server *srv, const char *key,
                        size_t len, int is_str)
 {
     srv->ctr.status[status]++;
-    hist_add(srv->ctr.lat_hist, 32, (bd_now_ns() - it->enq_ns) / 1000);
+    hist_add(srv->ctr.lat_hist, 32, (srv->now_ns - it->enq_ns) / 1000);
     if (it->conn == NULL) {
         /* SEND: the client had ACCEPTED; a failure is only logged. */
         if (status != BATCHD_OK) {
@@ -98,7 +98,7 @@ static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
                              struct bd_item *it, int final, const char *why)
 {
     const struct bd_route_conf *r = k->route;
-    uint64_t now = bd_now_ns(), wait, limit = it->deadline_ns;
+    uint64_t now = srv->now_ns, wait, limit = it->deadline_ns;
 
     if (it->conn != NULL && bd_conn_is_closed(it->conn)) {
         srv->ctr.cancelled++;
@@ -242,7 +242,7 @@ void bd_call_start(struct bd_server *srv, struct bd_batch *b)
     if (srv->running)
         srv->running->rprev = b;
     srv->running = b;
-    b->start_ns = bd_now_ns();
+    b->start_ns = srv->now_ns;
     k->inflight++;
     srv->inflight++;
     srv->inflight_items += b->pub.nitems;
@@ -311,6 +311,7 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    bd_server_tick(srv);
     bd_log_warn("key %s: sink %s: call with %zu items timed out after %u ms",
                 k->name, b->sink->name, b->pub.nitems, tmo);
     srv->ctr.timeouts++;

@@ -37,7 +37,7 @@ struct bd_conn *bd_conn_new(struct bd_server *srv, int fd)
     c->fd = fd;
     c->refs = 1;
     c->id = ++srv->next_conn_id;
-    c->last_io_ns = bd_now_ns();
+    c->last_io_ns = srv->now_ns;
     bd_buf_init(&c->in);
     bd_buf_init(&c->out);
     c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
@@ -320,7 +320,7 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER | BD_CONN_EOF))
         return;
-    c->last_io_ns = bd_now_ns();
+    c->last_io_ns = bd_server_tick(srv);
     if (c->in.len == 0) {
         n = read(fd, srv->rbuf, sizeof(srv->rbuf));
         if (n > 0)

@@ -76,6 +76,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    bd_server_tick(srv);
     srv->flush_pending = 0;
     bd_batch_run_dirty(srv);
     while (srv->pending != NULL) {
@@ -187,6 +188,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
     struct bd_server *srv = arg;
 
     (void)what;
+    bd_server_tick(srv);
     for (int i = 0; i < ACCEPT_PER_EVENT; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -409,7 +411,7 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct bd_server *srv = arg;
-    uint64_t now = bd_now_ns();
+    uint64_t now = bd_server_tick(srv);
     struct bd_conn *c, *next;
 
     (void)fd;
@@ -521,7 +523,7 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
     srv->cfg = cfg;
     srv->sinks = sinks;
     srv->listen_fd = -1;
-    srv->start_ns = bd_now_ns();
+    srv->start_ns = bd_server_tick(srv);
     srv->rng = srv->start_ns ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     msgpack_zone_init(&srv->zone, 4096);
     err[0] = '\0';

@@ -92,11 +92,21 @@ struct bd_server {
     msgpack_zone zone;        /* decode scratch, cleared per frame */
     uint8_t rbuf[64 * 1024];  /* shared read buffer: conns keep only partial frames */
     uint64_t start_ns;
+    uint64_t now_ns;          /* clock read once per callback (bd_server_tick):
+                               * items of one pass share it */
     struct bd_counters ctr;
 };
 
 /* Monotonic clock in nanoseconds. */
 uint64_t bd_now_ns(void);
+
+/* Refresh srv->now_ns; every loop callback starts with it, so the hot
+ * path reads the clock once per pass instead of several times per item. */
+static inline uint64_t bd_server_tick(struct bd_server *srv)
+{
+    srv->now_ns = bd_now_ns();
+    return srv->now_ns;
+}
 
 /*
  * Set up the loop, the sinks' workers and the listening socket (or the

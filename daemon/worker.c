@@ -88,6 +88,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
 
     (void)what;
+    bd_server_tick(w->srv);
     if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         bd_log_error("workers: eventfd read: %s", strerror(errno));
     pthread_mutex_lock(&w->mu);
