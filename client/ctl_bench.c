@@ -23,13 +23,8 @@
 
 #include "batchd.h"
 #include "ctl_bench.h"
+#include "hist.h"
 
-/* Log-linear histogram of nanoseconds: values below HIST_SUB are exact,
- * above that each power of two is cut into HIST_SUB equal buckets, so
- * every bucket is within 1/HIST_SUB (about 3 %) of its values. */
-#define HIST_SUB_BITS 5
-#define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_BUCKETS ((64 - HIST_SUB_BITS + 1) * HIST_SUB)
 
 #define BENCH_MAX_CLIENTS 4096
 #define BENCH_MAX_INFLIGHT 1000000
@@ -58,7 +53,7 @@ struct bench_result {
     uint64_t failed;          /* requests without a reply (connection lost) */
     uint64_t status[BATCHD_STATUS_COUNT]; /* replies per status */
     uint64_t max_ns;          /* slowest reply */
-    uint64_t hist[HIST_BUCKETS]; /* latency histogram, ns */
+    uint64_t hist[BD_HIST_BUCKETS]; /* latency histogram, ns */
 };
 
 struct bench_child;
@@ -103,43 +98,6 @@ int ctl_parse_num(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
-/* ---- histogram --------------------------------------------------------- */
-
-static unsigned hist_index(uint64_t v)
-{
-    unsigned shift;
-
-    if (v < HIST_SUB)
-        return (unsigned)v;
-    shift = (unsigned)(63 - __builtin_clzll(v)) - HIST_SUB_BITS;
-    return (shift + 1) * HIST_SUB + (unsigned)((v >> shift) - HIST_SUB);
-}
-
-/* The middle of bucket i, in ns. */
-static uint64_t hist_value(unsigned i)
-{
-    unsigned block = i / HIST_SUB, off = i % HIST_SUB;
-
-    if (block == 0)
-        return off;
-    return ((uint64_t)(HIST_SUB + off) << (block - 1)) +
-           ((1ull << (block - 1)) >> 1);
-}
-
-/* The value at quantile q (0..1) of n recorded values, in ns. */
-static uint64_t hist_quantile(const uint64_t *hist, uint64_t n, double q)
-{
-    uint64_t want = (uint64_t)(q * (double)n + 0.999999), seen = 0;
-
-    if (want == 0)
-        want = 1;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += hist[i];
-        if (seen >= want)
-            return hist_value(i);
-    }
-    return 0;
-}
 
 /* ---- child ------------------------------------------------------------- */
 
@@ -187,7 +145,7 @@ static void bench_cb(struct batchd_client *c, const struct batchd_reply *r,
                      batchd_errstr(c));
         return;
     }
-    res->hist[hist_index(lat)]++;
+    res->hist[bd_hist_index(lat)]++;
     if (lat > res->max_ns)
         res->max_ns = lat;
     if (r->status >= 0 && r->status < BATCHD_STATUS_COUNT)
@@ -429,7 +387,7 @@ static uint64_t bench_collect(const struct bench_args *a, const int *res_fds,
             total->max_ns = r.max_ns;
         for (int s = 0; s < BATCHD_STATUS_COUNT; s++)
             total->status[s] += r.status[s];
-        for (unsigned h = 0; h < HIST_BUCKETS; h++)
+        for (unsigned h = 0; h < BD_HIST_BUCKETS; h++)
             total->hist[h] += r.hist[h];
     }
     return lost;
@@ -457,9 +415,9 @@ static void print_text(const struct bench_args *a, const struct bench_result *t,
     printf("elapsed      %.3f s\n", secs);
     printf("throughput   %.0f items/s\n", secs > 0 ? (double)n / secs : 0.0);
     printf("latency      p50 %.1f us  p99 %.1f us  p999 %.1f us  max %.1f us\n",
-           hist_quantile(t->hist, n, 0.50) / 1e3,
-           hist_quantile(t->hist, n, 0.99) / 1e3,
-           hist_quantile(t->hist, n, 0.999) / 1e3, t->max_ns / 1e3);
+           bd_hist_quantile(t->hist, n, 0.50) / 1e3,
+           bd_hist_quantile(t->hist, n, 0.99) / 1e3,
+           bd_hist_quantile(t->hist, n, 0.999) / 1e3, t->max_ns / 1e3);
     for (int s = 0; s < BATCHD_STATUS_COUNT; s++)
         if (t->status[s] > 0)
             printf("status       %s %" PRIu64 "\n", batchd_status_name(s),
@@ -482,9 +440,9 @@ static void print_json(const struct bench_args *a, const struct bench_result *t,
            secs > 0 ? (double)n / secs : 0.0);
     printf("\"latency_us\":{\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,"
            "\"max\":%.3f},\"status\":{",
-           hist_quantile(t->hist, n, 0.50) / 1e3,
-           hist_quantile(t->hist, n, 0.99) / 1e3,
-           hist_quantile(t->hist, n, 0.999) / 1e3, t->max_ns / 1e3);
+           bd_hist_quantile(t->hist, n, 0.50) / 1e3,
+           bd_hist_quantile(t->hist, n, 0.99) / 1e3,
+           bd_hist_quantile(t->hist, n, 0.999) / 1e3, t->max_ns / 1e3);
     for (int s = 0; s < BATCHD_STATUS_COUNT; s++) {
         if (t->status[s] == 0)
             continue;

@@ -495,6 +495,18 @@ static void release_retries(struct bd_server *srv, struct bd_key *k,
         k->tail = front_tail;
 }
 
+void bd_batch_requeue_front(struct bd_server *srv, struct bd_key *k,
+                            struct bd_item *it)
+{
+    it->next = k->head;
+    k->head = it;
+    if (k->tail == NULL)
+        k->tail = it;
+    count_queued(srv, k, it->len, 1);
+    note_deadline(k, it);
+    bd_batch_mark_dirty(srv, k);
+}
+
 void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
                           struct bd_item *it, uint64_t due_ns)
 {
@@ -612,17 +624,24 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
 
 static void key_timer_cb(evutil_socket_t fd, short what, void *arg);
 
-/* When must this key's timer fire next? 0 = no need. */
-static uint64_t key_next_event(const struct bd_key *k)
+/*
+ * When must this key's timer fire next? 0 = no need. A blocked key
+ * (paused, at key_concurrency, or waiting for a global slot) runs again
+ * when it unblocks, so for it only a real deadline counts: re-arming an
+ * expired batch delay would spin the loop (found by fuzz_conn).
+ */
+static uint64_t key_next_event(const struct bd_key *k, int blocked)
 {
     const struct bd_route_conf *r = k->route;
     uint64_t at = 0;
 
 #define EARLIER(t) do { if ((t) && (at == 0 || (t) < at)) at = (t); } while (0)
-    if (k->head != NULL && r->policy != BD_POLICY_IMMEDIATE &&
+    if (!blocked && k->head != NULL && r->policy != BD_POLICY_IMMEDIATE &&
         r->policy != BD_POLICY_SIZE)
         EARLIER(k->head->enq_ns + r->max_delay_us * 1000);
-    if (k->min_deadline_ns)
+    if (k->min_deadline_ns && blocked)
+        EARLIER(k->min_deadline_ns);
+    else if (k->min_deadline_ns)
         EARLIER(k->min_deadline_ns > BD_DEADLINE_MARGIN_NS ?
                 k->min_deadline_ns - BD_DEADLINE_MARGIN_NS : 1);
     for (const struct bd_item *it = k->retry; it; it = it->next)
@@ -631,9 +650,9 @@ static uint64_t key_next_event(const struct bd_key *k)
     return at;
 }
 
-static void key_arm_timer(struct bd_server *srv, struct bd_key *k)
+static void key_arm_timer(struct bd_server *srv, struct bd_key *k, int blocked)
 {
-    uint64_t at = key_next_event(k), now;
+    uint64_t at = key_next_event(k, blocked), now;
     struct timeval tv;
 
     if (at == 0) {
@@ -692,11 +711,14 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
 
     release_retries(srv, k, now, flushing(srv));
     expire_deadlines(srv, k, now);
+    /* A retried item at the head has waited its turn (and its backoff):
+     * it leaves without waiting for a full batch, which under the size
+     * policy, or capped after failures, might never come. */
     while (!paused && k->nqueued > 0 &&
            k->inflight < k->route->key_concurrency &&
            bd_batch_ready(k->route, k->nqueued, k->qbytes, k->head->enq_ns,
                           k->min_deadline_ns, now, k->inflight,
-                          flushing(srv))) {
+                          flushing(srv) || k->head->attempt > 0)) {
         if (!global_slot(srv)) {
             key_wait_for_slot(srv, k);
             break;
@@ -705,11 +727,13 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
             break; /* retried at the next pass that touches k */
     }
     if (k->nqueued == 0 && k->nretry == 0) {
-        key_arm_timer(srv, k); /* disarms */
+        key_arm_timer(srv, k, 0); /* disarms */
         key_maybe_free(srv, k);
         return;
     }
-    key_arm_timer(srv, k);
+    key_arm_timer(srv, k, paused ||
+                  k->inflight >= k->route->key_concurrency ||
+                  (k->flags & BD_KEY_WAITING));
 }
 
 static void key_timer_cb(evutil_socket_t fd, short what, void *arg)

@@ -100,6 +100,11 @@ void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k);
 void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
                           struct bd_item *it, uint64_t due_ns);
 
+/* Put an item that never reached its sink back at the front of k's
+ * queue. Takes it. */
+void bd_batch_requeue_front(struct bd_server *srv, struct bd_key *k,
+                            struct bd_item *it);
+
 /* Free an item: drops its conn reference. */
 void bd_item_free(struct bd_item *it);
 

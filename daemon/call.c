@@ -302,6 +302,29 @@ static void timeout_item(struct bd_server *srv, struct bd_key *k,
     item_reply(srv, k->name, it, BATCHD_SINK_TIMEOUT, why, strlen(why), 1);
 }
 
+/*
+ * The timeout ran out before any worker started the call (the workers
+ * were busy, maybe with hung calls): the sink never saw these items, so
+ * they go back to the front of their key with the attempt not counted.
+ */
+static void call_withdrawn(struct bd_server *srv, struct bd_batch *b)
+{
+    struct bd_key *k = b->key;
+
+    bd_log_warn("key %s: sink %s: call with %zu items waited sink_timeout_ms "
+                "for a worker; queued again", k->name, b->sink->name,
+                b->pub.nitems);
+    call_end(srv, b);
+    for (size_t i = b->pub.nitems; i-- > 0;) {
+        struct bd_item *it = b->items[i];
+
+        it->attempt--;
+        bd_batch_requeue_front(srv, k, it);
+    }
+    event_free(b->timeout_ev);
+    bd_batch_free(b);
+}
+
 static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct bd_batch *b = arg;
@@ -312,22 +335,30 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     bd_server_tick(srv);
+    if (!b->sink->nonblocking && bd_workers_withdraw(srv->workers, b)) {
+        call_withdrawn(srv, b);
+        return;
+    }
     bd_log_warn("key %s: sink %s: call with %zu items timed out after %u ms",
                 k->name, b->sink->name, b->pub.nitems, tmo);
     srv->ctr.timeouts++;
+    srv->abandoned++;
     b->abandoned = 1;
     for (size_t i = 0; i < b->pub.nitems; i++)
         timeout_item(srv, k, b->items[i], tmo);
     if (b->sink->vt->cancel != NULL)
         b->sink->vt->cancel(b->sink->state, &b->pub);
+    if (!b->sink->nonblocking)
+        bd_workers_replace_stuck(srv->workers);
     call_end(srv, b);
     b->key = NULL; /* the key may go idle and be freed before the late answer */
     bd_server_want_flush(srv);
 }
 
 /* The late answer of an abandoned call: only memory is left to free. */
-static void drop_abandoned(struct bd_batch *b)
+static void drop_abandoned(struct bd_server *srv, struct bd_batch *b)
 {
+    srv->abandoned--;
     if (b->res != NULL)
         b->sink->vt->release(b->sink->state, b->res);
     for (size_t i = 0; i < b->pub.nitems; i++)
@@ -346,7 +377,7 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
         b->timeout_ev = NULL;
     }
     if (b->abandoned) {
-        drop_abandoned(b);
+        drop_abandoned(srv, b);
         return;
     }
     if (b->res != NULL) {

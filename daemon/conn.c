@@ -7,6 +7,7 @@
  * conn's output buffer and written once per loop pass with one write().
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -101,7 +102,9 @@ void bd_conn_reply(struct bd_conn *c, int type, uint64_t req_id, int status,
 {
     struct bd_server *srv = c->srv;
 
-    if (c->flags & (BD_CONN_CLOSED | BD_CONN_CLOSE_ASAP)) {
+    /* After a closing ERROR frame nothing more is written (PROTOCOL.md
+     * 8.2): the client has already failed what it was waiting for. */
+    if (c->flags & (BD_CONN_CLOSED | BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER)) {
         c->dropped++;
         return;
     }
@@ -176,6 +179,7 @@ static int conn_write(struct bd_conn *c)
         if (n > 0) {
             bd_buf_consume(&c->out, (size_t)n);
             c->stall_since_ns = 0;
+            c->last_io_ns = c->srv->now_ns;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -245,8 +249,17 @@ void bd_conn_flush(struct bd_conn *c)
 
 static void conn_eof(struct bd_conn *c)
 {
-    /* Half-close: the client is done sending but may still read every
-     * reply it is owed, so keep the conn until they are written. */
+    struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+
+    /* A peer that closed its socket (or died) leaves POLLHUP: nobody
+     * will read, so its queued LOADs are cancelled now. A half-close
+     * (shutdown(SHUT_WR)) does not: the client is done sending but may
+     * still read every reply it is owed, so keep the conn until then. */
+    if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP)) {
+        c->flags |= BD_CONN_CLOSE_ASAP;
+        bd_conn_mark(c);
+        return;
+    }
     c->flags |= BD_CONN_EOF;
     event_del(c->rev);
     bd_conn_mark(c);

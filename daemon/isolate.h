@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+struct batchd_host;
 struct bd_sink;
 struct bd_sink_conf;
 

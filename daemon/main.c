@@ -10,6 +10,7 @@
 
 #include "alloc.h"
 #include "config.h"
+#include "isolate.h"
 #include "log.h"
 #include "server.h"
 #include "sink.h"
@@ -126,6 +127,9 @@ int main(int argc, char **argv)
     char err[512];
     int rc;
 
+    /* A sink runner child (isolate.c) is this binary too. */
+    if (argc > 1 && strcmp(argv[1], "--sink-runner") == 0)
+        return bd_runner_main(argc, argv);
     if (parse_args(argc, argv, &o) != 0)
         return 2;
     cfg = bd_config_load(o.config, &errs);

@@ -51,6 +51,19 @@ static void reject(struct bd_conn *c, int type, uint64_t req_id, int status,
     bd_conn_reply(c, type, req_id, status, why, strlen(why), 1);
 }
 
+/* Count a request refused as bad; past max_bad_requests in a row the
+ * client is cut off. Any other request resets the count. */
+static void count_bad(struct bd_conn *c, int status)
+{
+    if (status != BATCHD_BAD_REQUEST && status != BATCHD_UNSUPPORTED) {
+        c->bad_in_row = 0;
+        return;
+    }
+    if (++c->bad_in_row > c->srv->cfg->max_bad_requests)
+        bd_conn_fatal(c, BATCHD_BAD_REQUEST,
+                      "too many bad requests in a row; closing");
+}
+
 /*
  * A request refused as a whole: one reply per item id it covers (a
  * *_MANY of n items gets n), so no caller waits forever. A client that
@@ -63,9 +76,7 @@ static void reject_msg(struct bd_conn *c, const struct bd_msg *m, int type,
 
     for (uint32_t i = 0; i < m->fanout; i++)
         reject(c, type, id + i, status, m->key, m->key_len, why);
-    if (++c->bad_in_row > c->srv->cfg->max_bad_requests)
-        bd_conn_fatal(c, BATCHD_BAD_REQUEST,
-                      "too many bad requests in a row; closing");
+    count_bad(c, status);
 }
 
 static void handle_hello(struct bd_conn *c, const struct bd_msg *m)
@@ -77,13 +88,14 @@ static void handle_hello(struct bd_conn *c, const struct bd_msg *m)
         return;
     }
     c->flags |= BD_CONN_HELLO;
+    c->bad_in_row = 0;
     bd_conn_reply(c, BD_MSG_HELLO, m->req_id, BATCHD_OK, banner,
                   sizeof(banner) - 1, 1);
 }
 
-/* One item of a LOAD/SEND or of a *_MANY. */
-static void handle_item(struct bd_conn *c, const struct bd_msg *m, int type,
-                        uint64_t req_id, const void *data, size_t len)
+/* One item of a LOAD/SEND or of a *_MANY. Returns its status. */
+static int handle_item(struct bd_conn *c, const struct bd_msg *m, int type,
+                       uint64_t req_id, const void *data, size_t len)
 {
     struct bd_server *srv = c->srv;
     int is_load = type == BD_MSG_LOAD || type == BD_MSG_LOAD_MANY;
@@ -92,22 +104,27 @@ static void handle_item(struct bd_conn *c, const struct bd_msg *m, int type,
     if (srv->state == BD_STATE_STOPPING) {
         reject(c, type, req_id, BATCHD_SHUTTING_DOWN, m->key, m->key_len,
                "daemon is shutting down");
-        return;
+        return BATCHD_SHUTTING_DOWN;
     }
     bd_batch_admit(srv, m->key, m->key_len, data, len, &m->opts,
                    is_load ? c : NULL, req_id, type, &a);
     if (a.status != BATCHD_OK) {
         reject(c, type, req_id, a.status, m->key, m->key_len, a.msg);
-        return;
+        return a.status;
     }
     if (!is_load) {
         srv->ctr.status[BATCHD_ACCEPTED]++;
         bd_conn_reply(c, type, req_id, BATCHD_ACCEPTED, NULL, 0, 0);
     }
+    return BATCHD_OK;
 }
 
-static void handle_many(struct bd_conn *c, const struct bd_msg *m)
+/* Returns BATCHD_BAD_REQUEST when every item was refused as bad, so the
+ * request counts once toward max_bad_requests. */
+static int handle_many(struct bd_conn *c, const struct bd_msg *m)
 {
+    int all_bad = 1;
+
     for (uint32_t i = 0; i < m->nitems; i++) {
         const msgpack_object *o = &m->items[i];
         const void *p = o->type == MSGPACK_OBJECT_BIN ?
@@ -115,9 +132,13 @@ static void handle_many(struct bd_conn *c, const struct bd_msg *m)
         size_t n = o->type == MSGPACK_OBJECT_BIN ? o->via.bin.size :
                                                    o->via.str.size;
 
-        handle_item(c, m, m->type, m->req_id + i, p, n);
+        if (handle_item(c, m, m->type, m->req_id + i, p, n) !=
+            BATCHD_BAD_REQUEST)
+            all_bad = 0;
     }
+    return all_bad ? BATCHD_BAD_REQUEST : BATCHD_OK;
 }
+
 
 static void handle_msg(struct bd_conn *c, const struct bd_msg *m)
 {
@@ -125,20 +146,21 @@ static void handle_msg(struct bd_conn *c, const struct bd_msg *m)
         reject_msg(c, m, m->type, BATCHD_BAD_REQUEST, "expected HELLO first");
         return;
     }
-    c->bad_in_row = 0;
     switch (m->type) {
     case BD_MSG_HELLO:
         handle_hello(c, m);
         break;
     case BD_MSG_LOAD:
     case BD_MSG_SEND:
-        handle_item(c, m, m->type, m->req_id, m->payload, m->payload_len);
+        count_bad(c, handle_item(c, m, m->type, m->req_id, m->payload,
+                                 m->payload_len));
         break;
     case BD_MSG_LOAD_MANY:
     case BD_MSG_SEND_MANY:
-        handle_many(c, m);
+        count_bad(c, handle_many(c, m));
         break;
     case BD_MSG_CONTROL:
+        c->bad_in_row = 0;
         bd_control_handle(c, m);
         break;
     }
@@ -152,6 +174,10 @@ static void handle_frame(struct bd_conn *c, const uint8_t *body, size_t len)
     struct bd_msg m;
     int st;
 
+    if (bd_msg_decode_fast(body, len, &m)) {
+        handle_msg(c, &m);
+        return;
+    }
     if (bd_frame_check(body, len, &why) != 0) {
         /* Framing is intact, so the connection can go on; without a
          * readable req_id the answer is a connection-level frame. */

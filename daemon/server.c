@@ -582,17 +582,20 @@ void bd_server_free(struct bd_server *srv)
 
     if (srv == NULL)
         return;
-    idle = srv->inflight == 0;
+    /* A call abandoned at sink_timeout_ms may still be stuck in its
+     * sink: then neither its thread nor the plugin can be waited for. */
+    idle = srv->inflight == 0 && srv->abandoned == 0;
     close_listener(srv);
     while (srv->conns)
         bd_conn_close(srv->conns);
     /* Running batches (grace expired) still belong to their sink calls:
      * leave them, the workers and the plugin code alone. */
     bd_workers_free(srv->workers, idle);
-    if (idle) {
-        bd_batch_destroy_all(srv);
+    /* The loop is over: keys and queued items are ours to free even
+     * when a stuck call still holds its own batch (and its items). */
+    bd_batch_destroy_all(srv);
+    if (idle)
         bd_sink_unload_all(srv->sinks, srv->cfg->nsinks, 1);
-    }
     for (int i = 0; i < 3; i++)
         if (srv->sig_ev[i])
             event_free(srv->sig_ev[i]);

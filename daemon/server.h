@@ -86,6 +86,7 @@ struct bd_server {
     uint64_t rbytes;          /* their payload bytes */
     uint64_t rng;             /* retry jitter state, never 0 */
     uint32_t inflight;        /* sink calls running */
+    uint32_t abandoned;       /* timed-out calls still inside their sink */
     uint64_t inflight_items;  /* items inside running calls */
     uint64_t next_item_id;
     struct bd_batch *running; /* batches inside sink calls */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "isolate.h"
 #include "log.h"
 #include "sink.h"
 
@@ -97,53 +98,54 @@ static char *resolve_path(const char *plugin, const char *dir)
     return p;
 }
 
-static int check_options(const struct bd_sink_conf *sc,
-                         const struct batchd_sink *vt, const char *path,
-                         char *err, size_t errlen)
+static int check_options(const char *name, const char *path,
+                         const struct batchd_kv *kv, size_t nkv,
+                         const struct batchd_sink *vt, char *err,
+                         size_t errlen)
 {
-    for (size_t i = 0; i < sc->nkv; i++) {
+    for (size_t i = 0; i < nkv; i++) {
         const struct batchd_sink_option *o = vt->options;
 
-        while (o != NULL && o->name != NULL &&
-               strcmp(o->name, sc->kv[i].key) != 0)
+        while (o != NULL && o->name != NULL && strcmp(o->name, kv[i].key) != 0)
             o++;
         if (o == NULL || o->name == NULL) {
             snprintf(err, errlen, "sink %s (%s): unknown option '%s'",
-                     sc->name, path, sc->kv[i].key);
+                     name, path, kv[i].key);
             return -1;
         }
     }
     return 0;
 }
 
-/* dlopen + symbol + ABI + members + options; fills s->dl, s->vt. */
-static int open_plugin(struct bd_sink *s, const struct bd_sink_conf *sc,
-                       char *err, size_t errlen)
+int bd_sink_open(const char *name, const char *path,
+                 const struct batchd_kv *kv, size_t nkv, void **dl,
+                 const struct batchd_sink **vtp, char *err, size_t errlen)
 {
     const struct batchd_sink *(*entry)(void);
     const struct batchd_sink *vt;
+    void *h;
 
-    s->dl = dlopen(s->path, RTLD_NOW | RTLD_LOCAL);
-    if (s->dl == NULL) {
-        snprintf(err, errlen, "sink %s: cannot load %s: %s", sc->name,
-                 s->path, dlerror());
+    h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        snprintf(err, errlen, "sink %s: cannot load %s: %s", name, path,
+                 dlerror());
         return -1;
     }
-    *(void **)&entry = dlsym(s->dl, BATCHD_SINK_ENTRY);
+    *(void **)&entry = dlsym(h, BATCHD_SINK_ENTRY);
     if (entry == NULL) {
         snprintf(err, errlen, "sink %s (%s): no symbol %s; not a batchd sink",
-                 sc->name, s->path, BATCHD_SINK_ENTRY);
+                 name, path, BATCHD_SINK_ENTRY);
         goto out_close;
     }
     vt = entry();
     if (vt == NULL) {
-        snprintf(err, errlen, "sink %s (%s): %s returned NULL", sc->name,
-                 s->path, BATCHD_SINK_ENTRY);
+        snprintf(err, errlen, "sink %s (%s): %s returned NULL", name, path,
+                 BATCHD_SINK_ENTRY);
         goto out_close;
     }
     if (vt->abi_version != BATCHD_SINK_ABI_VERSION) {
         snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u",
-                 sc->name, s->path, vt->abi_version,
+                 name, path, vt->abi_version,
                  (unsigned)BATCHD_SINK_ABI_VERSION);
         goto out_close;
     }
@@ -151,24 +153,45 @@ static int open_plugin(struct bd_sink *s, const struct bd_sink_conf *sc,
         vt->shutdown == NULL) {
         snprintf(err, errlen,
                  "sink %s (%s): table lacks name, init, process or shutdown",
-                 sc->name, s->path);
+                 name, path);
         goto out_close;
     }
     if ((vt->acquire == NULL) != (vt->release == NULL)) {
         snprintf(err, errlen, "sink %s (%s): acquire and release go together",
-                 sc->name, s->path);
+                 name, path);
         goto out_close;
     }
-    if (check_options(sc, vt, s->path, err, errlen) != 0)
+    if (check_options(name, path, kv, nkv, vt, err, errlen) != 0)
         goto out_close;
-    s->vt = vt;
-    s->nonblocking = (vt->flags & BATCHD_SINK_NONBLOCKING) != 0;
+    *dl = h;
+    *vtp = vt;
     return 0;
 
 out_close:
-    dlclose(s->dl);
-    s->dl = NULL;
+    dlclose(h);
     return -1;
+}
+
+/* dlopen + symbol + ABI + members + options; fills s->dl, s->vt. */
+static int open_plugin(struct bd_sink *s, const struct bd_sink_conf *sc,
+                       char *err, size_t errlen)
+{
+    if (bd_sink_open(sc->name, s->path, sc->kv, sc->nkv, &s->dl, &s->vt,
+                     err, errlen) != 0)
+        return -1;
+    s->nonblocking = (s->vt->flags & BATCHD_SINK_NONBLOCKING) != 0;
+    return 0;
+}
+
+/* The host table lent to the plugin (or to the isolation proxy). */
+static void host_fill(struct bd_sink *s)
+{
+    s->host.abi_version = BATCHD_SINK_ABI_VERSION;
+    s->host.log = host_log;
+    s->host.result = host_result;
+    s->host.batch_error = host_batch_error;
+    s->host.complete = host_complete;
+    s->host.host_priv = s;
 }
 
 static int init_one(struct bd_sink *s, const struct bd_sink_conf *sc,
@@ -182,16 +205,19 @@ static int init_one(struct bd_sink *s, const struct bd_sink_conf *sc,
         snprintf(err, errlen, "sink %s: out of memory", sc->name);
         return -1;
     }
+    if (do_init && sc->isolation == BD_ISOLATION_PROCESS) {
+        /* The plugin is only ever loaded by the runner child; the
+         * daemon gets the proxy table (isolate.c). --check-config
+         * (do_init 0) still dlopens it here: it never calls init. */
+        s->isolation = sc->isolation;
+        host_fill(s);
+        return bd_isolate_load(s, sc, &s->host, err, errlen);
+    }
     if (open_plugin(s, sc, err, errlen) != 0)
         return -1;
     if (!do_init)
         return 0;
-    s->host.abi_version = BATCHD_SINK_ABI_VERSION;
-    s->host.log = host_log;
-    s->host.result = host_result;
-    s->host.batch_error = host_batch_error;
-    s->host.complete = host_complete;
-    s->host.host_priv = s;
+    host_fill(s);
     s->state = s->vt->init(&s->host, sc->kv, sc->nkv, why, sizeof(why));
     if (s->state == NULL) {
         snprintf(err, errlen, "sink %s (%s): init failed: %s", sc->name,

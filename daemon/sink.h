@@ -77,6 +77,18 @@ struct bd_sink *bd_sink_load_all(const struct bd_config *cfg,
                                  const char *sink_dir, char *err,
                                  size_t errlen);
 
+/*
+ * dlopen the plugin at path and check it as a batchd sink: the entry
+ * symbol, abi_version, the required members, then the option keys
+ * kv[0..nkv) against its table. name is the [sink.NAME] for the error
+ * line. On success sets *dl (dlclose it when done) and *vt; else -1 with
+ * "sink NAME (PATH): why" in err. Shared by the loader and the sink
+ * runner child (runner.c), so both refuse a plugin in the same words.
+ */
+int bd_sink_open(const char *name, const char *path,
+                 const struct batchd_kv *kv, size_t nkv, void **dl,
+                 const struct batchd_sink **vt, char *err, size_t errlen);
+
 /* Like bd_sink_load_all but stops before init: for --check-config. */
 int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
                       char *err, size_t errlen);

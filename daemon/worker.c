@@ -27,8 +27,9 @@ struct bd_workers {
     int stop;
     int efd;                  /* eventfd: "done is not empty" */
     struct event *ev;
-    pthread_t *threads;
+    pthread_t *threads;       /* room for 2 x target */
     size_t nthreads;          /* started */
+    size_t target;            /* the configured pool size */
 };
 
 /* host->complete may run on any thread: one process-wide target. */
@@ -116,12 +117,13 @@ struct bd_workers *bd_workers_new(struct bd_server *srv, size_t n, char *err,
     struct bd_workers *w = bd_calloc(1, sizeof(*w));
     int rc;
 
-    if (w == NULL || (w->threads = bd_calloc(n, sizeof(pthread_t))) == NULL) {
+    if (w == NULL || (w->threads = bd_calloc(2 * n, sizeof(pthread_t))) == NULL) {
         snprintf(err, errlen, "workers: out of memory");
         bd_free(w);
         return NULL;
     }
     w->srv = srv;
+    w->target = n;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -161,6 +163,41 @@ void bd_workers_submit(struct bd_workers *w, struct bd_batch *b)
     w->jobs_tail = b;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
+}
+
+int bd_workers_withdraw(struct bd_workers *w, struct bd_batch *b)
+{
+    struct bd_batch **pp, *prev = NULL;
+    int found = 0;
+
+    pthread_mutex_lock(&w->mu);
+    for (pp = &w->jobs; *pp; prev = *pp, pp = &(*pp)->next) {
+        if (*pp == b) {
+            *pp = b->next;
+            if (w->jobs_tail == b)
+                w->jobs_tail = prev;
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return found;
+}
+
+void bd_workers_replace_stuck(struct bd_workers *w)
+{
+    int rc;
+
+    if (w->nthreads >= 2 * w->target)
+        return; /* bounded: past this, new calls wait for stuck ones */
+    rc = pthread_create(&w->threads[w->nthreads], NULL, worker_main, w);
+    if (rc != 0) {
+        bd_log_error("workers: pthread_create: %s", strerror(rc));
+        return;
+    }
+    w->nthreads++;
+    bd_log_warn("workers: a sink call is stuck; pool grown to %zu threads",
+                w->nthreads);
 }
 
 void bd_workers_free(struct bd_workers *w, int join)

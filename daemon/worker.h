@@ -24,6 +24,15 @@ struct bd_workers *bd_workers_new(struct bd_server *srv, size_t n, char *err,
  * out more batches than max_concurrency, so the job queue is bounded. */
 void bd_workers_submit(struct bd_workers *w, struct bd_batch *b);
 
+/* Take back a batch no worker has started yet (its sink_timeout_ms ran
+ * out while it waited behind busy workers). Returns 1 when it was still
+ * queued: the sink never saw it. Loop thread. */
+int bd_workers_withdraw(struct bd_workers *w, struct bd_batch *b);
+
+/* A started call was abandoned and may hold its thread for long: add a
+ * thread so the pool keeps its size, up to twice the configured one. */
+void bd_workers_replace_stuck(struct bd_workers *w);
+
 /*
  * Stop and join the threads. join 0 leaves threads that may be stuck in
  * a hung sink call running (the process is about to exit) and frees

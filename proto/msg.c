@@ -84,10 +84,17 @@ static int utf8_valid(const unsigned char *s, size_t n)
 
 const char *bd_msg_check_key(const char *key, size_t len)
 {
+    size_t i = 0;
+
     if (len == 0)
         return "must not be empty";
     if (len > BD_KEY_MAX)
         return "longer than 256 bytes";
+    /* Most keys are plain ASCII: one pass settles them. */
+    while (i < len && (unsigned char)key[i] - 1u < 0x7fu)
+        i++;
+    if (i == len)
+        return NULL;
     if (memchr(key, '\0', len) != NULL)
         return "contains a NUL byte";
     if (!utf8_valid((const unsigned char *)key, len))
@@ -494,20 +501,187 @@ int bd_msg_encode_control(struct bd_buf *out, uint64_t req_id, const char *cmd,
     return enc_end(&e);
 }
 
+/* Smallest msgpack encoding of v, as msgpack-c's packer writes it. */
+static uint8_t *put_uint(uint8_t *p, uint64_t v)
+{
+    int n;
+
+    if (v < 128) {
+        *p++ = (uint8_t)v;
+        return p;
+    }
+    if (v < 256) {
+        *p++ = 0xcc;
+        n = 1;
+    } else if (v < 65536) {
+        *p++ = 0xcd;
+        n = 2;
+    } else if (v <= UINT32_MAX) {
+        *p++ = 0xce;
+        n = 4;
+    } else {
+        *p++ = 0xcf;
+        n = 8;
+    }
+    while (n--)
+        *p++ = (uint8_t)(v >> (8 * n));
+    return p;
+}
+
+static uint8_t *put_raw(uint8_t *p, const void *data, size_t n, int is_str)
+{
+    int lb;
+
+    if (is_str && n < 32) {
+        *p++ = (uint8_t)(0xa0 | n);
+        lb = 0;
+    } else if (n < 256) {
+        *p++ = is_str ? 0xd9 : 0xc4;
+        lb = 1;
+    } else if (n < 65536) {
+        *p++ = is_str ? 0xda : 0xc5;
+        lb = 2;
+    } else {
+        *p++ = is_str ? 0xdb : 0xc6;
+        lb = 4;
+    }
+    while (lb--)
+        *p++ = (uint8_t)(n >> (8 * lb));
+    if (n)
+        memcpy(p, data, n);
+    return p + n;
+}
+
+/*
+ * Replies are the daemon's hottest output, one per item, and always the
+ * same shape, so they are written straight into the buffer instead of
+ * through the packer's per-element callback. The bytes are the ones
+ * msgpack-c would write (check_msg compares them).
+ */
 int bd_msg_encode_reply(struct bd_buf *out, int type, uint64_t req_id,
                         int status, const void *body, size_t body_len,
                         int body_is_str)
 {
-    struct enc e;
+    /* length prefix, fixarray, type, req_id, status, body header */
+    size_t max = BD_FRAME_HDR + 1 + 9 + 9 + 9 + 5 + body_len;
+    uint8_t *start, *p;
+    uint32_t n;
 
-    enc_begin(&e, out);
-    enc_head(&e, 4, type, req_id);
-    ENC(&e, msgpack_pack_uint32(&e.pk, (uint32_t)status));
+    if (body_len > UINT32_MAX - 64 || bd_buf_reserve(out, max) != 0)
+        return -1;
+    start = p = bd_buf_tail(out);
+    p += BD_FRAME_HDR;
+    *p++ = 0x94;
+    p = put_uint(p, (uint64_t)(uint32_t)type);
+    p = put_uint(p, req_id);
+    p = put_uint(p, (uint64_t)(uint32_t)status);
     if (body == NULL)
-        ENC(&e, msgpack_pack_nil(&e.pk));
-    else if (body_is_str)
-        enc_str(&e, body, body_len);
+        *p++ = 0xc0;
     else
-        enc_bin(&e, body, body_len);
-    return enc_end(&e);
+        p = put_raw(p, body, body_len, body_is_str);
+    n = (uint32_t)(p - start - BD_FRAME_HDR);
+    start[0] = (uint8_t)(n >> 24);
+    start[1] = (uint8_t)(n >> 16);
+    start[2] = (uint8_t)(n >> 8);
+    start[3] = (uint8_t)n;
+    out->len += (size_t)(p - start);
+    return 0;
+}
+
+/* ---- the fast path for plain LOAD/SEND -------------------------------- */
+
+/* Read a msgpack unsigned int at p (end bounds it). */
+static const uint8_t *get_uint(const uint8_t *p, const uint8_t *end,
+                               uint64_t *v)
+{
+    int n;
+
+    if (p >= end)
+        return NULL;
+    if (*p < 0x80) {
+        *v = *p;
+        return p + 1;
+    }
+    switch (*p) {
+    case 0xcc: n = 1; break;
+    case 0xcd: n = 2; break;
+    case 0xce: n = 4; break;
+    case 0xcf: n = 8; break;
+    default: return NULL;
+    }
+    if (end - p - 1 < n)
+        return NULL;
+    *v = 0;
+    for (int i = 1; i <= n; i++)
+        *v = (*v << 8) | p[i];
+    return p + 1 + n;
+}
+
+/* Read a str or bin header at p; *len is checked against end. */
+static const uint8_t *get_raw(const uint8_t *p, const uint8_t *end,
+                              int want_str_only, size_t *len)
+{
+    int lb;
+
+    if (p >= end)
+        return NULL;
+    if ((*p & 0xe0) == 0xa0) {
+        *len = *p & 0x1f;
+        lb = 0;
+    } else {
+        switch (*p) {
+        case 0xd9: lb = 1; break;
+        case 0xda: lb = 2; break;
+        case 0xdb: lb = 4; break;
+        case 0xc4: lb = want_str_only ? -1 : 1; break;
+        case 0xc5: lb = want_str_only ? -1 : 2; break;
+        case 0xc6: lb = want_str_only ? -1 : 4; break;
+        default: return NULL;
+        }
+        if (lb < 0 || end - p - 1 < lb)
+            return NULL;
+        *len = 0;
+        for (int i = 1; i <= lb; i++)
+            *len = (*len << 8) | p[i];
+    }
+    p += 1 + lb;
+    if ((size_t)(end - p) < *len)
+        return NULL;
+    return p;
+}
+
+int bd_msg_decode_fast(const uint8_t *body, size_t len, struct bd_msg *m)
+{
+    const uint8_t *p = body, *end = body + len;
+    uint64_t type, id;
+    size_t klen, plen;
+    const uint8_t *key, *payload;
+
+    if (len < 5 || (p[0] != 0x94 && p[0] != 0x95))
+        return 0;
+    if ((p = get_uint(p + 1, end, &type)) == NULL ||
+        (type != BD_MSG_LOAD && type != BD_MSG_SEND) ||
+        (p = get_uint(p, end, &id)) == NULL ||
+        (key = get_raw(p, end, 1, &klen)) == NULL ||
+        bd_msg_check_key((const char *)key, klen) != NULL ||
+        (payload = get_raw(key + klen, end, 0, &plen)) == NULL)
+        return 0;
+    p = payload + plen;
+    /* opts: only "none" (nil or an empty map) takes the fast path */
+    if (body[0] == 0x95 && p < end && (*p == 0xc0 || *p == 0x80))
+        p++;
+    else if (body[0] == 0x95)
+        return 0;
+    if (p != end)
+        return 0;
+    memset(m, 0, sizeof(*m));
+    m->type = (int)type;
+    m->req_id = id;
+    m->has_id = 1;
+    m->fanout = 1;
+    m->key = (const char *)key;
+    m->key_len = klen;
+    m->payload = payload;
+    m->payload_len = plen;
+    return 1;
 }

@@ -89,6 +89,16 @@ struct bd_reply_msg {
 int bd_msg_decode(const uint8_t *body, size_t len, msgpack_zone *zone,
                   struct bd_msg *m, char *err, size_t errlen);
 
+/*
+ * The hot path: a bounded, allocation-free decoder for the common plain
+ * LOAD/SEND (no options, a valid key). Needs no bd_frame_check first:
+ * every length is checked as it is read. Returns 1 with m filled, or 0
+ * when the body is anything else, and then the caller runs
+ * bd_frame_check + bd_msg_decode, which give the proper answer and
+ * error text.
+ */
+int bd_msg_decode_fast(const uint8_t *body, size_t len, struct bd_msg *m);
+
 /* Decode a reply from a checked frame body. Returns 0, or -1 with err. */
 int bd_msg_decode_reply(const uint8_t *body, size_t len, msgpack_zone *zone,
                         struct bd_reply_msg *r, char *err, size_t errlen);

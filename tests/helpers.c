@@ -15,11 +15,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -49,6 +52,7 @@ struct bd_test_daemon {
     pid_t pid;                /* running daemon; 0 when reused or reaped */
     int reused;               /* BATCHD_TEST_SOCKET: nothing to start/stop */
     int exit_code;            /* after reaping: code, or 128 + signal */
+    const char *const *prefix; /* command run before the daemon, or NULL */
 };
 
 /* ---- paths and time -------------------------------------------------------- */
@@ -98,6 +102,16 @@ static int under_valgrind(void)
 static int scaled(int ms)
 {
     return under_valgrind() ? ms * VALGRIND_FACTOR : ms;
+}
+
+int bd_test_under_valgrind(void)
+{
+    return under_valgrind();
+}
+
+int bd_test_scaled(int ms)
+{
+    return scaled(ms);
 }
 
 /* Wait up to timeout_ms for pid. Returns its exit code (128 + signal when
@@ -412,6 +426,8 @@ void bd_test_daemon_spawn(struct bd_test_daemon *d, const char *const *extra_arg
     pid_t parent = getpid(), pid;
 
     ck_assert_int_eq(d->pid, 0);
+    for (int i = 0; d->prefix != NULL && d->prefix[i] != NULL && n < 32; i++)
+        argv[n++] = d->prefix[i];
     if (under_valgrind()) {
         argv[n++] = "valgrind";
         argv[n++] = "--quiet";
@@ -446,6 +462,12 @@ void bd_test_daemon_spawn(struct bd_test_daemon *d, const char *const *extra_arg
         _exit(127);
     }
     d->pid = pid;
+}
+
+void bd_test_daemon_set_prefix(struct bd_test_daemon *d, const char *const *prefix)
+{
+    ck_assert_int_eq(d->pid, 0);
+    d->prefix = prefix;
 }
 
 static int try_connect(const char *path)
@@ -675,6 +697,44 @@ int bd_test_run(const char *const *argv, int timeout_ms, char **out, char **err)
     unlink(opath);
     unlink(epath);
     return code;
+}
+
+/* ---- another process's numbers ------------------------------------------------- */
+
+long bd_test_proc_rss_kib(pid_t pid)
+{
+    char path[64], *text, *p;
+    long kib = -1;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    text = bd_test_read_file(path, NULL);
+    if (text == NULL)
+        return -1;
+    p = strstr(text, "\nVmRSS:");
+    if (p != NULL)
+        kib = strtol(p + 8, NULL, 10);
+    free(text);
+    return kib;
+}
+
+double bd_test_proc_cpu_ms(pid_t pid)
+{
+    char path[64], *text, *p;
+    unsigned long long utime, stime;
+    double ms = -1;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    text = bd_test_read_file(path, NULL);
+    if (text == NULL)
+        return -1;
+    /* "pid (comm) state ppid ...": comm may hold spaces and ')', so
+     * count fields from the last ')'. utime and stime are fields 14, 15. */
+    p = strrchr(text, ')');
+    if (p != NULL && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                            &utime, &stime) == 2)
+        ms = (double)(utime + stime) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    free(text);
+    return ms;
 }
 
 /* ---- client processes ---------------------------------------------------------- */
@@ -929,6 +989,11 @@ int bd_test_raw_connect(struct bd_test_daemon *d)
     return fd;
 }
 
+int bd_test_unix_connect(const char *path)
+{
+    return try_connect(path);
+}
+
 void bd_test_raw_close(int fd)
 {
     if (fd >= 0 && fd < RAW_MAX_FDS && raw_in[fd] != NULL) {
@@ -964,6 +1029,56 @@ int bd_test_raw_write_frame(int fd, const void *body, size_t n)
     if (bd_test_raw_write(fd, hdr, 4) != 0)
         return -1;
     return bd_test_raw_write(fd, body, n);
+}
+
+int bd_test_raw_write_header(int fd, uint32_t n)
+{
+    uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+                      (uint8_t)n};
+
+    return bd_test_raw_write(fd, hdr, 4);
+}
+
+int bd_test_raw_outq_wait(int fd, int timeout_ms)
+{
+    double end = bd_test_now_ms() + timeout_ms;
+    int spins = 0;
+
+    for (;;) {
+        int queued = 0;
+
+        /* On AF_UNIX, SIOCOUTQ counts what the peer has not read yet. */
+        if (ioctl(fd, SIOCOUTQ, &queued) != 0 || queued == 0)
+            return 0;
+        if (bd_test_now_ms() >= end)
+            return -1;
+        /* Spin briefly (the peer usually reads within microseconds),
+         * then sleep so that a stopped peer does not burn a core. */
+        if (++spins < 50)
+            sched_yield();
+        else
+            usleep(200);
+    }
+}
+
+size_t bd_test_raw_write_paced(int fd, const void *p, size_t n, const size_t *cuts,
+                               size_t ncuts, int timeout_ms)
+{
+    const uint8_t *s = p;
+    size_t at = 0;
+
+    for (size_t i = 0; i <= ncuts && at < n; i++) {
+        size_t end = i < ncuts ? cuts[i] : n;
+
+        if (end <= at || end > n)
+            continue;
+        if (bd_test_raw_write(fd, s + at, end - at) != 0)
+            return at;
+        at = end;
+        if (bd_test_raw_outq_wait(fd, timeout_ms) != 0)
+            return at;
+    }
+    return at;
 }
 
 static int write_buf(int fd, struct bd_buf *b)
@@ -1079,6 +1194,26 @@ void bd_test_raw_expect(int fd, int status, const char *substr,
                       batchd_status_name(status), f->body, substr);
 }
 
+void bd_test_raw_expect_frame(int fd, const char *what, int type, uint64_t req_id,
+                              int status, const char *substr)
+{
+    struct bd_test_frame f;
+    int rc = bd_test_raw_read(fd, 10000, &f);
+
+    ck_assert_msg(rc == 1, "%s: expected [%d, %llu, %s, ...], got %s", what, type,
+                  (unsigned long long)req_id, batchd_status_name(status),
+                  rc == 0 ? "EOF" : rc == -1 ? "nothing (timeout)" :
+                  rc == -2 ? "a read error" : "bytes that are not a reply");
+    ck_assert_msg(f.type == type && f.req_id == req_id && f.status == status &&
+                  (substr == NULL || strstr(f.body, substr) != NULL),
+                  "%s: got [%d, %llu, %s, \"%s\"], want [%d, %llu, %s, \"%s\"]",
+                  what, f.type, (unsigned long long)f.req_id,
+                  batchd_status_name(f.status), f.body, type,
+                  (unsigned long long)req_id, batchd_status_name(status),
+                  substr ? substr : "*");
+    bd_test_frame_free(&f);
+}
+
 void bd_test_raw_expect_close(int fd, int timeout_ms)
 {
     struct bd_test_frame f;
@@ -1097,6 +1232,37 @@ void bd_test_frame_free(struct bd_test_frame *f)
 {
     free(f->body);
     f->body = NULL;
+}
+
+/* ---- msgpack for deliberately wrong requests --------------------------------------- */
+
+void bd_test_pk_init(struct bd_test_pk *k)
+{
+    msgpack_sbuffer_init(&k->sb);
+    msgpack_packer_init(&k->p, &k->sb, msgpack_sbuffer_write);
+}
+
+void bd_test_pk_str(struct bd_test_pk *k, const char *s)
+{
+    msgpack_pack_str(&k->p, strlen(s));
+    msgpack_pack_str_body(&k->p, s, strlen(s));
+}
+
+void bd_test_pk_bin(struct bd_test_pk *k, const char *s)
+{
+    msgpack_pack_bin(&k->p, strlen(s));
+    msgpack_pack_bin_body(&k->p, s, strlen(s));
+}
+
+void bd_test_pk_frame(struct bd_test_pk *k, struct bd_buf *out)
+{
+    size_t n = k->sb.size;
+    uint8_t hdr[4] = {(uint8_t)(n >> 24), (uint8_t)(n >> 16), (uint8_t)(n >> 8),
+                      (uint8_t)n};
+
+    ck_assert_int_eq(bd_buf_append(out, hdr, 4), 0);
+    ck_assert_int_eq(bd_buf_append(out, k->sb.data, n), 0);
+    msgpack_sbuffer_destroy(&k->sb);
 }
 
 /* ---- ledger --------------------------------------------------------------------------- */

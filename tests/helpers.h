@@ -26,6 +26,9 @@
 #include <sys/types.h>
 
 #include <check.h>
+#include <msgpack.h>
+
+struct bd_buf;
 
 /* ---- paths --------------------------------------------------------------- */
 
@@ -49,6 +52,13 @@ double bd_test_now_ms(void);
 /* Add test t to tc unless $BATCHD_TEST_ONLY is set and not part of its
  * name (run one test while working on it). */
 void bd_test_add(TCase *tc, const TTest *t);
+
+/* 1 when BATCHD_VALGRIND is set (not "0"): daemons run under valgrind. */
+int bd_test_under_valgrind(void);
+
+/* ms, times 4 under valgrind: for waits and timeouts, never for bounds
+ * that a test asserts on. */
+int bd_test_scaled(int ms);
 
 /* ---- a daemon under test ------------------------------------------------- */
 
@@ -78,6 +88,15 @@ struct bd_test_daemon *bd_test_daemon_start(const char *config_body);
 struct bd_test_daemon *bd_test_daemon_new(const char *config_body);
 void bd_test_daemon_spawn(struct bd_test_daemon *d, const char *const *extra_argv);
 void bd_test_daemon_wait_ready(struct bd_test_daemon *d);
+
+/*
+ * Run the daemon behind a command prefix (NULL-terminated argv, e.g.
+ * {"prlimit", "--nofile=64:64", NULL}). The prefix must exec its command
+ * in place (prlimit, setpriv and env do) so that bd_test_daemon_pid stays
+ * the daemon's own pid. Call between _new and _spawn; prefix is borrowed
+ * until the spawn. Under BATCHD_VALGRIND the prefix comes before valgrind.
+ */
+void bd_test_daemon_set_prefix(struct bd_test_daemon *d, const char *const *prefix);
 
 /*
  * Wait up to timeout_ms for the daemon to exit by itself. Returns its
@@ -127,6 +146,15 @@ char *bd_test_read_file(const char *path, size_t *len);
  * Returns the exit code, 128 + signal, or -1 on timeout (it is killed).
  */
 int bd_test_run(const char *const *argv, int timeout_ms, char **out, char **err);
+
+/* ---- another process's numbers (/proc) ------------------------------------ */
+
+/* VmRSS of pid in KiB (/proc/PID/status), or -1. */
+long bd_test_proc_rss_kib(pid_t pid);
+
+/* CPU time of pid (utime + stime of /proc/PID/stat, all threads) in ms,
+ * or -1. */
+double bd_test_proc_cpu_ms(pid_t pid);
 
 /* ---- client processes ---------------------------------------------------- */
 
@@ -203,11 +231,36 @@ struct bd_test_frame {
 /* Connect a plain AF_UNIX stream socket; asserts. Returns the fd. */
 int bd_test_raw_connect(struct bd_test_daemon *d);
 
+/* Connect a blocking AF_UNIX stream socket to path. Returns the fd or -1
+ * with errno. No asserts: safe in forked clients. */
+int bd_test_unix_connect(const char *path);
+
 /* Write all n bytes (SIGPIPE ignored). Returns 0, or -1 with errno. */
 int bd_test_raw_write(int fd, const void *p, size_t n);
 
 /* Write a 4-byte big-endian length then body. Returns 0 or -1. */
 int bd_test_raw_write_frame(int fd, const void *body, size_t n);
+
+/* Write a 4-byte big-endian length alone. Returns 0 or -1. */
+int bd_test_raw_write_header(int fd, uint32_t n);
+
+/*
+ * Wait until the peer has read every byte written on fd (SIOCOUTQ is 0).
+ * Returns 0, or -1 when bytes are still unread after timeout_ms (the
+ * peer stopped reading). A closed peer counts as having read everything.
+ */
+int bd_test_raw_outq_wait(int fd, int timeout_ms);
+
+/*
+ * Write n bytes in pieces that end at the offsets cuts[0] < cuts[1] < ...
+ * (each in 1..n; the rest after the last cut is one more piece), and wait
+ * after each piece until the peer has read it, so that every piece
+ * reaches the peer's read() on its own. Returns the bytes written: n, or
+ * fewer when a write failed (errno set: EPIPE, ECONNRESET) or the peer
+ * stopped reading for timeout_ms.
+ */
+size_t bd_test_raw_write_paced(int fd, const void *p, size_t n, const size_t *cuts,
+                               size_t ncuts, int timeout_ms);
 
 /* Encode and write HELLO (version, name "test") and assert its OK reply. */
 void bd_test_raw_hello(int fd);
@@ -229,6 +282,14 @@ int bd_test_raw_read(int fd, int timeout_ms, struct bd_test_frame *f);
 void bd_test_raw_expect(int fd, int status, const char *substr,
                         struct bd_test_frame *f);
 
+/*
+ * Read one frame (10 s) and assert all of it: type, req_id, status, and
+ * that the body holds substr (NULL: anything). what names the case in
+ * failure messages. A connection-level ERROR frame is type 15, req_id 0.
+ */
+void bd_test_raw_expect_frame(int fd, const char *what, int type, uint64_t req_id,
+                              int status, const char *substr);
+
 /* Assert the daemon closes fd within timeout_ms (EOF or reset, no more
  * frames). */
 void bd_test_raw_expect_close(int fd, int timeout_ms);
@@ -237,6 +298,22 @@ void bd_test_raw_expect_close(int fd, int timeout_ms);
 void bd_test_raw_close(int fd);
 
 void bd_test_frame_free(struct bd_test_frame *f);
+
+/* ---- msgpack for deliberately wrong requests --------------------------------- */
+
+/* A msgpack-c packer into its own buffer: valid msgpack, any shape. */
+struct bd_test_pk {
+    msgpack_sbuffer sb;
+    msgpack_packer p;
+};
+
+void bd_test_pk_init(struct bd_test_pk *k);
+void bd_test_pk_str(struct bd_test_pk *k, const char *s);    /* str of strlen(s) */
+void bd_test_pk_bin(struct bd_test_pk *k, const char *s);    /* bin of strlen(s) */
+
+/* Append what was packed to out as one frame (length prefix + body),
+ * and destroy k. */
+void bd_test_pk_frame(struct bd_test_pk *k, struct bd_buf *out);
 
 /* ---- the record sink's ledger ------------------------------------------------ */
 

@@ -1,0 +1,28 @@
+/*
+ * hist.h - a fixed-size log-linear latency histogram, shared by
+ * `batchctl bench` and bench/loadgen so both report the same
+ * percentiles the same way. No allocation: an array of counters.
+ */
+#ifndef BD_HIST_H
+#define BD_HIST_H
+
+#include <stdint.h>
+
+/* Values below BD_HIST_SUB are exact; above, each power of two is cut
+ * into BD_HIST_SUB equal buckets, so a bucket is within 1/BD_HIST_SUB
+ * (about 3 %) of its values. */
+#define BD_HIST_SUB_BITS 5
+#define BD_HIST_SUB (1u << BD_HIST_SUB_BITS)
+#define BD_HIST_BUCKETS ((64 - BD_HIST_SUB_BITS + 1) * BD_HIST_SUB)
+
+/* The bucket of value v. */
+unsigned bd_hist_index(uint64_t v);
+
+/* The middle of bucket i. */
+uint64_t bd_hist_value(unsigned i);
+
+/* The value at quantile q (0..1) of the n values counted in hist
+ * (BD_HIST_BUCKETS counters); 0 when n is 0. */
+uint64_t bd_hist_quantile(const uint64_t *hist, uint64_t n, double q);
+
+#endif
