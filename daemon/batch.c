@@ -23,6 +23,7 @@
 #include "batch.h"
 #include "call.h"
 #include "conn.h"
+#include "hist.h"
 #include "log.h"
 #include "msg.h"
 #include "server.h"
@@ -141,6 +142,8 @@ static const struct bd_route_conf *route_match(const struct bd_config *cfg,
     return NULL;
 }
 
+static void key_wake(struct bd_server *srv, struct bd_key *k);
+
 /* Find or create the key. NULL with a->status set when it has no route
  * or memory is short. */
 static struct bd_key *key_get(struct bd_server *srv, const char *name,
@@ -150,8 +153,10 @@ static struct bd_key *key_get(struct bd_server *srv, const char *name,
     struct bd_key *k = key_find(srv, name, len, h);
     const struct bd_route_conf *r;
 
-    if (k != NULL)
+    if (k != NULL) {
+        key_wake(srv, k);
         return k;
+    }
     k = bd_malloc(sizeof(*k) + len + 1);
     if (k == NULL)
         goto out_oom;
@@ -186,14 +191,34 @@ out_oom:
     return NULL;
 }
 
-/* Free a key that has nothing queued, waiting, running, or listed. */
-static void key_maybe_free(struct bd_server *srv, struct bd_key *k)
+static void idle_unlink(struct bd_server *srv, struct bd_key *k)
+{
+    if (k->iprev)
+        k->iprev->inext = k->inext;
+    else
+        srv->idle_head = k->inext;
+    if (k->inext)
+        k->inext->iprev = k->iprev;
+    else
+        srv->idle_tail = k->iprev;
+    k->inext = k->iprev = NULL;
+    k->flags &= ~BD_KEY_IDLE;
+    srv->nidle--;
+}
+
+static void key_wake(struct bd_server *srv, struct bd_key *k)
+{
+    if (k->flags & BD_KEY_IDLE)
+        idle_unlink(srv, k);
+}
+
+/* Unlink from the table and free (idle keys only). */
+static void key_free(struct bd_server *srv, struct bd_key *k)
 {
     struct bd_key **pp;
 
-    if (k->nqueued || k->nretry || k->inflight ||
-        (k->flags & (BD_KEY_DIRTY | BD_KEY_WAITING)))
-        return;
+    if (k->flags & BD_KEY_IDLE)
+        idle_unlink(srv, k);
     for (pp = &srv->keytab[k->hash & (srv->keytab_size - 1)]; *pp;
          pp = &(*pp)->hnext) {
         if (*pp == k) {
@@ -205,6 +230,34 @@ static void key_maybe_free(struct bd_server *srv, struct bd_key *k)
         event_free(k->timer);
     srv->nkeys--;
     bd_free(k);
+}
+
+/* A key with nothing queued, waiting, running, or listed goes on the
+ * idle list; the sweep frees it later unless it is used again. */
+static void key_maybe_free(struct bd_server *srv, struct bd_key *k)
+{
+    if (k->nqueued || k->nretry || k->inflight ||
+        (k->flags & (BD_KEY_DIRTY | BD_KEY_WAITING | BD_KEY_IDLE)))
+        return;
+    k->flags |= BD_KEY_IDLE;
+    k->idle_since_ns = srv->now_ns;
+    k->inext = NULL;
+    k->iprev = srv->idle_tail;
+    if (srv->idle_tail)
+        srv->idle_tail->inext = k;
+    else
+        srv->idle_head = k;
+    srv->idle_tail = k;
+    srv->nidle++;
+    if (srv->nidle > BD_KEY_IDLE_MAX)
+        key_free(srv, srv->idle_head);
+}
+
+void bd_batch_sweep_idle(struct bd_server *srv)
+{
+    while (srv->idle_head != NULL &&
+           srv->now_ns - srv->idle_head->idle_since_ns > BD_KEY_IDLE_NS)
+        key_free(srv, srv->idle_head);
 }
 
 void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k)
@@ -342,7 +395,7 @@ void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
         return;
     if (!within_bounds(srv, k, len, a))
         goto out_reject;
-    it = bd_malloc(sizeof(*it) + len);
+    it = bd_item_new(len);
     if (it == NULL) {
         refuse(a, BATCHD_OVERLOADED, "out of memory (%llu bytes)",
                (unsigned long long)len);
@@ -372,11 +425,52 @@ out_reject:
 
 /* ---- queue helpers ---------------------------------------------------- */
 
+/*
+ * Small items come from a free list: a malloc and a free per item cost
+ * about 360 instructions (glibc's per-size cache holds 7 and items are
+ * freed a batch at a time). Only the loop thread makes or frees items.
+ */
+#define ITEM_SMALL 192            /* payload room of a pooled item */
+#define ITEM_POOL_MAX 4096        /* pooled items kept at most */
+
+static struct bd_item *item_pool;
+static size_t item_pooled;
+
+struct bd_item *bd_item_new(size_t len)
+{
+    struct bd_item *it;
+
+    if (len <= ITEM_SMALL && item_pool != NULL) {
+        it = item_pool;
+        item_pool = it->next;
+        item_pooled--;
+        return it;
+    }
+    return bd_malloc(sizeof(*it) + (len <= ITEM_SMALL ? ITEM_SMALL : len));
+}
+
 void bd_item_free(struct bd_item *it)
 {
     if (it->conn != NULL)
         bd_conn_unref(it->conn);
+    if (it->len <= ITEM_SMALL && item_pooled < ITEM_POOL_MAX) {
+        it->next = item_pool;
+        item_pool = it;
+        item_pooled++;
+        return;
+    }
     bd_free(it);
+}
+
+static void item_pool_drain(void)
+{
+    while (item_pool != NULL) {
+        struct bd_item *next = item_pool->next;
+
+        bd_free(item_pool);
+        item_pool = next;
+    }
+    item_pooled = 0;
 }
 
 static struct bd_item *queue_pop(struct bd_server *srv, struct bd_key *k)
@@ -558,15 +652,6 @@ static size_t head_batch_len(const struct bd_key *k)
     return n;
 }
 
-static void hist_add(uint64_t *hist, size_t nb, uint64_t v)
-{
-    size_t i = 0;
-
-    while (i + 1 < nb && v >= (1ull << i))
-        i++;
-    hist[i]++;
-}
-
 /* Fill the batch's public item from our item. */
 static void batch_set_item(struct bd_batch *b, size_t i, struct bd_item *it,
                            uint64_t now)
@@ -617,7 +702,7 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
     k->items += got;
     if (got > k->max_batch)
         k->max_batch = (uint32_t)got;
-    hist_add(srv->ctr.batch_hist, 17, got);
+    srv->ctr.batch_hist[bd_hist_pow2_bucket(got, 17)]++;
     bd_call_start(srv, b);
     return 1;
 }
@@ -668,7 +753,10 @@ static void key_arm_timer(struct bd_server *srv, struct bd_key *k, int blocked)
         if (k->timer == NULL)
             return; /* tried again at the next pass that touches k */
     }
-    now = srv->now_ns;
+    /* libevent adds tv to its cached time of this loop pass, which may be
+     * older than now_ns: refresh it so the timer does not fire early. */
+    event_base_update_cache_time(srv->base);
+    now = bd_server_tick(srv);
     now = at > now ? at - now : 0;
     tv.tv_sec = (time_t)(now / 1000000000ull);
     tv.tv_usec = (suseconds_t)((now % 1000000000ull) / 1000);
@@ -852,9 +940,12 @@ void bd_batch_destroy_all(struct bd_server *srv)
         }
     }
     bd_free(srv->keytab);
+    item_pool_drain();
     srv->keytab = NULL;
     srv->keytab_size = 0;
     srv->nkeys = 0;
+    srv->idle_head = srv->idle_tail = NULL;
+    srv->nidle = 0;
     srv->nqueued = srv->qbytes = srv->nretry = srv->rbytes = 0;
     srv->dirty = NULL;
     srv->waiting = NULL;

@@ -41,6 +41,9 @@ struct bd_key {
     struct bd_key *hnext;     /* hash chain */
     struct bd_key *dnext;     /* on the server's dirty list */
     struct bd_key *wnext;     /* on the server's wait list (a key may be on both) */
+    struct bd_key *inext;     /* on the server's idle list, oldest first */
+    struct bd_key *iprev;
+    uint64_t idle_since_ns;   /* when it went idle */
     struct bd_server *srv;    /* owner, for the timer callback */
     unsigned flags;           /* BD_KEY_* */
     const struct bd_route_conf *route;
@@ -67,6 +70,13 @@ struct bd_key {
 
 #define BD_KEY_DIRTY 0x1u     /* on the dirty list: re-check at end of pass */
 #define BD_KEY_WAITING 0x2u   /* on the wait list: needs a global slot */
+#define BD_KEY_IDLE 0x4u      /* nothing queued or running: on the idle list */
+
+/* An idle key stays in the table this long, so a key that comes back at
+ * once (its next batch, usually) costs no malloc and no route match; at
+ * most BD_KEY_IDLE_MAX idle keys wait, the oldest are freed first. */
+#define BD_KEY_IDLE_NS 1000000000ull
+#define BD_KEY_IDLE_MAX 4096
 
 /* A batch leaves this long before its tightest deadline, so that the
  * sink gets a chance to finish in time. */
@@ -105,8 +115,15 @@ void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
 void bd_batch_requeue_front(struct bd_server *srv, struct bd_key *k,
                             struct bd_item *it);
 
+/* A new item with room for len payload bytes (free with bd_item_free),
+ * or NULL. Small items come from a free list: loop thread only. */
+struct bd_item *bd_item_new(size_t len);
+
 /* Free an item: drops its conn reference. */
 void bd_item_free(struct bd_item *it);
+
+/* Free keys idle for longer than BD_KEY_IDLE_NS (the server's sweep). */
+void bd_batch_sweep_idle(struct bd_server *srv);
 
 /* Shutdown/drain: dispatch every queued item (and every item waiting
  * for a retry) regardless of policy, as slots allow. */

@@ -16,6 +16,7 @@
 #include "batch.h"
 #include "call.h"
 #include "conn.h"
+#include "hist.h"
 #include "log.h"
 #include "msg.h"
 #include "server.h"
@@ -24,15 +25,6 @@
 
 /* ---- answering items ------------------------------------------------- */
 
-static void hist_add(uint64_t *hist, size_t nb, uint64_t v)
-{
-    size_t i = 0;
-
-    while (i + 1 < nb && v >= (1ull << i))
-        i++;
-    hist[i]++;
-}
-
 /* Reply for it, leaving it allocated (an abandoned call still lends it
  * to the sink). */
 static void item_reply(struct bd_server *srv, const char *key,
@@ -40,7 +32,7 @@ static void item_reply(struct bd_server *srv, const char *key,
                        size_t len, int is_str)
 {
     srv->ctr.status[status]++;
-    hist_add(srv->ctr.lat_hist, 32, (srv->now_ns - it->enq_ns) / 1000);
+    srv->ctr.lat_hist[bd_hist_pow2_bucket((srv->now_ns - it->enq_ns) / 1000, 32)]++;
     if (it->conn == NULL) {
         /* SEND: the client had ACCEPTED; a failure is only logged. */
         if (status != BATCHD_OK) {
@@ -275,7 +267,7 @@ void bd_call_start(struct bd_server *srv, struct bd_batch *b)
 /* A copy of it for a retry, while the sink keeps borrowing it. */
 static struct bd_item *item_clone(const struct bd_item *it)
 {
-    struct bd_item *c = bd_malloc(sizeof(*c) + it->len);
+    struct bd_item *c = bd_item_new(it->len);
 
     if (c == NULL)
         return NULL;

@@ -772,6 +772,7 @@ static int serve(struct runner *r)
         msgpack_zone_clear(&r->zone);
         if (send_frame(r) != 0)
             return 1;
+        bd_buf_shrink(&r->io.out, 64 * 1024); /* after a big batch */
     }
 }
 

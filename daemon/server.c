@@ -420,19 +420,18 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         next = c->next; /* checks only mark; closes happen in the flush */
         bd_conn_check_timeouts(c, now);
     }
+    bd_batch_sweep_idle(srv);
 }
 
 /* One sweep every 100 ms over all connections is cheaper than a timer
  * per connection re-armed on every read, and precise enough for
- * timeouts counted in seconds. */
+ * timeouts counted in seconds. It also frees keys idle for a second. */
 static int start_sweep(struct bd_server *srv)
 {
     struct timeval tv = {0, 100000};
     const struct bd_config *cfg = srv->cfg;
 
-    if (!cfg->frame_timeout_ms && !cfg->idle_timeout_ms &&
-        !cfg->write_stall_timeout_ms)
-        return 0;
+    (void)cfg;
     srv->sweep_ev = event_new(srv->base, -1, EV_PERSIST, sweep_cb, srv);
     return srv->sweep_ev ? event_add(srv->sweep_ev, &tv) : -1;
 }
@@ -492,20 +491,14 @@ static int setup_events(struct bd_server *srv)
 }
 
 /*
- * epoll_wait counts in milliseconds, so a 1 ms batch delay could take 2
- * or 3; the precise timer (timerfd) keeps max_delay_us honest.
+ * Plain epoll timers, counted in milliseconds (rounded up): the precise
+ * (timerfd) flag cost a timerfd_settime syscall on every loop pass while
+ * any timer was pending. key_arm_timer refreshes libevent's clock cache
+ * before arming, so a delay never fires early.
  */
 static struct event_base *new_base(void)
 {
-    struct event_config *ec = event_config_new();
-    struct event_base *base;
-
-    if (ec == NULL)
-        return NULL;
-    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
-    base = event_base_new_with_config(ec);
-    event_config_free(ec);
-    return base;
+    return event_base_new();
 }
 
 struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,

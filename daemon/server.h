@@ -80,6 +80,9 @@ struct bd_server {
     size_t nkeys;
     struct bd_key *dirty;     /* keys to re-check at the end of this pass */
     struct bd_key *waiting;   /* keys with a ready batch and no global slot */
+    struct bd_key *idle_head; /* idle keys, oldest first */
+    struct bd_key *idle_tail;
+    size_t nidle;
     uint64_t nqueued;         /* items queued, all keys */
     uint64_t qbytes;          /* payload bytes queued, all keys */
     uint64_t nretry;          /* items waiting for a retry, all keys */

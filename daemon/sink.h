@@ -69,7 +69,9 @@ struct bd_batch {
 
 /*
  * Load every [sink.*] of cfg: dlopen, ABI and member checks, option
- * check, init. sink_dir overrides cfg->sink_dir when not NULL. Returns
+ * check, init (for isolation = process all of that happens in a sink
+ * runner child, and the sink gets isolate.c's proxy table). sink_dir
+ * overrides cfg->sink_dir when not NULL. Returns
  * a new array of cfg->nsinks sinks (free with bd_sink_unload_all), or
  * NULL with one "sink NAME (path): why" line in err.
  */

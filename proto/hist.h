@@ -15,6 +15,15 @@
 #define BD_HIST_SUB (1u << BD_HIST_SUB_BITS)
 #define BD_HIST_BUCKETS ((64 - BD_HIST_SUB_BITS + 1) * BD_HIST_SUB)
 
+/* Power-of-two buckets for the daemon's stats: bucket i holds values
+ * below 2^i (bucket 0 holds 0), the last bucket everything above. */
+static inline unsigned bd_hist_pow2_bucket(uint64_t v, unsigned nbuckets)
+{
+    unsigned i = v ? 64u - (unsigned)__builtin_clzll(v) : 0;
+
+    return i < nbuckets ? i : nbuckets - 1;
+}
+
 /* The bucket of value v. */
 unsigned bd_hist_index(uint64_t v);
 
