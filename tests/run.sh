@@ -22,11 +22,11 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 passed=0
 failed=0
 suites_failed=()
-only=${1:-}
+only=" $* "   # suite names to run (check_NAME ...); none = all
 for t in "$top/$BUILD"/tests/check_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
-    if [ -n "$only" ] && [ "$name" != "$only" ]; then continue; fi
+    if [ "$only" != "  " ] && [[ "$only" != *" $name "* ]]; then continue; fi
     log=$(mktemp)
     "$t" >"$log" 2>&1
     rc=$?
