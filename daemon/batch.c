@@ -401,7 +401,8 @@ void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
                (unsigned long long)len);
         goto out_reject;
     }
-    memset(it, 0, sizeof(*it));
+    /* Every field set here (no memset: this runs once per item). */
+    it->next = NULL;
     it->conn = conn;
     if (conn != NULL)
         bd_conn_ref(conn);
@@ -409,6 +410,10 @@ void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
     it->id = ++srv->next_item_id;
     it->enq_ns = srv->now_ns;
     it->deadline_ns = item_deadline(k->route, opts, it->enq_ns);
+    it->due_ns = 0;
+    it->attempt = 0;
+    it->cap = 0;
+    it->batch_fails = 0;
     it->reply_type = (uint8_t)reply_type;
     it->len = len;
     if (len)

@@ -502,7 +502,7 @@ int bd_msg_encode_control(struct bd_buf *out, uint64_t req_id, const char *cmd,
 }
 
 /* Smallest msgpack encoding of v, as msgpack-c's packer writes it. */
-static uint8_t *put_uint(uint8_t *p, uint64_t v)
+static inline uint8_t *put_uint(uint8_t *p, uint64_t v)
 {
     int n;
 
@@ -591,8 +591,8 @@ int bd_msg_encode_reply(struct bd_buf *out, int type, uint64_t req_id,
 /* ---- the fast path for plain LOAD/SEND -------------------------------- */
 
 /* Read a msgpack unsigned int at p (end bounds it). */
-static const uint8_t *get_uint(const uint8_t *p, const uint8_t *end,
-                               uint64_t *v)
+static inline const uint8_t *get_uint(const uint8_t *p, const uint8_t *end,
+                                      uint64_t *v)
 {
     int n;
 
@@ -618,8 +618,8 @@ static const uint8_t *get_uint(const uint8_t *p, const uint8_t *end,
 }
 
 /* Read a str or bin header at p; *len is checked against end. */
-static const uint8_t *get_raw(const uint8_t *p, const uint8_t *end,
-                              int want_str_only, size_t *len)
+static inline const uint8_t *get_raw(const uint8_t *p, const uint8_t *end,
+                                     int want_str_only, size_t *len)
 {
     int lb;
 
