@@ -403,6 +403,10 @@ void bd_call_abandon_all(struct bd_server *srv, int status, const char *msg)
         for (size_t i = 0; i < b->pub.nitems; i++)
             item_reply(srv, b->pub.key, b->items[i], status, msg, strlen(msg), 1);
         b->abandoned = 1;
+        /* An isolated sink's cancel kills its runner: nothing hangs on. */
+        if (b->sink->isolation == BD_ISOLATION_PROCESS &&
+            b->sink->vt->cancel != NULL)
+            b->sink->vt->cancel(b->sink->state, &b->pub);
     }
 }
 

@@ -828,10 +828,10 @@ static void iso_cancel(void *state, struct batchd_batch *pb)
 }
 
 /*
- * A batch still here at shutdown. The daemon shuts a sink down only with
- * no call running, so this is an abandoned (timed-out) call whose late
- * completion would have been dropped; the completion path is gone by
- * now, so free it here the way call.c's drop_abandoned does.
+ * A batch still here at shutdown. The daemon shuts a sink down only when
+ * no call is running or abandoned in it (server.c: idle), so this is
+ * defensive: the completion path (worker.c) is gone by then, so an
+ * abandoned batch is freed here the way call.c's drop_abandoned does.
  */
 static void drop_leftover(struct iso *p, struct bd_batch *b)
 {

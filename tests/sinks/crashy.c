@@ -4,7 +4,8 @@
  * daemon down with it, which is the point of the isolation tests.
  *
  * Options:
- *   crash    what to do on a bad call: segv (write through NULL), abort,
+ *   crash    what to do on a bad call: segv (write to a PROT_NONE page:
+ *            a real SIGSEGV that UBSan does not turn into an exit), abort,
  *            exit (exit(3)), hang (never return), leak (keep leak_kb of
  *            touched memory, then answer normally), garbage (write a
  *            frame header with a hostile length on the runner's socket,
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "batchd_sink.h"
@@ -120,14 +122,17 @@ static void *crashy_init(const struct batchd_host *host,
 static void misbehave(struct crashy_state *st)
 {
     static const unsigned char hostile[4] = {0xff, 0xff, 0xff, 0xff};
-    volatile int *nowhere = NULL;
+    volatile int *nowhere;
     char *p;
 
     st->host->log(st->host, BATCHD_LOG_INFO, "crashy: call %lu: %s",
                   st->calls, crashy_modes[st->mode]);
     switch (st->mode) {
     case CRASHY_SEGV:
-        *nowhere = 1;
+        nowhere = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (nowhere != MAP_FAILED)
+            *nowhere = 1;
+        raise(SIGSEGV); /* not reached */
         break;
     case CRASHY_ABORT:
         abort();
