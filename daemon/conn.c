@@ -217,6 +217,9 @@ static void conn_update_events(struct bd_conn *c)
     } else if (c->out.len <= soft / 2 && (c->flags & BD_CONN_READ_PAUSED)) {
         event_add(c->rev, NULL);
         c->flags &= ~BD_CONN_READ_PAUSED;
+        /* We were not reading: the partial frame's clock starts again. */
+        if (c->frame_start_ns)
+            c->frame_start_ns = c->srv->now_ns;
     }
 }
 

@@ -53,7 +53,7 @@ static int is_cmd(const struct bd_msg *m, const char *name)
     return m->name_len == strlen(name) && memcmp(m->name, name, m->name_len) == 0;
 }
 
-void bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
+int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
 {
     struct bd_server *srv = c->srv;
     struct bd_buf b;
@@ -66,7 +66,7 @@ void bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
         srv->ctr.status[BATCHD_PERMISSION_DENIED]++;
         reply_text(c, m, BATCHD_PERMISSION_DENIED,
                    "this command needs an admin user (admin_uids/admin_gids)");
-        return;
+        return BATCHD_PERMISSION_DENIED;
     }
     if (is_cmd(m, "ping")) {
         reply_text(c, m, BATCHD_OK, "pong");
@@ -96,5 +96,7 @@ void bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
                    "reload: not supported yet; restart the daemon to apply "
                    "a new configuration" :
                    "command: unknown (ping, stats, health, pause, resume, drain)");
+        return BATCHD_UNSUPPORTED;
     }
+    return BATCHD_OK;
 }

@@ -8,6 +8,7 @@
 struct bd_conn;
 struct bd_msg;
 
-void bd_control_handle(struct bd_conn *c, const struct bd_msg *m);
+/* Answer one CONTROL request. Returns the status it was answered with. */
+int bd_control_handle(struct bd_conn *c, const struct bd_msg *m);
 
 #endif

@@ -160,8 +160,7 @@ static void handle_msg(struct bd_conn *c, const struct bd_msg *m)
         count_bad(c, handle_many(c, m));
         break;
     case BD_MSG_CONTROL:
-        c->bad_in_row = 0;
-        bd_control_handle(c, m);
+        count_bad(c, bd_control_handle(c, m));
         break;
     }
 }
