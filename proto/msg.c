@@ -501,10 +501,18 @@ int bd_msg_encode_control(struct bd_buf *out, uint64_t req_id, const char *cmd,
     return enc_end(&e);
 }
 
+/* The low nbytes of v, big-endian. */
+static inline uint8_t *put_be(uint8_t *p, uint64_t v, unsigned nbytes)
+{
+    for (unsigned i = nbytes; i > 0; i--)
+        *p++ = (uint8_t)(v >> (8 * (i - 1)));
+    return p;
+}
+
 /* Smallest msgpack encoding of v, as msgpack-c's packer writes it. */
 static inline uint8_t *put_uint(uint8_t *p, uint64_t v)
 {
-    int n;
+    unsigned n;
 
     if (v < 128) {
         *p++ = (uint8_t)v;
@@ -523,14 +531,12 @@ static inline uint8_t *put_uint(uint8_t *p, uint64_t v)
         *p++ = 0xcf;
         n = 8;
     }
-    while (n--)
-        *p++ = (uint8_t)(v >> (8 * n));
-    return p;
+    return put_be(p, v, n);
 }
 
 static uint8_t *put_raw(uint8_t *p, const void *data, size_t n, int is_str)
 {
-    int lb;
+    unsigned lb;
 
     if (is_str && n < 32) {
         *p++ = (uint8_t)(0xa0 | n);
@@ -545,8 +551,7 @@ static uint8_t *put_raw(uint8_t *p, const void *data, size_t n, int is_str)
         *p++ = is_str ? 0xdb : 0xc6;
         lb = 4;
     }
-    while (lb--)
-        *p++ = (uint8_t)(n >> (8 * lb));
+    p = put_be(p, n, lb);
     if (n)
         memcpy(p, data, n);
     return p + n;
