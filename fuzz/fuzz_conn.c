@@ -343,7 +343,14 @@ static void finish(struct client *cl)
 static void check_idle(void)
 {
     char what[160];
+    uint64_t now = srv->now_ns;
 
+    /* Idle keys stay in the table for BD_KEY_IDLE_NS by design: step the
+     * clock past that so the sweep frees them, and every input starts
+     * from an empty key table. */
+    srv->now_ns = now + BD_KEY_IDLE_NS + 1;
+    bd_batch_sweep_idle(srv);
+    srv->now_ns = now;
     if (srv->conns != NULL || srv->nconns != 0 || srv->nqueued != 0 ||
         srv->qbytes != 0 || srv->inflight != 0 || srv->nkeys != 0 ||
         srv->running != NULL) {
