@@ -415,17 +415,11 @@ void bd_runner_result_item(const struct bd_runner_result *r, size_t i,
 /* ---- the runner ---------------------------------------------------------- */
 
 /* One item's answer, as the plugin gave it. */
-struct rresult {
-    int code;                 /* 0 none yet, else enum batchd_result_code */
-    uint8_t *data;            /* owned copy */
-    size_t len;
-};
-
 /* One batch lent to the plugin; pub.host_priv points here. */
 struct rbatch {
     struct batchd_batch pub;
     struct batchd_item *items;  /* payloads point into the frame body */
-    struct rresult *res;
+    struct bd_result *res;       /* one per item, as the daemon keeps them */
     char *error;              /* batch_error text, owned */
     int rc;                   /* from complete() */
     int done;                 /* complete() was called */
@@ -467,33 +461,17 @@ static int rhost_result(struct batchd_batch *pb, size_t i, int code,
                         const void *data, size_t len)
 {
     struct rbatch *b = pb->host_priv;
-    struct rresult *r;
 
-    if (i >= pb->nitems || code < BATCHD_RESULT_OK || code > BATCHD_RESULT_FAIL)
+    if (i >= pb->nitems)
         return -1;
-    r = &b->res[i];
-    bd_free(r->data);
-    r->data = NULL;
-    r->len = 0;
-    r->code = code;
-    if (len > 0 && data != NULL) {
-        r->data = bd_malloc(len);
-        if (r->data == NULL) {
-            r->code = BATCHD_RESULT_FAIL;
-            return -1;
-        }
-        memcpy(r->data, data, len);
-        r->len = len;
-    }
-    return 0;
+    return bd_result_set(&b->res[i], code, data, len);
 }
 
 static void rhost_batch_error(struct batchd_batch *pb, const char *msg)
 {
     struct rbatch *b = pb->host_priv;
 
-    bd_free(b->error);
-    b->error = msg ? bd_strdup(msg) : NULL;
+    bd_error_set(&b->error, msg);
 }
 
 static void rhost_complete(struct batchd_batch *pb, int rc)

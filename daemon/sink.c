@@ -40,16 +40,10 @@ static void host_log(const struct batchd_host *host, int level,
     bd_log(level, "sink %s: %s", s->name, msg);
 }
 
-static int host_result(struct batchd_batch *pb, size_t i, int code,
-                       const void *data, size_t len)
+int bd_result_set(struct bd_result *r, int code, const void *data, size_t len)
 {
-    struct bd_batch *b = pb->host_priv;
-    struct bd_result *r;
-
-    if (i >= pb->nitems || code < BATCHD_RESULT_OK ||
-        code > BATCHD_RESULT_FAIL)
+    if (code < BATCHD_RESULT_OK || code > BATCHD_RESULT_FAIL)
         return -1;
-    r = &b->results[i];
     bd_free(r->data);
     r->data = NULL;
     r->len = 0;
@@ -66,12 +60,27 @@ static int host_result(struct batchd_batch *pb, size_t i, int code,
     return 0;
 }
 
+void bd_error_set(char **slot, const char *msg)
+{
+    bd_free(*slot);
+    *slot = msg ? bd_strdup(msg) : NULL;
+}
+
+static int host_result(struct batchd_batch *pb, size_t i, int code,
+                       const void *data, size_t len)
+{
+    struct bd_batch *b = pb->host_priv;
+
+    if (i >= pb->nitems)
+        return -1;
+    return bd_result_set(&b->results[i], code, data, len);
+}
+
 static void host_batch_error(struct batchd_batch *pb, const char *msg)
 {
     struct bd_batch *b = pb->host_priv;
 
-    bd_free(b->error);
-    b->error = msg ? bd_strdup(msg) : NULL;
+    bd_error_set(&b->error, msg);
 }
 
 static void host_complete(struct batchd_batch *pb, int rc)

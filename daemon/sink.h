@@ -99,6 +99,14 @@ int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
  * (pass 0 for closing handles when a call may still be running). */
 void bd_sink_unload_all(struct bd_sink *sinks, size_t n, int may_dlclose);
 
+/* Store one item's verdict in r, copying data (the host->result rule,
+ * shared by the daemon and the sink runner). Returns 0, or -1 for a bad
+ * code or no memory (then the item fails). */
+int bd_result_set(struct bd_result *r, int code, const void *data, size_t len);
+
+/* Replace *slot with a copy of msg (NULL clears it). */
+void bd_error_set(char **slot, const char *msg);
+
 /* A new batch for n items (free with bd_batch_free); it keeps its own
  * copy of the key name, which the sink may read until the call ends,
  * even after the daemon gave up on it. NULL on OOM. */
