@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "enc.h"
 #include "frame.h"
 #include "isolate.h"
 #include "log.h"
@@ -193,107 +194,68 @@ int bd_runner_io_recv(struct bd_runner_io *io, const uint8_t **body,
 
 /* ---- encoding and decoding -------------------------------------------- */
 
-static int buf_write_cb(void *data, const char *p, size_t n)
-{
-    return bd_buf_append(data, p, n);
-}
-
-/* Every encoder runs between these two; on failure the frame is undone. */
-struct enc {
-    msgpack_packer pk;
-    struct bd_buf *out;
-    size_t mark;
-    int rc;
-};
-
-#define ENC(e, call) do { if ((e)->rc == 0) (e)->rc = (call); } while (0)
-
-static void enc_begin(struct enc *e, struct bd_buf *out)
-{
-    e->out = out;
-    e->rc = bd_frame_begin(out, &e->mark);
-    msgpack_packer_init(&e->pk, out, buf_write_cb);
-}
-
-static int enc_end(struct enc *e)
+/* The runner's frames have their own ceiling on top of the encoder's. */
+static int enc_end_bounded(struct bd_enc *e)
 {
     if (e->rc == 0 && e->out->len - e->mark - BD_FRAME_HDR > BD_RUNNER_MAX_FRAME)
         e->rc = -1;
-    if (e->rc != 0) {
-        if (e->out->len >= e->mark)
-            e->out->len = e->mark;
-        return -1;
-    }
-    bd_frame_end(e->out, e->mark);
-    return 0;
-}
-
-static void enc_str(struct enc *e, const char *s, size_t n)
-{
-    ENC(e, msgpack_pack_str(&e->pk, n));
-    ENC(e, msgpack_pack_str_body(&e->pk, s, n));
-}
-
-static void enc_bin(struct enc *e, const void *p, size_t n)
-{
-    ENC(e, msgpack_pack_bin(&e->pk, n));
-    ENC(e, msgpack_pack_bin_body(&e->pk, p, n));
+    return bd_enc_end(e);
 }
 
 int bd_runner_encode_init(struct bd_buf *out, const struct batchd_kv *kv,
                           size_t nkv, int log_level)
 {
-    struct enc e;
+    struct bd_enc e;
 
-    enc_begin(&e, out);
-    ENC(&e, msgpack_pack_array(&e.pk, 2));
-    ENC(&e, msgpack_pack_map(&e.pk, nkv));
+    bd_enc_begin(&e, out);
+    BD_ENC(&e, msgpack_pack_array(&e.pk, 2));
+    BD_ENC(&e, msgpack_pack_map(&e.pk, nkv));
     for (size_t i = 0; i < nkv; i++) {
-        enc_str(&e, kv[i].key, strlen(kv[i].key));
-        enc_str(&e, kv[i].value, strlen(kv[i].value));
+        bd_enc_str(&e, kv[i].key, strlen(kv[i].key));
+        bd_enc_str(&e, kv[i].value, strlen(kv[i].value));
     }
-    ENC(&e, msgpack_pack_int(&e.pk, log_level));
-    return enc_end(&e);
+    BD_ENC(&e, msgpack_pack_int(&e.pk, log_level));
+    return enc_end_bounded(&e);
 }
 
 int bd_runner_encode_batch(struct bd_buf *out, uint64_t seq,
                            const struct batchd_batch *b, int64_t age_ms)
 {
-    struct enc e;
+    struct bd_enc e;
 
-    enc_begin(&e, out);
-    ENC(&e, msgpack_pack_array(&e.pk, 3));
-    ENC(&e, msgpack_pack_uint64(&e.pk, seq));
-    enc_str(&e, b->key, b->key_len);
-    ENC(&e, msgpack_pack_array(&e.pk, b->nitems));
+    bd_enc_begin(&e, out);
+    BD_ENC(&e, msgpack_pack_array(&e.pk, 3));
+    BD_ENC(&e, msgpack_pack_uint64(&e.pk, seq));
+    bd_enc_str(&e, b->key, b->key_len);
+    BD_ENC(&e, msgpack_pack_array(&e.pk, b->nitems));
     for (size_t i = 0; i < b->nitems && e.rc == 0; i++) {
         const struct batchd_item *it = &b->items[i];
         int64_t dl = it->deadline_ms;
 
         if (dl >= 0)
             dl = dl > age_ms ? dl - age_ms : 0;
-        ENC(&e, msgpack_pack_array(&e.pk, 4));
-        ENC(&e, msgpack_pack_uint64(&e.pk, it->id));
-        ENC(&e, msgpack_pack_uint32(&e.pk, it->attempt));
-        ENC(&e, msgpack_pack_int64(&e.pk, dl));
-        enc_bin(&e, it->len ? it->data : "", it->len);
+        BD_ENC(&e, msgpack_pack_array(&e.pk, 4));
+        BD_ENC(&e, msgpack_pack_uint64(&e.pk, it->id));
+        BD_ENC(&e, msgpack_pack_uint32(&e.pk, it->attempt));
+        BD_ENC(&e, msgpack_pack_int64(&e.pk, dl));
+        bd_enc_bin(&e, it->len ? it->data : "", it->len);
     }
-    return enc_end(&e);
+    return enc_end_bounded(&e);
 }
 
 /* Runner side: the answer to INIT. */
 static int encode_init_reply(struct bd_buf *out, int ok, const char *msg)
 {
-    struct enc e;
+    struct bd_enc e;
 
-    enc_begin(&e, out);
-    ENC(&e, msgpack_pack_array(&e.pk, 2));
-    ENC(&e, ok ? msgpack_pack_true(&e.pk) : msgpack_pack_false(&e.pk));
+    bd_enc_begin(&e, out);
+    BD_ENC(&e, msgpack_pack_array(&e.pk, 2));
+    BD_ENC(&e, ok ? msgpack_pack_true(&e.pk) : msgpack_pack_false(&e.pk));
     if (msg == NULL)
-        ENC(&e, msgpack_pack_nil(&e.pk));
+        BD_ENC(&e, msgpack_pack_nil(&e.pk));
     else
-        enc_str(&e, msg, strlen(msg));
-    return enc_end(&e);
+        bd_enc_str(&e, msg, strlen(msg));
+    return enc_end_bounded(&e);
 }
 
 static int unpack(const uint8_t *body, size_t len, msgpack_zone *zone,
@@ -676,27 +638,27 @@ static int run_batch(struct runner *r, struct rbatch *b)
 static int encode_result(struct bd_buf *out, uint64_t seq,
                          const struct rbatch *b, int rc)
 {
-    struct enc e;
+    struct bd_enc e;
 
-    enc_begin(&e, out);
-    ENC(&e, msgpack_pack_array(&e.pk, 4));
-    ENC(&e, msgpack_pack_uint64(&e.pk, seq));
-    ENC(&e, msgpack_pack_int(&e.pk, rc));
+    bd_enc_begin(&e, out);
+    BD_ENC(&e, msgpack_pack_array(&e.pk, 4));
+    BD_ENC(&e, msgpack_pack_uint64(&e.pk, seq));
+    BD_ENC(&e, msgpack_pack_int(&e.pk, rc));
     if (b->error == NULL)
-        ENC(&e, msgpack_pack_nil(&e.pk));
+        BD_ENC(&e, msgpack_pack_nil(&e.pk));
     else
-        enc_str(&e, b->error, strlen(b->error));
-    ENC(&e, msgpack_pack_array(&e.pk, b->pub.nitems));
+        bd_enc_str(&e, b->error, strlen(b->error));
+    BD_ENC(&e, msgpack_pack_array(&e.pk, b->pub.nitems));
     for (size_t i = 0; i < b->pub.nitems; i++) {
-        ENC(&e, msgpack_pack_array(&e.pk, 2));
-        ENC(&e, msgpack_pack_int(&e.pk, b->res[i].code));
+        BD_ENC(&e, msgpack_pack_array(&e.pk, 2));
+        BD_ENC(&e, msgpack_pack_int(&e.pk, b->res[i].code));
         if (b->res[i].code == 0)
-            ENC(&e, msgpack_pack_nil(&e.pk));
+            BD_ENC(&e, msgpack_pack_nil(&e.pk));
         else
-            enc_bin(&e, b->res[i].len ? (const void *)b->res[i].data : "",
+            bd_enc_bin(&e, b->res[i].len ? (const void *)b->res[i].data : "",
                     b->res[i].len);
     }
-    return enc_end(&e);
+    return enc_end_bounded(&e);
 }
 
 /* Answer a batch that could not be answered item by item. */

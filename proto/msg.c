@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "enc.h"
 #include "frame.h"
 #include "msg.h"
 
@@ -362,107 +363,62 @@ int bd_msg_decode_reply(const uint8_t *body, size_t len, msgpack_zone *zone,
 
 /* ---- encoding ---------------------------------------------------------- */
 
-static int buf_write_cb(void *data, const char *p, size_t n)
-{
-    return bd_buf_append(data, p, n);
-}
-
-/* Every encoder runs between these two: on failure the frame is undone. */
-struct enc {
-    msgpack_packer pk;
-    struct bd_buf *out;
-    size_t mark;
-    int rc;
-};
-
-static void enc_begin(struct enc *e, struct bd_buf *out)
-{
-    e->out = out;
-    e->rc = bd_frame_begin(out, &e->mark);
-    msgpack_packer_init(&e->pk, out, buf_write_cb);
-}
-
-static int enc_end(struct enc *e)
-{
-    if (e->rc != 0) {
-        if (e->out->len >= e->mark)
-            e->out->len = e->mark;
-        return -1;
-    }
-    bd_frame_end(e->out, e->mark);
-    return 0;
-}
-
-#define ENC(e, call) do { if ((e)->rc == 0) (e)->rc = (call); } while (0)
-
-static void enc_str(struct enc *e, const char *s, size_t n)
-{
-    ENC(e, msgpack_pack_str(&e->pk, n));
-    ENC(e, msgpack_pack_str_body(&e->pk, s, n));
-}
-
-static void enc_bin(struct enc *e, const void *p, size_t n)
-{
-    ENC(e, msgpack_pack_bin(&e->pk, n));
-    ENC(e, msgpack_pack_bin_body(&e->pk, p, n));
-}
-
-static void enc_opts(struct enc *e, const struct bd_opts *o)
+static void enc_opts(struct bd_enc *e, const struct bd_opts *o)
 {
     size_t n = o->has_deadline + o->has_priority + (o->dedup_id != NULL) +
                (o->trace != NULL);
 
-    ENC(e, msgpack_pack_map(&e->pk, n));
+    BD_ENC(e, msgpack_pack_map(&e->pk, n));
     if (o->has_deadline) {
-        enc_str(e, "deadline_ms", 11);
-        ENC(e, msgpack_pack_uint64(&e->pk, o->deadline_ms));
+        bd_enc_str(e, "deadline_ms", 11);
+        BD_ENC(e, msgpack_pack_uint64(&e->pk, o->deadline_ms));
     }
     if (o->has_priority) {
-        enc_str(e, "priority", 8);
-        ENC(e, msgpack_pack_uint32(&e->pk, o->priority));
+        bd_enc_str(e, "priority", 8);
+        BD_ENC(e, msgpack_pack_uint32(&e->pk, o->priority));
     }
     if (o->dedup_id != NULL) {
-        enc_str(e, "dedup_id", 8);
-        enc_bin(e, o->dedup_id, o->dedup_len);
+        bd_enc_str(e, "dedup_id", 8);
+        bd_enc_bin(e, o->dedup_id, o->dedup_len);
     }
     if (o->trace != NULL) {
-        enc_str(e, "trace", 5);
-        enc_str(e, o->trace, o->trace_len);
+        bd_enc_str(e, "trace", 5);
+        bd_enc_str(e, o->trace, o->trace_len);
     }
 }
 
-static void enc_head(struct enc *e, size_t n, int type, uint64_t req_id)
+static void enc_head(struct bd_enc *e, size_t n, int type, uint64_t req_id)
 {
-    ENC(e, msgpack_pack_array(&e->pk, n));
-    ENC(e, msgpack_pack_uint32(&e->pk, (uint32_t)type));
-    ENC(e, msgpack_pack_uint64(&e->pk, req_id));
+    BD_ENC(e, msgpack_pack_array(&e->pk, n));
+    BD_ENC(e, msgpack_pack_uint32(&e->pk, (uint32_t)type));
+    BD_ENC(e, msgpack_pack_uint64(&e->pk, req_id));
 }
 
 int bd_msg_encode_hello(struct bd_buf *out, uint64_t req_id, uint32_t version,
                         const char *name)
 {
-    struct enc e;
+    struct bd_enc e;
 
-    enc_begin(&e, out);
+    bd_enc_begin(&e, out);
     enc_head(&e, 4, BD_MSG_HELLO, req_id);
-    ENC(&e, msgpack_pack_uint32(&e.pk, version));
-    enc_str(&e, name, strlen(name));
-    return enc_end(&e);
+    BD_ENC(&e, msgpack_pack_uint32(&e.pk, version));
+    bd_enc_str(&e, name, strlen(name));
+    return bd_enc_end(&e);
 }
 
 int bd_msg_encode_item(struct bd_buf *out, int type, uint64_t req_id,
                        const char *key, size_t key_len, const void *payload,
                        size_t len, const struct bd_opts *opts)
 {
-    struct enc e;
+    struct bd_enc e;
 
-    enc_begin(&e, out);
+    bd_enc_begin(&e, out);
     enc_head(&e, opts ? 5 : 4, type, req_id);
-    enc_str(&e, key, key_len);
-    enc_bin(&e, payload, len);
+    bd_enc_str(&e, key, key_len);
+    bd_enc_bin(&e, payload, len);
     if (opts)
         enc_opts(&e, opts);
-    return enc_end(&e);
+    return bd_enc_end(&e);
 }
 
 int bd_msg_encode_many(struct bd_buf *out, int type, uint64_t req_id,
@@ -470,35 +426,35 @@ int bd_msg_encode_many(struct bd_buf *out, int type, uint64_t req_id,
                        const void *const *payloads, const size_t *lens,
                        size_t n, const struct bd_opts *opts)
 {
-    struct enc e;
+    struct bd_enc e;
 
-    enc_begin(&e, out);
+    bd_enc_begin(&e, out);
     enc_head(&e, opts ? 5 : 4, type, req_id);
-    enc_str(&e, key, key_len);
-    ENC(&e, msgpack_pack_array(&e.pk, n));
+    bd_enc_str(&e, key, key_len);
+    BD_ENC(&e, msgpack_pack_array(&e.pk, n));
     for (size_t i = 0; i < n; i++)
-        enc_bin(&e, payloads[i], lens[i]);
+        bd_enc_bin(&e, payloads[i], lens[i]);
     if (opts)
         enc_opts(&e, opts);
-    return enc_end(&e);
+    return bd_enc_end(&e);
 }
 
 int bd_msg_encode_control(struct bd_buf *out, uint64_t req_id, const char *cmd,
                           const char *const *kv, size_t nkv)
 {
-    struct enc e;
+    struct bd_enc e;
 
-    enc_begin(&e, out);
+    bd_enc_begin(&e, out);
     enc_head(&e, 4, BD_MSG_CONTROL, req_id);
-    enc_str(&e, cmd, strlen(cmd));
+    bd_enc_str(&e, cmd, strlen(cmd));
     if (nkv == 0) {
-        ENC(&e, msgpack_pack_nil(&e.pk));
+        BD_ENC(&e, msgpack_pack_nil(&e.pk));
     } else {
-        ENC(&e, msgpack_pack_map(&e.pk, nkv));
+        BD_ENC(&e, msgpack_pack_map(&e.pk, nkv));
         for (size_t i = 0; i < 2 * nkv; i++)
-            enc_str(&e, kv[i], strlen(kv[i]));
+            bd_enc_str(&e, kv[i], strlen(kv[i]));
     }
-    return enc_end(&e);
+    return bd_enc_end(&e);
 }
 
 /* The low nbytes of v, big-endian. */
