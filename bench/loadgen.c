@@ -61,6 +61,7 @@
 #include "buf.h"
 #include "frame.h"
 #include "hist.h"
+#include "io.h"
 #include "msg.h"
 
 
@@ -191,23 +192,6 @@ static int connect_unix(const struct lg_args *a, char *err, size_t errlen)
     }
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *s = p;
-
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Read more input; returns bytes read, 0 on EOF, -1 on error/timeout. */
 static ssize_t read_more(struct lg_client *c)
 {
@@ -229,7 +213,7 @@ static int hello(struct lg_client *c)
     char err[128];
 
     if (bd_msg_encode_hello(&c->out, 0, BD_PROTO_VERSION, "loadgen") != 0 ||
-        write_all(c->fd, bd_buf_head(&c->out), c->out.len) != 0) {
+        bd_write_all(c->fd, bd_buf_head(&c->out), c->out.len) != 0) {
         fail(c, "HELLO: write: %s", strerror(errno));
         return -1;
     }
@@ -417,7 +401,7 @@ static int client_run(struct lg_client *c)
             return -1;
         }
         if (c->out.len > 0) {
-            if (write_all(c->fd, bd_buf_head(&c->out), c->out.len) != 0) {
+            if (bd_write_all(c->fd, bd_buf_head(&c->out), c->out.len) != 0) {
                 fail(c, "write: %s", strerror(errno));
                 return -1;
             }

@@ -24,6 +24,7 @@
 #include "batchd.h"
 #include "ctl_bench.h"
 #include "hist.h"
+#include "io.h"
 
 
 #define BENCH_MAX_CLIENTS 4096
@@ -212,40 +213,6 @@ static char **bench_keys(const struct bench_args *a)
     return keys;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const char *s = p;
-
-    while (n > 0) {
-        ssize_t w = write(fd, s, n);
-
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int read_all(int fd, void *p, size_t n)
-{
-    char *s = p;
-
-    while (n > 0) {
-        ssize_t r = read(fd, s, n);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        s += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
 /* Connect, say ready (one byte, also after a failed connect), wait for
  * the common start (EOF on go_fd), run, send the result. */
 static int bench_child_run(struct bench_child *b, struct bench_slot *slots,
@@ -262,7 +229,7 @@ static int bench_child_run(struct bench_child *b, struct bench_slot *slots,
     res->connected = batchd_err(b->c) == BATCHD_ERR_NONE;
     if (!res->connected)
         snprintf(res->errstr, sizeof(res->errstr), "%s", batchd_errstr(b->c));
-    if (write_all(res_fd, &ready, 1) != 0)
+    if (bd_write_all(res_fd, &ready, 1) != 0)
         return CTL_EXIT_IO;
     while (read(go_fd, &ch, 1) < 0 && errno == EINTR)
         ;
@@ -270,7 +237,7 @@ static int bench_child_run(struct bench_child *b, struct bench_slot *slots,
         bench_loop(b, slots);
     batchd_free(b->c); /* fails what is still in flight, via bench_cb */
     b->c = NULL;
-    return write_all(res_fd, res, sizeof(*res)) == 0 ? 0 : CTL_EXIT_IO;
+    return bd_write_all(res_fd, res, sizeof(*res)) == 0 ? 0 : CTL_EXIT_IO;
 }
 
 /* A child's whole life; returns its exit code. */
@@ -349,7 +316,7 @@ static void bench_start(const struct bench_args *a, const int *res_fds,
     char ch;
 
     for (uint64_t i = 0; i < a->clients; i++)
-        (void)read_all(res_fds[i], &ch, 1);
+        (void)bd_read_all(res_fds[i], &ch, 1);
     close(go[1]);
     go[1] = -1;
 }
@@ -367,7 +334,7 @@ static uint64_t bench_collect(const struct bench_args *a, const int *res_fds,
     total->connected = 1;
     total->t_start = UINT64_MAX;
     for (uint64_t i = 0; i < a->clients; i++) {
-        if (read_all(res_fds[i], &r, sizeof(r)) != 0) {
+        if (bd_read_all(res_fds[i], &r, sizeof(r)) != 0) {
             lost++;
             snprintf(err, errlen, "client %" PRIu64 " died", i);
             continue;
