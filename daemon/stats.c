@@ -111,37 +111,57 @@ static int render_hist(struct bd_buf *b, const char *name, const uint64_t *h,
     return rc ? rc : bprintf(b, json ? "}" : "\n");
 }
 
+/* The daemon-wide counters, one row each, in the order both formats
+ * print them: one list, so JSON and text cannot drift apart. */
+struct stat_row {
+    const char *name;
+    unsigned long long v;
+};
+
+#define NROWS 19
+
+static void counter_rows(const struct bd_server *srv, struct stat_row *r)
+{
+    const struct bd_counters *c = &srv->ctr;
+    struct stat_row rows[NROWS] = {
+        {"uptime_ms", (bd_now_ns() - srv->start_ns) / 1000000},
+        {"conns", srv->nconns},
+        {"conns_total", c->conns_total},
+        {"conns_dropped", c->conns_dropped},
+        {"nkeys", srv->nkeys},
+        {"queued_items", srv->nqueued},
+        {"queued_bytes", srv->qbytes},
+        {"inflight_batches", srv->inflight},
+        {"inflight_items", srv->inflight_items},
+        {"items_in", c->items_in},
+        {"items_out", c->items_out},
+        {"batches", c->batches},
+        {"replies", c->replies},
+        {"cancelled", c->cancelled},
+        {"send_failed", c->send_failed},
+        {"retry_waiting", srv->nretry},
+        {"retries", c->retries},
+        {"timeouts", c->timeouts},
+        {"splits", c->splits},
+    };
+
+    for (int i = 0; i < NROWS; i++)
+        r[i] = rows[i];
+}
+
 static int render_json(struct bd_server *srv, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->ctr;
     struct key_walk w = {b, 1, 0, 0};
+    struct stat_row rows[NROWS];
     int rc;
 
-    rc = bprintf(b, "{\"version\":\"%s\",\"uptime_ms\":%llu,\"state\":\"%s\","
-                 "\"conns\":%u,\"conns_total\":%llu,\"conns_dropped\":%llu,"
-                 "\"nkeys\":%zu,\"queued_items\":%llu,\"queued_bytes\":%llu,"
-                 "\"inflight_batches\":%u,\"inflight_items\":%llu,"
-                 "\"items_in\":%llu,\"items_out\":%llu,\"batches\":%llu,"
-                 "\"replies\":%llu,\"cancelled\":%llu,\"send_failed\":%llu,"
-                 "\"retry_waiting\":%llu,\"retries\":%llu,\"timeouts\":%llu,"
-                 "\"splits\":%llu,\"replies_by_status\":{",
-                 BD_VERSION, (unsigned long long)((bd_now_ns() - srv->start_ns) / 1000000),
-                 state_names[srv->state], srv->nconns,
-                 (unsigned long long)c->conns_total,
-                 (unsigned long long)c->conns_dropped, srv->nkeys,
-                 (unsigned long long)srv->nqueued,
-                 (unsigned long long)srv->qbytes, srv->inflight,
-                 (unsigned long long)srv->inflight_items,
-                 (unsigned long long)c->items_in,
-                 (unsigned long long)c->items_out,
-                 (unsigned long long)c->batches,
-                 (unsigned long long)c->replies,
-                 (unsigned long long)c->cancelled,
-                 (unsigned long long)c->send_failed,
-                 (unsigned long long)srv->nretry,
-                 (unsigned long long)c->retries,
-                 (unsigned long long)c->timeouts,
-                 (unsigned long long)c->splits);
+    counter_rows(srv, rows);
+    rc = bprintf(b, "{\"version\":\"%s\",\"state\":\"%s\"", BD_VERSION,
+                 state_names[srv->state]);
+    for (int i = 0; i < NROWS && rc == 0; i++)
+        rc = bprintf(b, ",\"%s\":%llu", rows[i].name, rows[i].v);
+    rc |= bprintf(b, ",\"replies_by_status\":{");
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
         rc = bprintf(b, "%s\"%s\":%llu", i ? "," : "", bd_status_name(i),
                      (unsigned long long)c->status[i]);
@@ -164,27 +184,15 @@ static int render_text(struct bd_server *srv, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->ctr;
     struct key_walk w = {b, 0, 0, 0};
+    struct stat_row rows[NROWS];
     int rc;
 
-    rc = bprintf(b, "version %s\nstate %s\nuptime_ms %llu\nconns %u\n"
-                 "queued_items %llu\nqueued_bytes %llu\ninflight_batches %u\n"
-                 "items_in %llu\nitems_out %llu\nbatches %llu\nreplies %llu\n"
-                 "cancelled %llu\nsend_failed %llu\nretry_waiting %llu\n"
-                 "retries %llu\ntimeouts %llu\nsplits %llu\nreplies_by_status",
-                 BD_VERSION, state_names[srv->state],
-                 (unsigned long long)((bd_now_ns() - srv->start_ns) / 1000000),
-                 srv->nconns, (unsigned long long)srv->nqueued,
-                 (unsigned long long)srv->qbytes, srv->inflight,
-                 (unsigned long long)c->items_in,
-                 (unsigned long long)c->items_out,
-                 (unsigned long long)c->batches,
-                 (unsigned long long)c->replies,
-                 (unsigned long long)c->cancelled,
-                 (unsigned long long)c->send_failed,
-                 (unsigned long long)srv->nretry,
-                 (unsigned long long)c->retries,
-                 (unsigned long long)c->timeouts,
-                 (unsigned long long)c->splits);
+    counter_rows(srv, rows);
+    rc = bprintf(b, "version %s\nstate %s\n", BD_VERSION,
+                 state_names[srv->state]);
+    for (int i = 0; i < NROWS && rc == 0; i++)
+        rc = bprintf(b, "%s %llu\n", rows[i].name, rows[i].v);
+    rc |= bprintf(b, "replies_by_status");
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
         if (c->status[i])
             rc = bprintf(b, " %s=%llu", bd_status_name(i),
