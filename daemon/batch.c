@@ -21,6 +21,7 @@
 
 #include "alloc.h"
 #include "batch.h"
+#include "bytes.h"
 #include "call.h"
 #include "conn.h"
 #include "hist.h"
@@ -103,7 +104,7 @@ static struct bd_key *key_find(struct bd_server *srv, const char *name,
     if (srv->keytab == NULL)
         return NULL;
     for (k = srv->keytab[h & (srv->keytab_size - 1)]; k; k = k->hnext)
-        if (k->hash == h && k->len == len && memcmp(k->name, name, len) == 0)
+        if (k->hash == h && k->len == len && bd_bytes_eq(k->name, name, len))
             return k;
     return NULL;
 }
@@ -142,19 +143,26 @@ static const struct bd_route_conf *route_match(const struct bd_config *cfg,
     return NULL;
 }
 
-static void key_wake(struct bd_server *srv, struct bd_key *k);
+static inline void key_wake(struct bd_server *srv, struct bd_key *k);
 
 /* Find or create the key. NULL with a->status set when it has no route
  * or memory is short. */
 static struct bd_key *key_get(struct bd_server *srv, const char *name,
                               size_t len, struct bd_admit *a)
 {
-    uint32_t h = hash_key(name, len);
-    struct bd_key *k = key_find(srv, name, len, h);
+    struct bd_key *k = srv->key_last;
     const struct bd_route_conf *r;
+    uint32_t h;
 
+    if (k != NULL && k->len == len && bd_bytes_eq(k->name, name, len)) {
+        key_wake(srv, k);
+        return k;
+    }
+    h = hash_key(name, len);
+    k = key_find(srv, name, len, h);
     if (k != NULL) {
         key_wake(srv, k);
+        srv->key_last = k;
         return k;
     }
     k = bd_malloc(sizeof(*k) + len + 1);
@@ -183,6 +191,7 @@ static struct bd_key *key_get(struct bd_server *srv, const char *name,
     k->hnext = srv->keytab[h & (srv->keytab_size - 1)];
     srv->keytab[h & (srv->keytab_size - 1)] = k;
     srv->nkeys++;
+    srv->key_last = k;
     return k;
 
 out_oom:
@@ -206,7 +215,7 @@ static void idle_unlink(struct bd_server *srv, struct bd_key *k)
     srv->nidle--;
 }
 
-static void key_wake(struct bd_server *srv, struct bd_key *k)
+static inline void key_wake(struct bd_server *srv, struct bd_key *k)
 {
     if (k->flags & BD_KEY_IDLE)
         idle_unlink(srv, k);
@@ -228,6 +237,8 @@ static void key_free(struct bd_server *srv, struct bd_key *k)
     }
     if (k->timer != NULL)
         event_free(k->timer);
+    if (srv->key_last == k)
+        srv->key_last = NULL;
     srv->nkeys--;
     bd_free(k);
 }
@@ -381,16 +392,16 @@ static void queue_push(struct bd_server *srv, struct bd_key *k,
     note_deadline(k, it);
 }
 
-void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
-                    const void *data, size_t len, const struct bd_opts *opts,
-                    struct bd_conn *conn, uint64_t req_id, int reply_type,
+void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
+                    const struct bd_opts *opts, struct bd_conn *conn,
                     struct bd_admit *a)
 {
+    size_t len = in->payload_len;
     struct bd_key *k;
     struct bd_item *it;
 
     a->status = BATCHD_OK;
-    k = key_get(srv, key, keylen, a);
+    k = key_get(srv, in->key, in->key_len, a);
     if (k == NULL)
         return;
     if (!within_bounds(srv, k, len, a))
@@ -406,7 +417,7 @@ void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
     it->conn = conn;
     if (conn != NULL)
         bd_conn_ref(conn);
-    it->req_id = req_id;
+    it->req_id = in->req_id;
     it->id = ++srv->next_item_id;
     it->enq_ns = srv->now_ns;
     it->deadline_ns = item_deadline(k->route, opts, it->enq_ns);
@@ -414,10 +425,10 @@ void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
     it->attempt = 0;
     it->cap = 0;
     it->batch_fails = 0;
-    it->reply_type = (uint8_t)reply_type;
+    it->reply_type = (uint8_t)in->type;
     it->len = len;
     if (len)
-        memcpy(it->data, data, len);
+        memcpy(it->data, in->payload, len);
     queue_push(srv, k, it);
     srv->ctr.items_in++;
     bd_batch_mark_dirty(srv, k);
@@ -476,20 +487,6 @@ static void item_pool_drain(void)
         item_pool = next;
     }
     item_pooled = 0;
-}
-
-static struct bd_item *queue_pop(struct bd_server *srv, struct bd_key *k)
-{
-    struct bd_item *it = k->head;
-
-    k->head = it->next;
-    if (k->head == NULL) {
-        k->tail = NULL;
-        k->min_deadline_ns = 0;
-    }
-    it->next = NULL;
-    count_queued(srv, k, it->len, 0);
-    return it;
 }
 
 static void recompute_deadline(struct bd_key *k)
@@ -635,26 +632,51 @@ static int item_cancelled(struct bd_server *srv, struct bd_item *it)
 }
 
 /* Count the head items that make one batch: max_items, max_bytes, and
- * the cap of an item isolated after whole-batch failures. */
-static size_t head_batch_len(const struct bd_key *k)
+ * the cap of an item isolated after whole-batch failures. Sets *bytes to
+ * their payload total and *last to the last of them. */
+static size_t head_batch_len(const struct bd_key *k, uint64_t *bytes,
+                             struct bd_item **last)
 {
-    const struct bd_item *it = k->head;
+    /* Never 0 for a non-empty queue: the first item always fits (an
+     * item's cap is at least 1), which dispatch_one relies on. */
+    struct bd_item *it = k->head;
     size_t n = 0, limit = k->route->max_items;
-    uint64_t bytes = 0;
 
+    *bytes = 0;
     while (it != NULL && n < limit &&
-           bd_batch_fits(k->route, n, bytes, it->len)) {
+           bd_batch_fits(k->route, n, *bytes, it->len)) {
         if (it->cap) {
             if (n >= it->cap)
                 break;
             if (it->cap < limit)
                 limit = it->cap;
         }
-        bytes += it->len;
+        *bytes += it->len;
         n++;
+        *last = it;
         it = it->next;
     }
     return n;
+}
+
+/* Unlink the n head items up to last (n >= 1) as one list; the queue
+ * totals drop once for all of them. */
+static struct bd_item *queue_cut(struct bd_server *srv, struct bd_key *k,
+                                 size_t n, uint64_t bytes, struct bd_item *last)
+{
+    struct bd_item *first = k->head;
+
+    k->head = last->next;
+    last->next = NULL;
+    if (k->head == NULL) {
+        k->tail = NULL;
+        k->min_deadline_ns = 0;
+    }
+    k->nqueued -= n;
+    k->qbytes -= bytes;
+    srv->nqueued -= n;
+    srv->qbytes -= bytes;
+    return first;
 }
 
 /* Fill the batch's public item from our item. */
@@ -677,18 +699,19 @@ static void batch_set_item(struct bd_batch *b, size_t i, struct bd_item *it,
  * same), -1 when memory was short (the items stay queued). */
 static int dispatch_one(struct bd_server *srv, struct bd_key *k)
 {
-    size_t n = head_batch_len(k), got = 0;
+    struct bd_item *last = NULL, *it, *next;
+    uint64_t bytes, now = srv->now_ns;
+    size_t n = head_batch_len(k, &bytes, &last), got = 0;
     struct bd_batch *b = bd_batch_new(k->sink, k, k->name, k->len, n);
-    uint64_t now = srv->now_ns;
     int recompute = 0;
 
     if (b == NULL) {
         bd_log_error("key %s: out of memory for a batch of %zu", k->name, n);
         return -1;
     }
-    for (size_t i = 0; i < n; i++) {
-        struct bd_item *it = queue_pop(srv, k);
-
+    for (it = queue_cut(srv, k, n, bytes, last); it != NULL; it = next) {
+        next = it->next;
+        it->next = NULL;
         if (it->deadline_ns && it->deadline_ns <= k->min_deadline_ns)
             recompute = 1;
         if (item_cancelled(srv, it) ||
@@ -946,6 +969,7 @@ void bd_batch_destroy_all(struct bd_server *srv)
     }
     bd_free(srv->keytab);
     item_pool_drain();
+    srv->key_last = NULL;
     srv->keytab = NULL;
     srv->keytab_size = 0;
     srv->nkeys = 0;

@@ -89,14 +89,14 @@ struct bd_admit {
 };
 
 /*
- * Accept one item for key (already validated by the decoder). conn is
- * the origin for a LOAD (the item takes a reference), NULL for SEND.
- * opts may carry a deadline (never longer than the route's). On
+ * Accept one item (key already validated by the decoder): its payload is
+ * copied, and its reply will carry in->type and in->req_id. conn is the
+ * origin for a LOAD (the item takes a reference), NULL for SEND. opts
+ * (may be NULL) may carry a deadline (never longer than the route's). On
  * refusal sets a->status/msg and nothing is queued.
  */
-void bd_batch_admit(struct bd_server *srv, const char *key, size_t keylen,
-                    const void *data, size_t len, const struct bd_opts *opts,
-                    struct bd_conn *conn, uint64_t req_id, int reply_type,
+void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
+                    const struct bd_opts *opts, struct bd_conn *conn,
                     struct bd_admit *a);
 
 /* End of a loop pass: give every key touched in this pass its chance

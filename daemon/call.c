@@ -27,7 +27,7 @@
 
 /* Reply for it, leaving it allocated (an abandoned call still lends it
  * to the sink). */
-static void item_reply(struct bd_server *srv, const char *key,
+static inline void item_reply(struct bd_server *srv, const char *key,
                        const struct bd_item *it, int status, const void *body,
                        size_t len, int is_str)
 {

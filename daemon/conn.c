@@ -64,11 +64,6 @@ out_close_fd:
     return NULL;
 }
 
-void bd_conn_ref(struct bd_conn *c)
-{
-    c->refs++;
-}
-
 static void conn_free(struct bd_conn *c)
 {
     bd_buf_destroy(&c->in);
@@ -76,7 +71,7 @@ static void conn_free(struct bd_conn *c)
     bd_free(c);
 }
 
-void bd_conn_unref(struct bd_conn *c)
+void bd_conn_unref_slow(struct bd_conn *c)
 {
     if (--c->refs == 0) {
         conn_free(c);

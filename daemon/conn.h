@@ -57,8 +57,23 @@ struct bd_conn {
  * closed and unreferenced) or NULL (fd closed). */
 struct bd_conn *bd_conn_new(struct bd_server *srv, int fd);
 
-void bd_conn_ref(struct bd_conn *c);
-void bd_conn_unref(struct bd_conn *c);
+/* Every queued LOAD holds a reference (taken and dropped per item, so
+ * inline). The last unref frees; bd_conn_unref_slow also lets a
+ * half-closed conn close once its last answer is queued. */
+void bd_conn_unref_slow(struct bd_conn *c);
+
+static inline void bd_conn_ref(struct bd_conn *c)
+{
+    c->refs++;
+}
+
+static inline void bd_conn_unref(struct bd_conn *c)
+{
+    if (c->refs > 2 || (c->refs == 2 && !(c->flags & BD_CONN_EOF)))
+        c->refs--;
+    else
+        bd_conn_unref_slow(c);
+}
 
 static inline int bd_conn_is_closed(const struct bd_conn *c)
 {

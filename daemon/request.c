@@ -93,28 +93,28 @@ static void handle_hello(struct bd_conn *c, const struct bd_msg *m)
                   sizeof(banner) - 1, 1);
 }
 
-/* One item of a LOAD/SEND or of a *_MANY. Returns its status. */
-static int handle_item(struct bd_conn *c, const struct bd_msg *m, int type,
-                       uint64_t req_id, const void *data, size_t len)
+/* One item of a LOAD/SEND or of a *_MANY (opts may be NULL: none).
+ * Returns its status. */
+static int handle_item(struct bd_conn *c, const struct bd_msg_item *in,
+                       const struct bd_opts *opts)
 {
     struct bd_server *srv = c->srv;
-    int is_load = type == BD_MSG_LOAD || type == BD_MSG_LOAD_MANY;
+    int is_load = in->type == BD_MSG_LOAD || in->type == BD_MSG_LOAD_MANY;
     struct bd_admit a;
 
     if (srv->state == BD_STATE_STOPPING) {
-        reject(c, type, req_id, BATCHD_SHUTTING_DOWN, m->key, m->key_len,
-               "daemon is shutting down");
+        reject(c, in->type, in->req_id, BATCHD_SHUTTING_DOWN, in->key,
+               in->key_len, "daemon is shutting down");
         return BATCHD_SHUTTING_DOWN;
     }
-    bd_batch_admit(srv, m->key, m->key_len, data, len, &m->opts,
-                   is_load ? c : NULL, req_id, type, &a);
+    bd_batch_admit(srv, in, opts, is_load ? c : NULL, &a);
     if (a.status != BATCHD_OK) {
-        reject(c, type, req_id, a.status, m->key, m->key_len, a.msg);
+        reject(c, in->type, in->req_id, a.status, in->key, in->key_len, a.msg);
         return a.status;
     }
     if (!is_load) {
         srv->ctr.status[BATCHD_ACCEPTED]++;
-        bd_conn_reply(c, type, req_id, BATCHD_ACCEPTED, NULL, 0, 0);
+        bd_conn_reply(c, in->type, in->req_id, BATCHD_ACCEPTED, NULL, 0, 0);
     }
     return BATCHD_OK;
 }
@@ -123,17 +123,23 @@ static int handle_item(struct bd_conn *c, const struct bd_msg *m, int type,
  * request counts once toward max_bad_requests. */
 static int handle_many(struct bd_conn *c, const struct bd_msg *m)
 {
+    struct bd_msg_item in = {
+        .type = m->type, .key = m->key, .key_len = m->key_len,
+    };
     int all_bad = 1;
 
     for (uint32_t i = 0; i < m->nitems; i++) {
         const msgpack_object *o = &m->items[i];
-        const void *p = o->type == MSGPACK_OBJECT_BIN ?
-                        (const void *)o->via.bin.ptr : (const void *)o->via.str.ptr;
-        size_t n = o->type == MSGPACK_OBJECT_BIN ? o->via.bin.size :
-                                                   o->via.str.size;
 
-        if (handle_item(c, m, m->type, m->req_id + i, p, n) !=
-            BATCHD_BAD_REQUEST)
+        in.req_id = m->req_id + i;
+        if (o->type == MSGPACK_OBJECT_BIN) {
+            in.payload = (const uint8_t *)o->via.bin.ptr;
+            in.payload_len = o->via.bin.size;
+        } else {
+            in.payload = (const uint8_t *)o->via.str.ptr;
+            in.payload_len = o->via.str.size;
+        }
+        if (handle_item(c, &in, &m->opts) != BATCHD_BAD_REQUEST)
             all_bad = 0;
     }
     return all_bad ? BATCHD_BAD_REQUEST : BATCHD_OK;
@@ -152,8 +158,12 @@ static void handle_msg(struct bd_conn *c, const struct bd_msg *m)
         break;
     case BD_MSG_LOAD:
     case BD_MSG_SEND:
-        count_bad(c, handle_item(c, m, m->type, m->req_id, m->payload,
-                                 m->payload_len));
+        count_bad(c, handle_item(c, &(struct bd_msg_item){
+                                     .type = m->type, .req_id = m->req_id,
+                                     .key = m->key, .key_len = m->key_len,
+                                     .payload = m->payload,
+                                     .payload_len = m->payload_len},
+                                 &m->opts));
         break;
     case BD_MSG_LOAD_MANY:
     case BD_MSG_SEND_MANY:
@@ -170,10 +180,16 @@ static void handle_frame(struct bd_conn *c, const uint8_t *body, size_t len)
     struct bd_server *srv = c->srv;
     const char *why;
     char err[200];
+    struct bd_msg_item f;
     struct bd_msg m;
     int st;
 
-    if (bd_msg_decode_fast(body, len, &m)) {
+    if (bd_msg_decode_fast(body, len, &f)) {
+        if (c->flags & BD_CONN_HELLO) {
+            count_bad(c, handle_item(c, &f, NULL));
+            return;
+        }
+        bd_msg_from_item(&m, &f); /* refused: the rare path */
         handle_msg(c, &m);
         return;
     }

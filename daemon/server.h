@@ -78,6 +78,9 @@ struct bd_server {
     struct bd_key **keytab;   /* hash table of live keys */
     size_t keytab_size;       /* power of two */
     size_t nkeys;
+    struct bd_key *key_last;  /* the last key admitted to (cleared when freed):
+                               * clients mostly repeat keys, so this skips
+                               * the hash */
     struct bd_key *dirty;     /* keys to re-check at the end of this pass */
     struct bd_key *waiting;   /* keys with a ready batch and no global slot */
     struct bd_key *idle_head; /* idle keys, oldest first */

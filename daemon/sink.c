@@ -40,12 +40,15 @@ static void host_log(const struct batchd_host *host, int level,
     bd_log(level, "sink %s: %s", s->name, msg);
 }
 
-int bd_result_set(struct bd_result *r, int code, const void *data, size_t len)
+int bd_result_set_slow(struct bd_result *r, int code, const void *data,
+                       size_t len)
 {
     if (code < BATCHD_RESULT_OK || code > BATCHD_RESULT_FAIL)
         return -1;
-    bd_free(r->data);
-    r->data = NULL;
+    if (r->data != NULL) { /* a sink may answer an item twice */
+        bd_free(r->data);
+        r->data = NULL;
+    }
     r->len = 0;
     r->code = code;
     if (len > 0 && data != NULL) {

@@ -102,7 +102,20 @@ void bd_sink_unload_all(struct bd_sink *sinks, size_t n, int may_dlclose);
 /* Store one item's verdict in r, copying data (the host->result rule,
  * shared by the daemon and the sink runner). Returns 0, or -1 for a bad
  * code or no memory (then the item fails). */
-int bd_result_set(struct bd_result *r, int code, const void *data, size_t len);
+int bd_result_set_slow(struct bd_result *r, int code, const void *data,
+                       size_t len);
+
+static inline int bd_result_set(struct bd_result *r, int code,
+                                const void *data, size_t len)
+{
+    /* The usual answer, once per item: OK with nothing to copy. */
+    if (code == BATCHD_RESULT_OK && len == 0 && r->data == NULL) {
+        r->code = code;
+        r->len = 0;
+        return 0;
+    }
+    return bd_result_set_slow(r, code, data, len);
+}
 
 /* Replace *slot with a copy of msg (NULL clears it). */
 void bd_error_set(char **slot, const char *msg);

@@ -17,7 +17,7 @@ void bd_buf_destroy(struct bd_buf *b)
     memset(b, 0, sizeof(*b));
 }
 
-int bd_buf_reserve(struct bd_buf *b, size_t n)
+int bd_buf_make_room(struct bd_buf *b, size_t n)
 {
     size_t need, ncap;
     uint8_t *nd;

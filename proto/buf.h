@@ -19,9 +19,8 @@ struct bd_buf {
 void bd_buf_init(struct bd_buf *b);
 void bd_buf_destroy(struct bd_buf *b);
 
-/* Make room for n more bytes after the data; may move the data to the
- * front. Returns 0, or -1 when memory is short (b unchanged). */
-int bd_buf_reserve(struct bd_buf *b, size_t n);
+/* The slow half of bd_buf_reserve: slide or grow. */
+int bd_buf_make_room(struct bd_buf *b, size_t n);
 
 /* Append n bytes. Returns 0 or -1 (nothing appended). */
 int bd_buf_append(struct bd_buf *b, const void *p, size_t n);
@@ -33,6 +32,14 @@ void bd_buf_consume(struct bd_buf *b, size_t n);
 static inline uint8_t *bd_buf_head(const struct bd_buf *b) { return b->data + b->off; }
 static inline uint8_t *bd_buf_tail(const struct bd_buf *b) { return b->data + b->off + b->len; }
 static inline size_t bd_buf_room(const struct bd_buf *b) { return b->cap - b->off - b->len; }
+
+/* Make room for n more bytes after the data; may move the data to the
+ * front. Returns 0, or -1 when memory is short (b unchanged). Inline:
+ * every reply reserves, and there is nearly always room. */
+static inline int bd_buf_reserve(struct bd_buf *b, size_t n)
+{
+    return bd_buf_room(b) >= n ? 0 : bd_buf_make_room(b, n);
+}
 
 /* Release storage when the buffer is empty and larger than keep bytes,
  * so an idle connection does not pin a burst-sized buffer. */

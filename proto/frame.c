@@ -5,21 +5,6 @@
 
 #include "frame.h"
 
-int bd_frame_peek(const uint8_t *buf, size_t avail, size_t max_frame,
-                  size_t *body_len)
-{
-    uint32_t n;
-
-    if (avail < BD_FRAME_HDR)
-        return BD_FRAME_NEED;
-    n = ((uint32_t)buf[0] << 24) | ((uint32_t)buf[1] << 16) |
-        ((uint32_t)buf[2] << 8) | (uint32_t)buf[3];
-    if (n == 0 || n > max_frame)
-        return BD_FRAME_BAD_LENGTH;
-    *body_len = n;
-    return BD_FRAME_OK;
-}
-
 static uint64_t be(const uint8_t *p, size_t n)
 {
     uint64_t v = 0;

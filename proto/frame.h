@@ -6,8 +6,10 @@
 #ifndef BD_FRAME_H
 #define BD_FRAME_H
 
+#include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "buf.h"
 
@@ -27,8 +29,20 @@ enum bd_frame_rc {
  * alone, so a hostile length is refused before any body byte is awaited
  * or any memory is reserved for it.
  */
-int bd_frame_peek(const uint8_t *buf, size_t avail, size_t max_frame,
-                  size_t *body_len);
+static inline int bd_frame_peek(const uint8_t *buf, size_t avail,
+                                size_t max_frame, size_t *body_len)
+{
+    uint32_t n;
+
+    if (avail < BD_FRAME_HDR)
+        return BD_FRAME_NEED;
+    memcpy(&n, buf, 4);
+    n = be32toh(n);
+    if (n == 0 || n > max_frame)
+        return BD_FRAME_BAD_LENGTH;
+    *body_len = n;
+    return BD_FRAME_OK;
+}
 
 /*
  * Walk the msgpack object in body[0..len) without allocating: every

@@ -1,9 +1,11 @@
 /*
  * msg.c - batchd message encoding and decoding (see msg.h).
  */
+#include <endian.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "enc.h"
 #include "frame.h"
 #include "msg.h"
@@ -85,16 +87,12 @@ static int utf8_valid(const unsigned char *s, size_t n)
 
 const char *bd_msg_check_key(const char *key, size_t len)
 {
-    size_t i = 0;
-
     if (len == 0)
         return "must not be empty";
     if (len > BD_KEY_MAX)
         return "longer than 256 bytes";
     /* Most keys are plain ASCII: one pass settles them. */
-    while (i < len && (unsigned char)key[i] - 1u < 0x7fu)
-        i++;
-    if (i == len)
+    if (bd_bytes_plain_ascii(key, len))
         return NULL;
     if (memchr(key, '\0', len) != NULL)
         return "contains a NUL byte";
@@ -457,12 +455,32 @@ int bd_msg_encode_control(struct bd_buf *out, uint64_t req_id, const char *cmd,
     return bd_enc_end(&e);
 }
 
-/* The low nbytes of v, big-endian. */
+/* The low nbytes (0, 1, 2, 4 or 8) of v, big-endian. */
 static inline uint8_t *put_be(uint8_t *p, uint64_t v, unsigned nbytes)
 {
-    for (unsigned i = nbytes; i > 0; i--)
-        *p++ = (uint8_t)(v >> (8 * (i - 1)));
-    return p;
+    uint16_t v16;
+    uint32_t v32;
+
+    switch (nbytes) {
+    case 0:
+        break;
+    case 1:
+        *p = (uint8_t)v;
+        break;
+    case 2:
+        v16 = htobe16((uint16_t)v);
+        memcpy(p, &v16, 2);
+        break;
+    case 4:
+        v32 = htobe32((uint32_t)v);
+        memcpy(p, &v32, 4);
+        break;
+    default:
+        v = htobe64(v);
+        memcpy(p, &v, 8);
+        break;
+    }
+    return p + nbytes;
 }
 
 /* Smallest msgpack encoding of v, as msgpack-c's packer writes it. */
@@ -541,15 +559,34 @@ int bd_msg_encode_reply(struct bd_buf *out, int type, uint64_t req_id,
     else
         p = put_raw(p, body, body_len, body_is_str);
     n = (uint32_t)(p - start - BD_FRAME_HDR);
-    start[0] = (uint8_t)(n >> 24);
-    start[1] = (uint8_t)(n >> 16);
-    start[2] = (uint8_t)(n >> 8);
-    start[3] = (uint8_t)n;
+    put_be(start, n, 4);
     out->len += (size_t)(p - start);
     return 0;
 }
 
 /* ---- the fast path for plain LOAD/SEND -------------------------------- */
+
+/* The nbytes (1, 2, 4 or 8) big-endian bytes at p. */
+static inline uint64_t get_be(const uint8_t *p, int nbytes)
+{
+    uint16_t v16;
+    uint32_t v32;
+    uint64_t v64;
+
+    switch (nbytes) {
+    case 1:
+        return *p;
+    case 2:
+        memcpy(&v16, p, 2);
+        return be16toh(v16);
+    case 4:
+        memcpy(&v32, p, 4);
+        return be32toh(v32);
+    default:
+        memcpy(&v64, p, 8);
+        return be64toh(v64);
+    }
+}
 
 /* Read a msgpack unsigned int at p (end bounds it). */
 static inline const uint8_t *get_uint(const uint8_t *p, const uint8_t *end,
@@ -572,9 +609,7 @@ static inline const uint8_t *get_uint(const uint8_t *p, const uint8_t *end,
     }
     if (end - p - 1 < n)
         return NULL;
-    *v = 0;
-    for (int i = 1; i <= n; i++)
-        *v = (*v << 8) | p[i];
+    *v = get_be(p + 1, n);
     return p + 1 + n;
 }
 
@@ -601,9 +636,7 @@ static inline const uint8_t *get_raw(const uint8_t *p, const uint8_t *end,
         }
         if (lb < 0 || end - p - 1 < lb)
             return NULL;
-        *len = 0;
-        for (int i = 1; i <= lb; i++)
-            *len = (*len << 8) | p[i];
+        *len = (size_t)get_be(p + 1, lb);
     }
     p += 1 + lb;
     if ((size_t)(end - p) < *len)
@@ -611,7 +644,7 @@ static inline const uint8_t *get_raw(const uint8_t *p, const uint8_t *end,
     return p;
 }
 
-int bd_msg_decode_fast(const uint8_t *body, size_t len, struct bd_msg *m)
+int bd_msg_decode_fast(const uint8_t *body, size_t len, struct bd_msg_item *f)
 {
     const uint8_t *p = body, *end = body + len;
     uint64_t type, id;
@@ -635,14 +668,24 @@ int bd_msg_decode_fast(const uint8_t *body, size_t len, struct bd_msg *m)
         return 0;
     if (p != end)
         return 0;
+    f->type = (int)type;
+    f->req_id = id;
+    f->key = (const char *)key;
+    f->key_len = klen;
+    f->payload = payload;
+    f->payload_len = plen;
+    return 1;
+}
+
+void bd_msg_from_item(struct bd_msg *m, const struct bd_msg_item *f)
+{
     memset(m, 0, sizeof(*m));
-    m->type = (int)type;
-    m->req_id = id;
+    m->type = f->type;
+    m->req_id = f->req_id;
     m->has_id = 1;
     m->fanout = 1;
-    m->key = (const char *)key;
-    m->key_len = klen;
-    m->payload = payload;
-    m->payload_len = plen;
-    return 1;
+    m->key = f->key;
+    m->key_len = f->key_len;
+    m->payload = f->payload;
+    m->payload_len = f->payload_len;
 }

@@ -89,15 +89,29 @@ struct bd_reply_msg {
 int bd_msg_decode(const uint8_t *body, size_t len, msgpack_zone *zone,
                   struct bd_msg *m, char *err, size_t errlen);
 
+/* A plain LOAD/SEND as the fast decoder reads it: no opts, so it needs
+ * none of bd_msg's other fields. Pointers point into the frame body. */
+struct bd_msg_item {
+    int type;                 /* BD_MSG_LOAD or BD_MSG_SEND */
+    uint64_t req_id;
+    const char *key;          /* checked by bd_msg_check_key */
+    size_t key_len;
+    const uint8_t *payload;
+    size_t payload_len;
+};
+
 /*
  * The hot path: a bounded, allocation-free decoder for the common plain
  * LOAD/SEND (no options, a valid key). Needs no bd_frame_check first:
- * every length is checked as it is read. Returns 1 with m filled, or 0
+ * every length is checked as it is read. Returns 1 with f filled, or 0
  * when the body is anything else, and then the caller runs
  * bd_frame_check + bd_msg_decode, which give the proper answer and
  * error text.
  */
-int bd_msg_decode_fast(const uint8_t *body, size_t len, struct bd_msg *m);
+int bd_msg_decode_fast(const uint8_t *body, size_t len, struct bd_msg_item *f);
+
+/* The bd_msg that bd_msg_decode would give for the same plain item. */
+void bd_msg_from_item(struct bd_msg *m, const struct bd_msg_item *f);
 
 /* Decode a reply from a checked frame body. Returns 0, or -1 with err. */
 int bd_msg_decode_reply(const uint8_t *body, size_t len, msgpack_zone *zone,

@@ -556,6 +556,53 @@ START_TEST(test_no_route)
 }
 END_TEST
 
+/*
+ * Keys come and go: an idle key is freed after a second, or sooner when
+ * more than 4096 are idle. The daemon caches the last key it admitted to;
+ * a freed key must leave that cache, and a key used again is created
+ * again on its own route (the ASan build catches a stale pointer).
+ */
+START_TEST(test_keys_freed_then_reused)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        "[sink.e]\nplugin = echo\n\n[sink.n]\nplugin = null\n\n"
+        "[route.users]\nmatch = users.*\nsink = e\npolicy = immediate\n\n"
+        "[route.rest]\nmatch = *\nsink = n\npolicy = immediate\n");
+    struct batchd_client *c = bd_test_connect(d);
+    char key[32], *json;
+
+    bd_test_assert_load(d, "users.1", "u1", BATCHD_OK);
+    for (int i = 0; i < 4200; i++) {
+        struct batchd_reply *r = NULL;
+
+        snprintf(key, sizeof(key), "k.%d", i);
+        ck_assert_int_eq(batchd_load(c, key, "x", 1, NULL, 10000, &r),
+                         BATCHD_CLIENT_OK);
+        ck_assert_int_eq(r->status, BATCHD_OK);
+        ck_assert_uint_eq(r->len, 0); /* the null sink's empty answer */
+        batchd_reply_free(r);
+    }
+    /* users.1 was the oldest idle key: dropped past the 4096 cap (or by
+     * the sweep, on a slow machine). */
+    json = bd_test_stats_json(d);
+    ck_assert_msg(strstr(json, "\"nkeys\":") != NULL &&
+                  strtol(strstr(json, "\"nkeys\":") + 8, NULL, 10) <= 4096,
+                  "%s", json);
+    free(json);
+    bd_test_assert_load(d, "users.1", "u2", BATCHD_OK);
+    /* Now users.1 is the cached key; the sweep frees every key. */
+    usleep(1400 * 1000);
+    json = bd_test_stats_json(d);
+    ck_assert_msg(strstr(json, "\"nkeys\":0") != NULL, "%s", json);
+    free(json);
+    bd_test_assert_load(d, "users.1", "u3", BATCHD_OK);
+    bd_test_assert_load(d, "k.1", "", BATCHD_OK);
+    bd_test_assert_load(d, "users.1", "u4", BATCHD_OK);
+    batchd_free(c);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 START_TEST(test_first_matching_route_wins)
 {
     struct bd_test_daemon *d = bd_test_daemon_start(
@@ -986,6 +1033,7 @@ static Suite *e2e_suite(void)
     bd_test_add(core, test_send_file_sink_every_line_once);
     bd_test_add(core, test_disconnect_with_queued_loads);
     bd_test_add(core, test_no_route);
+    bd_test_add(core, test_keys_freed_then_reused);
     bd_test_add(core, test_first_matching_route_wins);
     bd_test_add(core, test_submit_many);
     bd_test_add(core, test_stats_json);
