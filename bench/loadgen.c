@@ -43,6 +43,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +89,7 @@ struct lg_args {
     int timeout_ms;           /* connect, and the longest wait for a reply */
     unsigned max_s;           /* longest run the timeline can hold */
     unsigned sample_ms;       /* schedstat sampling period */
+    int wait_read;            /* 1: block in read(); 0: poll(POLLIN) first */
 };
 
 /* What one child leaves in shared memory. */
@@ -197,6 +199,20 @@ static ssize_t read_more(struct lg_client *c)
 {
     ssize_t n;
 
+    /* Wait the way libbatchd does, in poll(POLLIN): a task blocked in
+     * read() on an AF_UNIX stream is also woken each time the server
+     * reads from that socket (write space), a wakeup poll filters out. */
+    if (!c->a->wait_read) {
+        struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+        int rc;
+
+        while ((rc = poll(&pfd, 1, c->a->timeout_ms)) < 0 && errno == EINTR)
+            ;
+        if (rc == 0)
+            errno = ETIMEDOUT;
+        if (rc <= 0)
+            return -1;
+    }
     do {
         n = read(c->fd, c->in + c->in_len, IBUF_SIZE - c->in_len);
     } while (n < 0 && errno == EINTR);
@@ -728,7 +744,9 @@ static void usage(FILE *f)
         "  -l, --label L        name printed in the result line\n"
         "  -t, --timeout-ms N   connect and reply timeout (default 10000)\n"
         "      --max-seconds N  longest run measured (default 300)\n"
-        "      --sample-ms N    server CPU sampling period (default 5)\n");
+        "      --sample-ms N    server CPU sampling period (default 5)\n"
+        "      --wait poll|read wait for replies in poll(POLLIN), like libbatchd\n"
+        "                       (default), or blocked in read()\n");
 }
 
 static int parse_u(const char *s, unsigned long long min, unsigned long long max,
@@ -757,6 +775,7 @@ static int parse_args(int argc, char **argv, struct lg_args *a)
         {"timeout-ms", required_argument, NULL, 't'},
         {"max-seconds", required_argument, NULL, 'M'},
         {"sample-ms", required_argument, NULL, 'S'},
+        {"wait", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -783,6 +802,10 @@ static int parse_args(int argc, char **argv, struct lg_args *a)
         case 't': rc |= parse_u(optarg, 1, 3600000, &v); a->timeout_ms = (int)v; break;
         case 'M': rc |= parse_u(optarg, 1, 86400, &v); a->max_s = (unsigned)v; break;
         case 'S': rc |= parse_u(optarg, 1, 1000, &v); a->sample_ms = (unsigned)v; break;
+        case 'W':
+            a->wait_read = !strcmp(optarg, "read");
+            rc |= !a->wait_read && strcmp(optarg, "poll") != 0;
+            break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
         }

@@ -20,6 +20,7 @@
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
+#include "msg_put.h"
 #include "request.h"
 #include "server.h"
 
@@ -103,7 +104,7 @@ void bd_conn_reply(struct bd_conn *c, int type, uint64_t req_id, int status,
         c->dropped++;
         return;
     }
-    if (bd_msg_encode_reply(&c->out, type, req_id, status, body, len,
+    if (bd_msg_put_reply(&c->out, type, req_id, status, body, len,
                             body_is_str) != 0) {
         bd_log_error("conn %llu: out of memory for a reply; closing",
                      (unsigned long long)c->id);
