@@ -75,6 +75,8 @@
 
 enum lg_proto { PROTO_BATCHD, PROTO_ECHO, PROTO_REDIS };
 
+enum { WAIT_POLL = 0, WAIT_READ = 1, WAIT_SPIN = 2 };
+
 struct lg_args {
     int proto;                /* enum lg_proto */
     const char *socket;
@@ -89,7 +91,7 @@ struct lg_args {
     int timeout_ms;           /* connect, and the longest wait for a reply */
     unsigned max_s;           /* longest run the timeline can hold */
     unsigned sample_ms;       /* schedstat sampling period */
-    int wait_read;            /* 1: block in read(); 0: poll(POLLIN) first */
+    int wait_mode;            /* WAIT_POLL, WAIT_READ or WAIT_SPIN */
 };
 
 /* What one child leaves in shared memory. */
@@ -199,10 +201,12 @@ static ssize_t read_more(struct lg_client *c)
 {
     ssize_t n;
 
-    /* Wait the way libbatchd does, in poll(POLLIN): a task blocked in
-     * read() on an AF_UNIX stream is also woken each time the server
-     * reads from that socket (write space), a wakeup poll filters out. */
-    if (!c->a->wait_read) {
+    /* WAIT_POLL waits the way libbatchd does, in poll(POLLIN). A task
+     * blocked in read() (WAIT_READ) on an AF_UNIX stream is also woken
+     * each time the server reads from that socket (write space), a
+     * wakeup poll filters out. WAIT_SPIN retries a non-blocking read:
+     * no wakeup on the client's side at all (latency runs). */
+    if (c->a->wait_mode == WAIT_POLL) {
         struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
         int rc;
 
@@ -212,6 +216,22 @@ static ssize_t read_more(struct lg_client *c)
             errno = ETIMEDOUT;
         if (rc <= 0)
             return -1;
+    } else if (c->a->wait_mode == WAIT_SPIN) {
+        uint64_t until = now_ns() + (uint64_t)c->a->timeout_ms * 1000000ull;
+
+        for (;;) {
+            n = recv(c->fd, c->in + c->in_len, IBUF_SIZE - c->in_len,
+                     MSG_DONTWAIT);
+            if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+                break;
+            if (now_ns() > until) {
+                errno = ETIMEDOUT;
+                return -1;
+            }
+        }
+        if (n > 0)
+            c->in_len += (size_t)n;
+        return n;
     }
     do {
         n = read(c->fd, c->in + c->in_len, IBUF_SIZE - c->in_len);
@@ -745,8 +765,9 @@ static void usage(FILE *f)
         "  -t, --timeout-ms N   connect and reply timeout (default 10000)\n"
         "      --max-seconds N  longest run measured (default 300)\n"
         "      --sample-ms N    server CPU sampling period (default 5)\n"
-        "      --wait poll|read wait for replies in poll(POLLIN), like libbatchd\n"
-        "                       (default), or blocked in read()\n");
+        "      --wait MODE      how a client waits for replies: poll (poll(POLLIN),\n"
+        "                       like libbatchd; default), read (blocked in read())\n"
+        "                       or spin (non-blocking reads in a loop)\n");
 }
 
 static int parse_u(const char *s, unsigned long long min, unsigned long long max,
@@ -803,8 +824,10 @@ static int parse_args(int argc, char **argv, struct lg_args *a)
         case 'M': rc |= parse_u(optarg, 1, 86400, &v); a->max_s = (unsigned)v; break;
         case 'S': rc |= parse_u(optarg, 1, 1000, &v); a->sample_ms = (unsigned)v; break;
         case 'W':
-            a->wait_read = !strcmp(optarg, "read");
-            rc |= !a->wait_read && strcmp(optarg, "poll") != 0;
+            a->wait_mode = !strcmp(optarg, "poll") ? WAIT_POLL :
+                           !strcmp(optarg, "read") ? WAIT_READ :
+                           !strcmp(optarg, "spin") ? WAIT_SPIN : -1;
+            rc |= a->wait_mode < 0;
             break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
