@@ -12,13 +12,14 @@
  *
  * The parent forks P client processes. Each opens its own AF_UNIX
  * connection, says it is ready, waits for the common start, then keeps D
- * requests in flight until it has had N replies: one read() takes every
- * reply that is there, and one write() sends the requests that refill
- * the window. Requests are encoded once (one frame per in-flight slot,
- * with proto/'s encoder) and copied, so the generator's cost per request
- * is a memcpy plus decoding the reply with msgpack-c. Replies are matched
- * to requests by req_id (batchd/echo: the id names the slot) or by order
- * (redis answers in order).
+ * requests in flight until it has had N replies: it waits (--wait: in
+ * poll() like libbatchd, blocked in read(), or spinning on non-blocking
+ * reads), one read() takes every reply that is there, and one write()
+ * sends the requests that refill the window. Requests are encoded once
+ * (one frame per in-flight slot, with proto/'s encoder) and copied, so
+ * the generator's cost per request is a memcpy plus decoding the reply
+ * with msgpack-c. Replies are matched to requests by req_id (batchd/echo:
+ * the id names the slot) or by order (redis answers in order).
  *
  * Measurements:
  * - latency per request, from the write of its batch to the read that
