@@ -28,8 +28,8 @@
 /* Reply for it, leaving it allocated (an abandoned call still lends it
  * to the sink). */
 static inline void item_reply(struct bd_server *srv, const char *key,
-                       const struct bd_item *it, int status, const void *body,
-                       size_t len, int is_str)
+                              const struct bd_item *it, int status,
+                              const void *body, size_t len, int is_str)
 {
     srv->ctr.status[status]++;
     srv->ctr.lat_hist[bd_hist_pow2_bucket((srv->now_ns - it->enq_ns) / 1000, 32)]++;

@@ -105,7 +105,7 @@ void bd_conn_reply(struct bd_conn *c, int type, uint64_t req_id, int status,
         return;
     }
     if (bd_msg_put_reply(&c->out, type, req_id, status, body, len,
-                            body_is_str) != 0) {
+                         body_is_str) != 0) {
         bd_log_error("conn %llu: out of memory for a reply; closing",
                      (unsigned long long)c->id);
         c->flags |= BD_CONN_CLOSE_ASAP;
