@@ -378,7 +378,12 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
     }
     call_end(srv, b);
     v = batch_verdict(b, msg, sizeof(msg));
-    for (size_t i = 0; i < b->pub.nitems; i++) {
+    if (v == V_ITEMS) {
+        /* The usual case, once per item: its own loop. */
+        for (size_t i = 0; i < b->pub.nitems; i++)
+            item_verdict(srv, k, b->items[i], &b->results[i]);
+    }
+    for (size_t i = 0; v != V_ITEMS && i < b->pub.nitems; i++) {
         struct bd_item *it = b->items[i];
 
         if (v == V_BUG)
@@ -386,10 +391,8 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
         else if (v == V_WHOLE)
             whole_verdict(srv, k, it, b->pub.nitems, BATCHD_RETRY_EXHAUSTED,
                           msg);
-        else if (v == V_DOWN)
-            retry_or_give_up(srv, k, it, BATCHD_SINK_UNAVAILABLE, msg);
         else
-            item_verdict(srv, k, it, &b->results[i]);
+            retry_or_give_up(srv, k, it, BATCHD_SINK_UNAVAILABLE, msg);
     }
     bd_batch_free(b);
     bd_server_want_flush(srv);

@@ -20,7 +20,7 @@
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
-#include "msg_put.h"
+#include "msg_inline.h"
 #include "request.h"
 #include "server.h"
 

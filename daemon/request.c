@@ -12,6 +12,7 @@
 #include "frame.h"
 #include "log.h"
 #include "msg.h"
+#include "msg_inline.h"
 #include "request.h"
 #include "server.h"
 
@@ -95,8 +96,8 @@ static void handle_hello(struct bd_conn *c, const struct bd_msg *m)
 
 /* One item of a LOAD/SEND or of a *_MANY (opts may be NULL: none).
  * Returns its status. */
-static int handle_item(struct bd_conn *c, const struct bd_msg_item *in,
-                       const struct bd_opts *opts)
+static inline int handle_item(struct bd_conn *c, const struct bd_msg_item *in,
+                              const struct bd_opts *opts)
 {
     struct bd_server *srv = c->srv;
     int is_load = in->type == BD_MSG_LOAD || in->type == BD_MSG_LOAD_MANY;
@@ -184,7 +185,7 @@ static void handle_frame(struct bd_conn *c, const uint8_t *body, size_t len)
     struct bd_msg m;
     int st;
 
-    if (bd_msg_decode_fast(body, len, &f)) {
+    if (bd_msg_get_item(body, len, &f)) {
         if (c->flags & BD_CONN_HELLO) {
             count_bad(c, handle_item(c, &f, NULL));
             return;

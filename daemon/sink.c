@@ -339,7 +339,8 @@ void bd_batch_free(struct bd_batch *b)
     if (b == NULL)
         return;
     for (size_t i = 0; i < b->pub.nitems; i++)
-        bd_free(b->results[i].data);
+        if (b->results[i].data != NULL) /* most answers carry none */
+            bd_free(b->results[i].data);
     bd_free(b->error);
     bd_free(b);
 }
@@ -347,13 +348,15 @@ void bd_batch_free(struct bd_batch *b)
 int bd_sink_run(struct bd_batch *b)
 {
     struct bd_sink *s = b->sink;
-    char why[256] = "";
+    char why[256];
     int rc;
 
     if (s->vt->acquire != NULL) {
+        why[0] = '\0';
         b->res = s->vt->acquire(s->state, b->pub.key, b->pub.key_len, why,
                                 sizeof(why));
         if (b->res == NULL) {
+            why[sizeof(why) - 1] = '\0'; /* a plugin may not terminate it */
             b->error = bd_strdup(why[0] ? why : "acquire failed");
             b->rc = BATCHD_SINK_RETRY;
             return b->rc;

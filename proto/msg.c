@@ -9,7 +9,7 @@
 #include "enc.h"
 #include "frame.h"
 #include "msg.h"
-#include "msg_put.h"
+#include "msg_inline.h"
 
 static const char *const status_names[BATCHD_STATUS_COUNT] = {
     [BATCHD_OK] = "OK",
@@ -466,118 +466,9 @@ int bd_msg_encode_reply(struct bd_buf *out, int type, uint64_t req_id,
 
 /* ---- the fast path for plain LOAD/SEND -------------------------------- */
 
-/* The nbytes (1, 2, 4 or 8) big-endian bytes at p. */
-static inline uint64_t get_be(const uint8_t *p, int nbytes)
-{
-    uint16_t v16;
-    uint32_t v32;
-    uint64_t v64;
-
-    switch (nbytes) {
-    case 1:
-        return *p;
-    case 2:
-        memcpy(&v16, p, 2);
-        return be16toh(v16);
-    case 4:
-        memcpy(&v32, p, 4);
-        return be32toh(v32);
-    default:
-        memcpy(&v64, p, 8);
-        return be64toh(v64);
-    }
-}
-
-/* Read a msgpack unsigned int at p (end bounds it). */
-static inline const uint8_t *get_uint(const uint8_t *p, const uint8_t *end,
-                                      uint64_t *v)
-{
-    int n;
-
-    if (p >= end)
-        return NULL;
-    if (*p < 0x80) {
-        *v = *p;
-        return p + 1;
-    }
-    switch (*p) {
-    case 0xcc: n = 1; break;
-    case 0xcd: n = 2; break;
-    case 0xce: n = 4; break;
-    case 0xcf: n = 8; break;
-    default: return NULL;
-    }
-    if (end - p - 1 < n)
-        return NULL;
-    *v = get_be(p + 1, n);
-    return p + 1 + n;
-}
-
-/* Read a str or bin header at p; *len is checked against end. */
-static inline const uint8_t *get_raw(const uint8_t *p, const uint8_t *end,
-                                     int want_str_only, size_t *len)
-{
-    int lb;
-
-    if (p >= end)
-        return NULL;
-    if ((*p & 0xe0) == 0xa0) {
-        *len = *p & 0x1f;
-        lb = 0;
-    } else {
-        switch (*p) {
-        case 0xd9: lb = 1; break;
-        case 0xda: lb = 2; break;
-        case 0xdb: lb = 4; break;
-        case 0xc4: lb = want_str_only ? -1 : 1; break;
-        case 0xc5: lb = want_str_only ? -1 : 2; break;
-        case 0xc6: lb = want_str_only ? -1 : 4; break;
-        default: return NULL;
-        }
-        if (lb < 0 || end - p - 1 < lb)
-            return NULL;
-        *len = (size_t)get_be(p + 1, lb);
-    }
-    p += 1 + lb;
-    if ((size_t)(end - p) < *len)
-        return NULL;
-    return p;
-}
-
 int bd_msg_decode_fast(const uint8_t *body, size_t len, struct bd_msg_item *f)
 {
-    const uint8_t *p = body, *end = body + len;
-    uint64_t type, id;
-    size_t klen, plen;
-    const uint8_t *key, *payload;
-
-    if (len < 5 || (p[0] != 0x94 && p[0] != 0x95))
-        return 0;
-    if ((p = get_uint(p + 1, end, &type)) == NULL ||
-        (type != BD_MSG_LOAD && type != BD_MSG_SEND) ||
-        (p = get_uint(p, end, &id)) == NULL ||
-        (key = get_raw(p, end, 1, &klen)) == NULL ||
-        (payload = get_raw(key + klen, end, 0, &plen)) == NULL)
-        return 0;
-    /* The usual plain ASCII key settled inline; others get the full check. */
-    if (!(klen > 0 && klen <= BD_KEY_MAX && bd_bytes_plain_ascii(key, klen)) &&
-        bd_msg_check_key((const char *)key, klen) != NULL)
-        return 0;
-    p = payload + plen;
-    /* opts: only "none" (nil or an empty map) takes the fast path */
-    if (body[0] == 0x95 && p < end && (*p == 0xc0 || *p == 0x80))
-        p++;
-    else if (body[0] == 0x95)
-        return 0;
-    if (p != end)
-        return 0;
-    f->type = (int)type;
-    f->req_id = id;
-    f->key = (const char *)key;
-    f->key_len = klen;
-    f->payload = payload;
-    f->payload_len = plen;
-    return 1;
+    return bd_msg_get_item(body, len, f);
 }
 
 void bd_msg_from_item(struct bd_msg *m, const struct bd_msg_item *f)
