@@ -7,7 +7,10 @@
  * bd_msg_decode_reply. Every request that decodes is encoded again with
  * its own encoder and decoded once more: the second decode must succeed
  * and give the same fields (type, req_id, key, payload, items, opts,
- * name, args). A reply is checked the same way.
+ * name, args). A reply is checked the same way. Every body the fast
+ * decoder of plain LOAD/SEND takes (bd_msg_decode_fast, the daemon's hot
+ * path, which runs before any walk) must pass the walk and decode to the
+ * same fields, with no options.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -330,6 +333,32 @@ static void roundtrip_reply(const struct bd_reply_msg *r, const uint8_t *body,
     bd_buf_destroy(&out);
 }
 
+/* The fast decoder may take a body only when the full one agrees. */
+static void check_fast(const uint8_t *body, size_t len)
+{
+    struct bd_msg_item f;
+    struct bd_msg m;
+    msgpack_zone zone;
+    const char *why;
+    char err[256];
+
+    if (!bd_msg_decode_fast(body, len, &f))
+        return;
+    if (bd_frame_check(body, len, &why) != 0)
+        fail("the fast decoder took a body the walk refuses", body, len);
+    msgpack_zone_init(&zone, 1024);
+    if (bd_msg_decode(body, len, &zone, &m, err, sizeof(err)) != BATCHD_OK)
+        fail("the fast decoder took a body the full decoder refuses", body, len);
+    if (m.type != f.type || m.req_id != f.req_id ||
+        !same_bytes(m.key, m.key_len, f.key, f.key_len) ||
+        !same_bytes(m.payload, m.payload_len, f.payload, f.payload_len))
+        fail("the fast and the full decoder disagree", body, len);
+    if (m.opts.has_deadline || m.opts.has_priority || m.opts.dedup_id != NULL ||
+        m.opts.trace != NULL)
+        fail("the fast decoder took a request with options", body, len);
+    msgpack_zone_destroy(&zone);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *body;
@@ -347,6 +376,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (bd_frame_peek(data, size, BD_FRAME_DEFAULT_MAX, &len) != BD_FRAME_OK ||
         len > size - BD_FRAME_HDR)
         len = size - BD_FRAME_HDR;
+    check_fast(body, len);
     if (bd_frame_check(body, len, &why) != 0)
         return 0;
 
