@@ -227,12 +227,9 @@ size_t bd_request_process(struct bd_conn *c, const uint8_t *data, size_t len)
         if (rc == BD_FRAME_NEED)
             break;
         if (rc == BD_FRAME_BAD_LENGTH) {
-            const uint8_t *p = data + pos;
-
             snprintf(msg, sizeof(msg),
                      "frame length %u: must be 1..%zu%s",
-                     (unsigned)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-                                (uint32_t)p[2] << 8 | p[3]),
+                     (unsigned)bd_get_be(data + pos, BD_FRAME_HDR),
                      max, (c->flags & BD_CONN_HELLO) ? "" : " before HELLO");
             log_reject(c, NULL, 0, BATCHD_FRAME_TOO_LARGE, msg);
             bd_conn_fatal(c, BATCHD_FRAME_TOO_LARGE, msg);

@@ -1,16 +1,68 @@
 /*
- * bytes.h - word-at-a-time helpers for short byte strings (keys), shared
- * by the decoder's key check and the daemon's key table. Keys are a few
- * bytes to a few dozen and are looked at once per item, so a libc call
- * or a byte loop (which gcc -O2 vectorizes, with a costly prologue)
- * costs more than the work.
+ * bytes.h - byte-level helpers shared by proto/ and the daemon:
+ * big-endian integers (the frame length prefix, msgpack's multi-byte
+ * ints and lengths), and word-at-a-time checks of short byte strings
+ * (keys). Keys are a few bytes to a few dozen and are looked at once per
+ * item, so a libc call or a byte loop (which gcc -O2 vectorizes, with a
+ * costly prologue) costs more than the work.
  */
 #ifndef BD_BYTES_H
 #define BD_BYTES_H
 
+#include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+/* The low nbytes (0, 1, 2, 4 or 8) of v, big-endian. */
+static inline uint8_t *bd_put_be(uint8_t *p, uint64_t v, unsigned nbytes)
+{
+    uint16_t v16;
+    uint32_t v32;
+
+    switch (nbytes) {
+    case 0:
+        break;
+    case 1:
+        *p = (uint8_t)v;
+        break;
+    case 2:
+        v16 = htobe16((uint16_t)v);
+        memcpy(p, &v16, 2);
+        break;
+    case 4:
+        v32 = htobe32((uint32_t)v);
+        memcpy(p, &v32, 4);
+        break;
+    default:
+        v = htobe64(v);
+        memcpy(p, &v, 8);
+        break;
+    }
+    return p + nbytes;
+}
+
+/* The nbytes (1, 2, 4 or 8) big-endian bytes at p. */
+static inline uint64_t bd_get_be(const uint8_t *p, unsigned nbytes)
+{
+    uint16_t v16;
+    uint32_t v32;
+    uint64_t v64;
+
+    switch (nbytes) {
+    case 1:
+        return *p;
+    case 2:
+        memcpy(&v16, p, 2);
+        return be16toh(v16);
+    case 4:
+        memcpy(&v32, p, 4);
+        return be32toh(v32);
+    default:
+        memcpy(&v64, p, 8);
+        return be64toh(v64);
+    }
+}
 
 static inline uint64_t bd_load64(const uint8_t *p)
 {

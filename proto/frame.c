@@ -5,15 +5,6 @@
 
 #include "frame.h"
 
-static uint64_t be(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-
-    while (n--)
-        v = (v << 8) | *p++;
-    return v;
-}
-
 /*
  * Classify the header at p (with left bytes available, left >= 1).
  * Sets *hdr to the header size, *skip to the payload bytes that follow,
@@ -24,7 +15,7 @@ static int walk_header(const uint8_t *p, size_t left, size_t *hdr,
                        uint64_t *skip, uint64_t *children, const char **err)
 {
     uint8_t c = p[0];
-    size_t lenbytes = 0;
+    unsigned lenbytes = 0;
     int kind = 0; /* 0 scalar, 1 raw (skip=len), 2 array, 3 map, 4 ext */
 
     *skip = 0;
@@ -79,13 +70,13 @@ static int walk_header(const uint8_t *p, size_t left, size_t *hdr,
     }
     *hdr = 1 + lenbytes;
     if (kind == 1)
-        *skip = be(p + 1, lenbytes);
+        *skip = bd_get_be(p + 1, lenbytes);
     else if (kind == 4)
-        *skip = be(p + 1, lenbytes) + 1; /* the ext type byte */
+        *skip = bd_get_be(p + 1, lenbytes) + 1; /* the ext type byte */
     else if (kind == 2)
-        *children = be(p + 1, lenbytes);
+        *children = bd_get_be(p + 1, lenbytes);
     else
-        *children = 2 * be(p + 1, lenbytes);
+        *children = 2 * bd_get_be(p + 1, lenbytes);
     return 0;
 }
 
@@ -158,11 +149,6 @@ int bd_frame_begin(struct bd_buf *b, size_t *mark)
 
 void bd_frame_end(struct bd_buf *b, size_t mark)
 {
-    uint8_t *p = bd_buf_head(b) + mark;
-    uint32_t n = (uint32_t)(b->len - mark - BD_FRAME_HDR);
-
-    p[0] = (uint8_t)(n >> 24);
-    p[1] = (uint8_t)(n >> 16);
-    p[2] = (uint8_t)(n >> 8);
-    p[3] = (uint8_t)n;
+    bd_put_be(bd_buf_head(b) + mark, (uint32_t)(b->len - mark - BD_FRAME_HDR),
+              BD_FRAME_HDR);
 }

@@ -6,12 +6,11 @@
 #ifndef BD_FRAME_H
 #define BD_FRAME_H
 
-#include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "buf.h"
+#include "bytes.h"
 
 #define BD_FRAME_HDR 4                 /* bytes of the length prefix */
 #define BD_FRAME_MAX_DEPTH 8           /* deepest container nesting accepted */
@@ -32,12 +31,11 @@ enum bd_frame_rc {
 static inline int bd_frame_peek(const uint8_t *buf, size_t avail,
                                 size_t max_frame, size_t *body_len)
 {
-    uint32_t n;
+    uint64_t n;
 
     if (avail < BD_FRAME_HDR)
         return BD_FRAME_NEED;
-    memcpy(&n, buf, 4);
-    n = be32toh(n);
+    n = bd_get_be(buf, BD_FRAME_HDR);
     if (n == 0 || n > max_frame)
         return BD_FRAME_BAD_LENGTH;
     *body_len = n;

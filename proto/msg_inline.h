@@ -7,7 +7,6 @@
 #ifndef BD_MSG_INLINE_H
 #define BD_MSG_INLINE_H
 
-#include <endian.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -15,34 +14,6 @@
 #include "bytes.h"
 #include "frame.h"
 #include "msg.h"
-
-/* The low nbytes (0, 1, 2, 4 or 8) of v, big-endian. */
-static inline uint8_t *put_be(uint8_t *p, uint64_t v, unsigned nbytes)
-{
-    uint16_t v16;
-    uint32_t v32;
-
-    switch (nbytes) {
-    case 0:
-        break;
-    case 1:
-        *p = (uint8_t)v;
-        break;
-    case 2:
-        v16 = htobe16((uint16_t)v);
-        memcpy(p, &v16, 2);
-        break;
-    case 4:
-        v32 = htobe32((uint32_t)v);
-        memcpy(p, &v32, 4);
-        break;
-    default:
-        v = htobe64(v);
-        memcpy(p, &v, 8);
-        break;
-    }
-    return p + nbytes;
-}
 
 /* Smallest msgpack encoding of v, as msgpack-c's packer writes it. */
 static inline uint8_t *put_uint(uint8_t *p, uint64_t v)
@@ -66,7 +37,7 @@ static inline uint8_t *put_uint(uint8_t *p, uint64_t v)
         *p++ = 0xcf;
         n = 8;
     }
-    return put_be(p, v, n);
+    return bd_put_be(p, v, n);
 }
 
 static inline uint8_t *put_raw(uint8_t *p, const void *data, size_t n, int is_str)
@@ -86,7 +57,7 @@ static inline uint8_t *put_raw(uint8_t *p, const void *data, size_t n, int is_st
         *p++ = is_str ? 0xdb : 0xc6;
         lb = 4;
     }
-    p = put_be(p, n, lb);
+    p = bd_put_be(p, n, lb);
     if (n)
         memcpy(p, data, n);
     return p + n;
@@ -123,34 +94,12 @@ static inline int bd_msg_put_reply(struct bd_buf *out, int type,
     else
         p = put_raw(p, body, body_len, body_is_str);
     n = (uint32_t)(p - start - BD_FRAME_HDR);
-    put_be(start, n, 4);
+    bd_put_be(start, n, 4);
     out->len += (size_t)(p - start);
     return 0;
 }
 
 /* ---- the fast path for plain LOAD/SEND -------------------------------- */
-
-/* The nbytes (1, 2, 4 or 8) big-endian bytes at p. */
-static inline uint64_t get_be(const uint8_t *p, int nbytes)
-{
-    uint16_t v16;
-    uint32_t v32;
-    uint64_t v64;
-
-    switch (nbytes) {
-    case 1:
-        return *p;
-    case 2:
-        memcpy(&v16, p, 2);
-        return be16toh(v16);
-    case 4:
-        memcpy(&v32, p, 4);
-        return be32toh(v32);
-    default:
-        memcpy(&v64, p, 8);
-        return be64toh(v64);
-    }
-}
 
 /* Read a msgpack unsigned int at p (end bounds it). */
 static inline const uint8_t *get_uint(const uint8_t *p, const uint8_t *end,
@@ -173,7 +122,7 @@ static inline const uint8_t *get_uint(const uint8_t *p, const uint8_t *end,
     }
     if (end - p - 1 < n)
         return NULL;
-    *v = get_be(p + 1, n);
+    *v = bd_get_be(p + 1, n);
     return p + 1 + n;
 }
 
@@ -200,7 +149,7 @@ static inline const uint8_t *get_raw(const uint8_t *p, const uint8_t *end,
         }
         if (lb < 0 || end - p - 1 < lb)
             return NULL;
-        *len = (size_t)get_be(p + 1, lb);
+        *len = (size_t)bd_get_be(p + 1, lb);
     }
     p += 1 + lb;
     if ((size_t)(end - p) < *len)
