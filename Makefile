@@ -43,6 +43,8 @@ DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
 LIB_SRC := client/client.c
 CTL_SRC := $(filter-out $(LIB_SRC),$(wildcard client/*.c))
 SINK_SRC := $(wildcard sinks/*.c)
+# A sink of more than one file lives in sinks/NAME/ and builds NAME.so.
+SINK_DIRS := $(patsubst %/,%,$(dir $(wildcard sinks/*/*.c)))
 TSINK_SRC := $(wildcard tests/sinks/*.c)
 CHECK_SRC := $(wildcard tests/check_*.c)
 THELP_SRC := $(filter-out $(CHECK_SRC),$(wildcard tests/*.c))
@@ -60,7 +62,8 @@ BATCHD := $(BUILD)/batchd
 BATCHCTL := $(BUILD)/batchctl
 LIBSO := $(BUILD)/libbatchd.so
 LIBA := $(BUILD)/libbatchd.a
-SINKS := $(patsubst sinks/%.c,$(BUILD)/sinks/%.so,$(SINK_SRC))
+SINKS := $(patsubst sinks/%.c,$(BUILD)/sinks/%.so,$(SINK_SRC)) \
+	$(patsubst sinks/%,$(BUILD)/sinks/%.so,$(sort $(SINK_DIRS)))
 TSINKS := $(patsubst tests/sinks/%.c,$(BUILD)/tests/sinks/%.so,$(TSINK_SRC))
 CHECKS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(CHECK_SRC))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
@@ -70,9 +73,13 @@ all: $(BATCHD) $(BATCHCTL) $(LIBSO) $(LIBA) $(SINKS) $(BUILD)/batchd.pc
 
 check-build: all $(TSINKS) $(CHECKS) $(BENCHES)
 
+# Backend sinks and their tests add flags per file or directory:
+# CFLAGS_<name> for sources in sinks/<name>/ or named <name>.c,
+# LIBS_<name> for what links sinks/<name> or tests/<name> (mk/backends.mk).
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(CFLAGS_$(notdir $(patsubst %/,%,$(dir $*)))) \
+		$(CFLAGS_$(notdir $*)) -MMD -MP -c $< -o $@
 
 $(BATCHD): $(call obj,daemon/main.c) $(DAEMON_OBJ) $(PROTO_OBJ)
 	$(CC) $(ALL_LDFLAGS) -rdynamic -o $@ $^ $(DAEMON_LIBS)
@@ -88,7 +95,14 @@ $(BATCHCTL): $(CTL_OBJ) $(LIBA)
 
 $(BUILD)/sinks/%.so: $(BUILD)/obj/sinks/%.o
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -shared -o $@ $< -lpthread
+	$(CC) $(ALL_LDFLAGS) -shared -o $@ $< -lpthread $(LIBS_$*)
+
+# Keep objects that only pattern rules name (multi-file sinks, suites).
+.SECONDARY:
+.SECONDEXPANSION:
+$(BUILD)/sinks/%.so: $$(call obj,$$(wildcard sinks/$$*/*.c))
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ -lpthread $(LIBS_$*)
 
 $(BUILD)/tests/sinks/%.so: $(BUILD)/obj/tests/sinks/%.o
 	@mkdir -p $(dir $@)
@@ -98,7 +112,7 @@ $(BUILD)/tests/sinks/%.so: $(BUILD)/obj/tests/sinks/%.o
 # library and the shared test helpers; each check_<module>.c is one suite.
 $(BUILD)/tests/check_%: $(BUILD)/obj/tests/check_%.o $(THELP_OBJ) $(DAEMON_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LIBS) $(CHECK_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DAEMON_LIBS) $(CHECK_LIBS) $(LIBS_check_$*)
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBA)
 	@mkdir -p $(dir $@)
