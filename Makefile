@@ -5,6 +5,7 @@
 #   make asan       the same with -fsanitize=address,undefined in build-asan/
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make run        run the daemon on conf/batchd.conf with the echo sink
+#   make deps       install the Debian packages to build (sudo when not root)
 
 VERSION := $(shell sed -n 's/^\#define BATCHD_VERSION "\(.*\)"/\1/p' client/batchd.h)
 
@@ -68,7 +69,7 @@ TSINKS := $(patsubst tests/sinks/%.c,$(BUILD)/tests/sinks/%.so,$(TSINK_SRC))
 CHECKS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(CHECK_SRC))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all test asan install run clean check-build cppcheck valgrind bench
+.PHONY: all test asan install run clean check-build cppcheck valgrind bench deps
 all: $(BATCHD) $(BATCHCTL) $(LIBSO) $(LIBA) $(SINKS) $(BUILD)/batchd.pc
 
 check-build: all $(TSINKS) $(CHECKS) $(BENCHES)
@@ -143,6 +144,9 @@ valgrind: check-build
 
 bench: all $(BENCHES)
 	BUILD=$(BUILD) bash bench/run
+
+deps:
+	bash .ci/deps.sh build
 
 run: all
 	@mkdir -p /tmp/batchd
