@@ -213,7 +213,10 @@ static void conn_update_events(struct bd_conn *c)
     } else if (c->out.len <= soft / 2 && (c->flags & BD_CONN_READ_PAUSED)) {
         event_add(c->rev, NULL);
         c->flags &= ~BD_CONN_READ_PAUSED;
-        /* We were not reading: the partial frame's clock starts again. */
+        /* We were not reading, so the partial frame's clock was stopped
+         * (bd_conn_check_timeouts): it starts again from now, giving the
+         * client a whole frame_timeout_ms to finish what we could not
+         * read meanwhile. */
         if (c->frame_start_ns)
             c->frame_start_ns = c->srv->now_ns;
     }
@@ -298,7 +301,11 @@ void bd_conn_check_timeouts(struct bd_conn *c, uint64_t now)
 
     if (c->flags & (BD_CONN_CLOSED | BD_CONN_CLOSE_ASAP))
         return;
+    /* The frame clock runs only while we read: a client we stopped
+     * reading (its replies over conn_out_soft) cannot finish its frame,
+     * and is the write-stall rule's business, not this one's. */
     if (cfg->frame_timeout_ms && c->frame_start_ns &&
+        !(c->flags & BD_CONN_READ_PAUSED) &&
         now - c->frame_start_ns > (uint64_t)cfg->frame_timeout_ms * 1000000ull)
         why = "frame not completed within frame_timeout_ms";
     else if (cfg->write_stall_timeout_ms && c->stall_since_ns &&
