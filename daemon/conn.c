@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -330,27 +331,25 @@ void bd_conn_check_timeouts(struct bd_conn *c, uint64_t now)
     bd_conn_fatal(c, BATCHD_BAD_REQUEST, why);
 }
 
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+/* One read into the conn and its frames handled; EOF and errors set
+ * the close flags. Returns read()'s result. */
+static ssize_t conn_read_once(struct bd_conn *c)
 {
-    struct bd_conn *c = arg;
     struct bd_server *srv = c->srv;
     ssize_t n;
 
-    (void)what;
-    if (c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER | BD_CONN_EOF))
-        return;
     c->last_io_ns = bd_server_tick(srv);
     if (c->in.len == 0) {
-        n = read(fd, srv->rbuf, sizeof(srv->rbuf));
+        n = read(c->fd, srv->rbuf, sizeof(srv->rbuf));
         if (n > 0)
             conn_feed(c, srv->rbuf, (size_t)n, 0);
     } else {
         if (bd_buf_reserve(&c->in, sizeof(srv->rbuf)) != 0) {
             c->flags |= BD_CONN_CLOSE_ASAP;
             bd_conn_mark(c);
-            return;
+            return -1;
         }
-        n = read(fd, bd_buf_tail(&c->in), bd_buf_room(&c->in));
+        n = read(c->fd, bd_buf_tail(&c->in), bd_buf_room(&c->in));
         if (n > 0) {
             c->in.len += (size_t)n;
             conn_feed(c, bd_buf_head(&c->in), c->in.len, 1);
@@ -365,6 +364,43 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         c->flags |= BD_CONN_CLOSE_ASAP;
     }
     bd_conn_mark(c);
+    return n;
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bd_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER | BD_CONN_EOF))
+        return;
+    conn_read_once(c);
+}
+
+void bd_conn_drain_input(struct bd_conn *c)
+{
+    /* From this instant the client's writes fail (EPIPE): what is in
+     * the socket now is all there will ever be, so reading it to the
+     * end is bounded whatever the client does. A paused client is read
+     * too; its replies stay bounded by conn_out_hard. */
+    if (c->flags & (BD_CONN_CLOSED | BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER |
+                    BD_CONN_EOF))
+        return;
+    if (shutdown(c->fd, SHUT_RD) != 0) {
+        c->flags |= BD_CONN_CLOSE_ASAP;
+        bd_conn_mark(c);
+        return;
+    }
+    c->flags &= ~BD_CONN_READ_PAUSED;
+    while (!(c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER | BD_CONN_EOF))) {
+        ssize_t n = conn_read_once(c);
+
+        /* After SHUT_RD an empty socket reads 0 (EOF), never EAGAIN;
+         * any other error has set CLOSE_ASAP. */
+        if (n < 0 && errno != EINTR)
+            break;
+    }
 }
 
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg)

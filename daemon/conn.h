@@ -97,6 +97,12 @@ void bd_conn_mark(struct bd_conn *c);
  * resume reading. May free c. */
 void bd_conn_flush(struct bd_conn *c);
 
+/* Shutdown's last step (server.c): stop the client's writes
+ * (shutdown(SHUT_RD)), then read and answer every complete request
+ * already in the socket; the conn then closes like a half-closed one,
+ * once every reply is written. Bounded by what the socket holds. */
+void bd_conn_drain_input(struct bd_conn *c);
+
 /* Close now (shutdown). May free c. */
 void bd_conn_close(struct bd_conn *c);
 
