@@ -41,7 +41,7 @@ ALL_LDFLAGS := $(SANFLAGS) $(LDFLAGS)
 
 PROTO_SRC := $(wildcard proto/*.c)
 DAEMON_SRC := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
-LIB_SRC := client/client.c
+LIB_SRC := client/client.c client/pending.c
 CTL_SRC := $(filter-out $(LIB_SRC),$(wildcard client/*.c))
 SINK_SRC := $(wildcard sinks/*.c)
 # A sink of more than one file lives in sinks/NAME/ and builds NAME.so.

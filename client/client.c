@@ -1,6 +1,6 @@
 /*
- * client.c - libbatchd: one connection to the daemon, the pending table,
- * blocking calls on top of the async path (see batchd.h).
+ * client.c - libbatchd: one connection to the daemon, the pending table
+ * (pending.c), blocking calls on top of the async path (see batchd.h).
  *
  * Framing and msgpack live in proto/; this file only moves bytes, keeps
  * the table of requests waiting for a reply and runs their callbacks.
@@ -25,24 +25,15 @@
 #include "buf.h"
 #include "frame.h"
 #include "msg.h"
+#include "pending.h"
 
 #define CLIENT_MAX_FRAME (64u << 20) /* largest reply frame we accept */
 #define CLIENT_MAX_REQUEST 0xffff0000u /* a frame length must fit 32 bits */
 #define READ_CHUNK (64u << 10)       /* room offered to each recv */
 #define BUF_KEEP (1u << 20)          /* buffers above this are freed when empty */
-#define TABLE_MIN 64                 /* first pending table size (power of 2) */
-#define TABLE_KEEP 65536             /* a bigger empty table is given back */
 #define ZONE_CHUNK 2048              /* one reply array fits, no malloc per frame */
 #define CONTROL_MAX_KV 64            /* most key/value pairs in a CONTROL */
 #define NS_PER_MS 1000000ull
-
-/* One request waiting for its reply. id 0 marks an empty slot, which is
- * why request ids start at 1. */
-struct pending {
-    uint64_t id;              /* request id, 0 = free slot */
-    batchd_reply_cb cb;       /* may be NULL: nobody wants the reply */
-    void *arg;                /* handed back to cb */
-};
 
 struct batchd_client {
     int fd;                   /* the socket, -1 once dead */
@@ -58,9 +49,7 @@ struct batchd_client {
     struct bd_buf out;        /* encoded requests not yet written */
     struct bd_buf in;         /* bytes read, at most one partial frame after a pass */
     msgpack_zone zone;        /* reply decoding; cleared per frame */
-    struct pending *table;    /* open addressing, linear probing, home = id & mask */
-    size_t mask;              /* table size - 1; table size is a power of 2 */
-    size_t npending;          /* used slots */
+    struct bd_pending_table pending; /* requests waiting for a reply */
 };
 
 /* A blocking call waits on one of these, on its own stack. */
@@ -162,119 +151,9 @@ static int ms_left(uint64_t deadline)
     return left > INT_MAX ? INT_MAX : (int)left;
 }
 
-/* ---- pending table ----------------------------------------------------- */
-
-/*
- * Ids are handed out in sequence, so 'id & mask' puts the requests in
- * flight in consecutive slots like a ring: lookups hit at the first probe
- * unless an old straggler shares a slot with an id one table-size later.
- * Linear probing with backward-shift deletion keeps the table free of
- * tombstones, and a load factor of at most 1/2 keeps probes short.
- */
-static int table_resize(struct batchd_client *c, size_t size)
-{
-    struct pending *old = c->table, *nt;
-    size_t oldsize = old ? c->mask + 1 : 0;
-
-    nt = bd_calloc(size, sizeof(*nt));
-    if (nt == NULL)
-        return -1;
-    for (size_t i = 0; i < oldsize; i++) {
-        size_t j = old[i].id & (size - 1);
-
-        if (old[i].id == 0)
-            continue;
-        while (nt[j].id != 0)
-            j = (j + 1) & (size - 1);
-        nt[j] = old[i];
-    }
-    bd_free(old);
-    c->table = nt;
-    c->mask = size - 1;
-    return 0;
-}
-
-/* Make room for n more entries so that table_put cannot fail. */
-static int table_reserve(struct batchd_client *c, size_t n)
-{
-    size_t size = c->table ? c->mask + 1 : TABLE_MIN;
-
-    if (n > SIZE_MAX / 4 - c->npending)
-        return -1;
-    while (size < 2 * (c->npending + n))
-        size *= 2;
-    if (c->table != NULL && size == c->mask + 1)
-        return 0;
-    return table_resize(c, size);
-}
-
-static void table_put(struct batchd_client *c, uint64_t id,
-                      batchd_reply_cb cb, void *arg)
-{
-    size_t i = id & c->mask;
-
-    while (c->table[i].id != 0)
-        i = (i + 1) & c->mask;
-    c->table[i].id = id;
-    c->table[i].cb = cb;
-    c->table[i].arg = arg;
-    c->npending++;
-}
-
-/* Close the gap at slot i: pull back every later entry of the cluster
- * whose home is not in (i, j], so that probing still finds it. */
-static void table_delete(struct batchd_client *c, size_t i)
-{
-    size_t j = i;
-
-    for (;;) {
-        size_t home;
-
-        j = (j + 1) & c->mask;
-        if (c->table[j].id == 0)
-            break;
-        home = c->table[j].id & c->mask;
-        if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
-            c->table[i] = c->table[j];
-            i = j;
-        }
-    }
-    c->table[i].id = 0;
-    c->npending--;
-}
-
-/* Remove the entry for id. Returns 1 with *out filled, 0 if unknown. */
-static int table_take(struct batchd_client *c, uint64_t id,
-                      struct pending *out)
-{
-    size_t i;
-
-    if (c->table == NULL || id == 0)
-        return 0;
-    for (i = id & c->mask; c->table[i].id != 0; i = (i + 1) & c->mask) {
-        if (c->table[i].id == id) {
-            *out = c->table[i];
-            table_delete(c, i);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Give back a burst-sized table once it is empty; the next submit
- * starts small again. */
-static void table_shrink(struct batchd_client *c)
-{
-    if (c->npending == 0 && c->table != NULL && c->mask + 1 > TABLE_KEEP) {
-        bd_free(c->table);
-        c->table = NULL;
-        c->mask = 0;
-    }
-}
-
 /* ---- callbacks --------------------------------------------------------- */
 
-static void run_cb(struct batchd_client *c, const struct pending *p,
+static void run_cb(struct batchd_client *c, const struct bd_pending *p,
                    const struct batchd_reply *r)
 {
     if (p->cb == NULL)
@@ -287,19 +166,14 @@ static void run_cb(struct batchd_client *c, const struct pending *p,
 /*
  * Run every pending callback once with a NULL reply. Only on a dead
  * client: submits fail there, so no callback can add entries while the
- * table is walked, and slots can be cleared in place.
+ * table drains.
  */
 static void fail_pending(struct batchd_client *c)
 {
-    for (size_t i = 0; c->npending > 0 && i <= c->mask; i++) {
-        struct pending p = c->table[i];
+    struct bd_pending p;
 
-        if (p.id == 0)
-            continue;
-        c->table[i].id = 0;
-        c->npending--;
+    while (bd_pending_pop(&c->pending, &p))
         run_cb(c, &p, NULL);
-    }
 }
 
 /* Stop all I/O for batchd_free. The class stays BATCHD_ERR_NONE, which
@@ -319,7 +193,7 @@ static void client_destroy(struct batchd_client *c)
     bd_buf_destroy(&c->out);
     bd_buf_destroy(&c->in);
     msgpack_zone_destroy(&c->zone);
-    bd_free(c->table);
+    bd_pending_destroy(&c->pending);
     bd_free(c);
 }
 
@@ -379,7 +253,7 @@ static int handle_frame(struct batchd_client *c, const uint8_t *body,
 {
     struct bd_reply_msg m;
     struct batchd_reply r;
-    struct pending p;
+    struct bd_pending p;
     const char *why;
     char err[96];
 
@@ -398,7 +272,7 @@ static int handle_frame(struct batchd_client *c, const uint8_t *body,
              m.body ? (const char *)m.body : "");
         return -1;
     }
-    if (!table_take(c, m.req_id, &p)) {
+    if (!bd_pending_take(&c->pending, m.req_id, &p)) {
         fail(c, BATCHD_ERR_PROTOCOL, "reply for unknown request id %llu",
              (unsigned long long)m.req_id);
         return -1;
@@ -443,7 +317,7 @@ static int dispatch_frames(struct batchd_client *c)
     if (c->dead)
         return -1;
     bd_buf_shrink(&c->in, BUF_KEEP);
-    table_shrink(c);
+    bd_pending_shrink(&c->pending);
     return ran;
 }
 
@@ -535,7 +409,7 @@ static int process_io(struct batchd_client *c, int timeout_ms)
     while (!c->dead) {
         if (flush_out(c) != 0)
             break;
-        if (timeout_ms < 0 && c->npending == 0)
+        if (timeout_ms < 0 && c->pending.n == 0)
             return 0; /* nothing could ever arrive */
         if (timeout_ms != 0) {
             rc = wait_io(c, deadline);
@@ -633,7 +507,7 @@ static uint64_t take_ids(struct batchd_client *c, size_t n,
     uint64_t first = c->next_id;
 
     for (size_t i = 0; i < n; i++)
-        table_put(c, first + i, cb, arg);
+        bd_pending_put(&c->pending, first + i, cb, arg);
     c->next_id += n;
     return first;
 }
@@ -662,7 +536,7 @@ static int submit_item(struct batchd_client *c, int type, const char *key,
     if (check_key(c, key, &klen) != 0 || check_payload(c, data, len) != 0 ||
         map_opts(c, opts, &bo, &bop) != 0)
         return BATCHD_CLIENT_ERR;
-    if (table_reserve(c, 1) != 0 ||
+    if (bd_pending_reserve(&c->pending, 1) != 0 ||
         bd_msg_encode_item(&c->out, type, c->next_id, key, klen,
                            data ? data : "", len, bop) != 0)
         return out_of_memory(c);
@@ -716,7 +590,7 @@ static int submit_control(struct batchd_client *c, const char *cmd,
             return BATCHD_CLIENT_ERR;
         }
     }
-    if (table_reserve(c, 1) != 0 ||
+    if (bd_pending_reserve(&c->pending, 1) != 0 ||
         bd_msg_encode_control(&c->out, c->next_id, cmd, kv, nkv) != 0)
         return out_of_memory(c);
     take_ids(c, 1, cb, arg);
@@ -921,7 +795,7 @@ static int say_hello(struct batchd_client *c, int timeout_ms)
     int rc = BATCHD_CLIENT_OK;
 
     client_name(name, sizeof(name));
-    if (table_reserve(c, 1) != 0 ||
+    if (bd_pending_reserve(&c->pending, 1) != 0 ||
         bd_msg_encode_hello(&c->out, c->next_id, BD_PROTO_VERSION, name) != 0)
         return out_of_memory(c);
     take_ids(c, 1, waiter_cb, &w);
@@ -952,6 +826,7 @@ static struct batchd_client *client_new(void)
     }
     c->fd = -1;
     c->next_id = 1;
+    bd_pending_init(&c->pending);
     bd_buf_init(&c->out);
     bd_buf_init(&c->in);
     return c;
@@ -1081,7 +956,7 @@ BATCHD_API int batchd_submit_many(struct batchd_client *c, int fire_and_forget,
     if (check_key(c, key, &klen) != 0 || check_many(c, data, lens, n) != 0 ||
         map_opts(c, opts, &bo, &bop) != 0)
         return BATCHD_CLIENT_ERR;
-    if (table_reserve(c, n) != 0 ||
+    if (bd_pending_reserve(&c->pending, n) != 0 ||
         bd_msg_encode_many(&c->out, type, c->next_id, key, klen, data, lens,
                            n, bop) != 0)
         return out_of_memory(c);
@@ -1132,5 +1007,5 @@ BATCHD_API int batchd_process(struct batchd_client *c, int timeout_ms)
 
 BATCHD_API size_t batchd_pending(const struct batchd_client *c)
 {
-    return c->npending;
+    return c->pending.n;
 }

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -213,7 +214,10 @@ static void conn_update_events(struct bd_conn *c)
     } else if (c->out.len <= soft / 2 && (c->flags & BD_CONN_READ_PAUSED)) {
         event_add(c->rev, NULL);
         c->flags &= ~BD_CONN_READ_PAUSED;
-        /* We were not reading: the partial frame's clock starts again. */
+        /* We were not reading, so the partial frame's clock was stopped
+         * (bd_conn_check_timeouts): it starts again from now, giving the
+         * client a whole frame_timeout_ms to finish what we could not
+         * read meanwhile. */
         if (c->frame_start_ns)
             c->frame_start_ns = c->srv->now_ns;
     }
@@ -298,7 +302,11 @@ void bd_conn_check_timeouts(struct bd_conn *c, uint64_t now)
 
     if (c->flags & (BD_CONN_CLOSED | BD_CONN_CLOSE_ASAP))
         return;
+    /* The frame clock runs only while we read: a client we stopped
+     * reading (its replies over conn_out_soft) cannot finish its frame,
+     * and is the write-stall rule's business, not this one's. */
     if (cfg->frame_timeout_ms && c->frame_start_ns &&
+        !(c->flags & BD_CONN_READ_PAUSED) &&
         now - c->frame_start_ns > (uint64_t)cfg->frame_timeout_ms * 1000000ull)
         why = "frame not completed within frame_timeout_ms";
     else if (cfg->write_stall_timeout_ms && c->stall_since_ns &&
@@ -323,27 +331,25 @@ void bd_conn_check_timeouts(struct bd_conn *c, uint64_t now)
     bd_conn_fatal(c, BATCHD_BAD_REQUEST, why);
 }
 
-static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+/* One read into the conn and its frames handled; EOF and errors set
+ * the close flags. Returns read()'s result. */
+static ssize_t conn_read_once(struct bd_conn *c)
 {
-    struct bd_conn *c = arg;
     struct bd_server *srv = c->srv;
     ssize_t n;
 
-    (void)what;
-    if (c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER | BD_CONN_EOF))
-        return;
     c->last_io_ns = bd_server_tick(srv);
     if (c->in.len == 0) {
-        n = read(fd, srv->rbuf, sizeof(srv->rbuf));
+        n = read(c->fd, srv->rbuf, sizeof(srv->rbuf));
         if (n > 0)
             conn_feed(c, srv->rbuf, (size_t)n, 0);
     } else {
         if (bd_buf_reserve(&c->in, sizeof(srv->rbuf)) != 0) {
             c->flags |= BD_CONN_CLOSE_ASAP;
             bd_conn_mark(c);
-            return;
+            return -1;
         }
-        n = read(fd, bd_buf_tail(&c->in), bd_buf_room(&c->in));
+        n = read(c->fd, bd_buf_tail(&c->in), bd_buf_room(&c->in));
         if (n > 0) {
             c->in.len += (size_t)n;
             conn_feed(c, bd_buf_head(&c->in), c->in.len, 1);
@@ -358,6 +364,43 @@ static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
         c->flags |= BD_CONN_CLOSE_ASAP;
     }
     bd_conn_mark(c);
+    return n;
+}
+
+static void conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bd_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER | BD_CONN_EOF))
+        return;
+    conn_read_once(c);
+}
+
+void bd_conn_drain_input(struct bd_conn *c)
+{
+    /* From this instant the client's writes fail (EPIPE): what is in
+     * the socket now is all there will ever be, so reading it to the
+     * end is bounded whatever the client does. A paused client is read
+     * too; its replies stay bounded by conn_out_hard. */
+    if (c->flags & (BD_CONN_CLOSED | BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER |
+                    BD_CONN_EOF))
+        return;
+    if (shutdown(c->fd, SHUT_RD) != 0) {
+        c->flags |= BD_CONN_CLOSE_ASAP;
+        bd_conn_mark(c);
+        return;
+    }
+    c->flags &= ~BD_CONN_READ_PAUSED;
+    while (!(c->flags & (BD_CONN_CLOSE_ASAP | BD_CONN_CLOSE_AFTER | BD_CONN_EOF))) {
+        ssize_t n = conn_read_once(c);
+
+        /* After SHUT_RD an empty socket reads 0 (EOF), never EAGAIN;
+         * any other error has set CLOSE_ASAP. */
+        if (n < 0 && errno != EINTR)
+            break;
+    }
 }
 
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg)

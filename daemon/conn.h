@@ -34,7 +34,8 @@ struct bd_conn {
     uid_t uid;                /* peer credentials (SO_PEERCRED) */
     gid_t gid;
     pid_t pid;
-    uint64_t frame_start_ns;  /* first byte of an incomplete frame, 0 = none */
+    uint64_t frame_start_ns;  /* first byte of an incomplete frame (restarted
+                               * when reading resumes), 0 = none */
     uint64_t last_io_ns;      /* last byte read or written (idle_timeout_ms) */
     uint64_t stall_since_ns;  /* output waiting and not moving since, 0 = none */
     uint64_t dropped;         /* replies dropped by a close */
@@ -96,12 +97,19 @@ void bd_conn_mark(struct bd_conn *c);
  * resume reading. May free c. */
 void bd_conn_flush(struct bd_conn *c);
 
+/* Shutdown's last step (server.c): stop the client's writes
+ * (shutdown(SHUT_RD)), then read and answer every complete request
+ * already in the socket; the conn then closes like a half-closed one,
+ * once every reply is written. Bounded by what the socket holds. */
+void bd_conn_drain_input(struct bd_conn *c);
+
 /* Close now (shutdown). May free c. */
 void bd_conn_close(struct bd_conn *c);
 
 /* The periodic sweep (server.c): close c if a frame took longer than
- * frame_timeout_ms, if it was idle past idle_timeout_ms, or if its
- * output has not moved for write_stall_timeout_ms. */
+ * frame_timeout_ms of time we were reading it, if it was idle past
+ * idle_timeout_ms, or if its output has not moved for
+ * write_stall_timeout_ms. */
 void bd_conn_check_timeouts(struct bd_conn *c, uint64_t now);
 
 #endif

@@ -61,12 +61,34 @@ static int output_pending(const struct bd_server *srv)
     return 0;
 }
 
+/* Every request already in a client's socket gets its answer before
+ * the daemon leaves (PROTOCOL.md 8.3): each conn stops its client's
+ * writes and reads what is there (bd_conn_drain_input). */
+static void drain_all_input(struct bd_server *srv)
+{
+    struct bd_conn *c, *next;
+
+    srv->input_drained = 1;
+    for (c = srv->conns; c; c = next) {
+        next = c->next; /* a drain only marks; closes happen in the flush */
+        bd_conn_drain_input(c);
+    }
+}
+
 void bd_server_check_done(struct bd_server *srv)
 {
     if (srv->state != BD_STATE_STOPPING)
         return;
-    if (srv->nqueued == 0 && srv->nretry == 0 && srv->inflight == 0 &&
-        !output_pending(srv))
+    if (srv->nqueued != 0 || srv->nretry != 0 || srv->inflight != 0)
+        return;
+    /* Nothing can be queued any more (new items are refused): read and
+     * answer the last requests, then leave once every answer is out. */
+    if (!srv->input_drained) {
+        drain_all_input(srv);
+        bd_server_want_flush(srv);
+        return;
+    }
+    if (!output_pending(srv))
         event_base_loopbreak(srv->base);
 }
 
@@ -359,6 +381,8 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
                 (unsigned long long)srv->nretry, srv->inflight);
     bd_batch_fail_all_queued(srv, BATCHD_SHUTTING_DOWN, msg);
     bd_call_abandon_all(srv, BATCHD_SHUTTING_DOWN, msg);
+    if (!srv->input_drained)
+        drain_all_input(srv);
     /* Write what we can, then leave: hung sink calls keep their threads. */
     for (struct bd_conn *c = srv->conns; c; c = c->next)
         if (c->out.len > 0 && write(c->fd, bd_buf_head(&c->out), c->out.len) < 0) {

@@ -68,6 +68,8 @@ struct bd_server {
     struct bd_access *access; /* allow/admin lists */
     uint32_t fd_budget;       /* connections we can hold and keep BD_FD_RESERVE */
     int listen_paused;        /* accept stopped after EMFILE */
+    int input_drained;        /* stopping: the last requests in every
+                               * socket were read and answered */
     int exit_code;
     /* connections */
     struct bd_conn *conns;    /* all open connections */

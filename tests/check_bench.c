@@ -86,6 +86,8 @@ START_TEST(test_quick_run)
     ck_assert_msg(strstr(md, "FAILED") == NULL, "a run failed:\n%s", tail(md));
     ck_assert_msg(strstr(md, "## Batching pays") != NULL,
                   "no batching section:\n%s", tail(md));
+    ck_assert_msg(strstr(md, "## libbatchd pipeline depth") != NULL,
+                  "no pipeline depth section:\n%s", tail(md));
 
     raw = out_file("quick.raw");
     ck_assert_msg(raw != NULL, "bench/run wrote no quick.raw");
@@ -100,8 +102,8 @@ START_TEST(test_quick_run)
         ck_assert_msg(raw_field(line, "items_s", v, sizeof(v)) && atof(v) > 0,
                       "a run reported no items/s: %s", line);
     }
-    /* 2 cells x 3 servers, plus the two batching runs. */
-    ck_assert_msg(lines >= 8, "only %d result lines:\n%s", lines, tail(out));
+    /* 2 cells x 3 servers, the two batching runs, the three depths. */
+    ck_assert_msg(lines >= 11, "only %d result lines:\n%s", lines, tail(out));
 
     free(raw);
     free(md);

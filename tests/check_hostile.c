@@ -1288,6 +1288,132 @@ START_TEST(test_never_reads)
 }
 END_TEST
 
+/* ==== a paused client and the frame clock ========================================== */
+
+#define PAUSE_ITEMS 50000         /* empty-str LOAD_MANY items: ~50 KB in, ~700 KB out */
+#define PAUSE_LOAD_ID 100000      /* the LOAD split across the pause */
+
+/*
+ * One write, under the daemon's 64 KiB read: HELLO done, a LOAD_MANY
+ * whose replies pass conn_out_soft many times over, then the first half
+ * of a LOAD. The daemon reads it all at once, so when it stops reading
+ * (replies over conn_out_soft) the half LOAD sits in its buffer.
+ * *rest gets the LOAD's second half.
+ */
+static int pause_conn(struct bd_test_daemon *d, struct bd_buf *rest)
+{
+    struct bd_test_pk k;
+    struct bd_buf wire, load;
+    int fd = bd_test_raw_connect(d);
+    size_t half;
+
+    bd_test_raw_hello(fd);
+    bd_buf_init(&wire);
+    bd_buf_init(&load);
+    bd_test_pk_init(&k);
+    msgpack_pack_array(&k.p, 4);
+    msgpack_pack_uint8(&k.p, BD_MSG_LOAD_MANY);
+    msgpack_pack_uint64(&k.p, 2);
+    bd_test_pk_str(&k, "paused");
+    msgpack_pack_array(&k.p, PAUSE_ITEMS);
+    for (int i = 0; i < PAUSE_ITEMS; i++)
+        bd_test_pk_str(&k, "");
+    bd_test_pk_frame(&k, &wire);
+    ck_assert_int_eq(bd_msg_encode_item(&load, BD_MSG_LOAD, PAUSE_LOAD_ID, "paused", 6,
+                                        "split", 5, NULL), 0);
+    half = load.len / 2;
+    ck_assert_int_eq(bd_buf_append(&wire, bd_buf_head(&load), half), 0);
+    ck_assert_int_eq(bd_buf_append(rest, bd_buf_head(&load) + half, load.len - half), 0);
+    ck_assert_uint_lt(wire.len, 64 * 1024);
+    ck_assert_int_eq(bd_test_raw_write(fd, bd_buf_head(&wire), wire.len), 0);
+    bd_buf_destroy(&wire);
+    bd_buf_destroy(&load);
+    return fd;
+}
+
+/* Wait up to timeout_ms for the daemon to close fd, without reading
+ * (the replies stay unread). Returns 1 when it closed. */
+static int closed_unread(int fd, int timeout_ms)
+{
+    double end = bd_test_now_ms() + timeout_ms;
+
+    while (bd_test_now_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = 0};
+
+        if (poll(&p, 1, 50) > 0 && (p.revents & (POLLHUP | POLLERR)))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Issue 10 item 12. Two clients each leave half a LOAD in the daemon's
+ * buffer at the moment the daemon stops reading them (replies over
+ * conn_out_soft). Neither is closed by frame_timeout_ms (1 s): the
+ * daemon is not reading, so the frame clock stands still. One never
+ * reads and is closed by the write-stall rule (5 s); the other reads its
+ * replies after 2.5 s, finishes the LOAD, gets its reply and stays.
+ */
+START_TEST(test_paused_client_frame_clock_stops)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        "[daemon]\nconn_out_soft = 16K\nframe_timeout_ms = 1000\n"
+        "write_stall_timeout_ms = 5000\n\n"
+        "[sink.e]\nplugin = echo\n\n"
+        "[route.all]\nmatch = *\nsink = e\npolicy = immediate\n");
+    struct bd_buf rest_a, rest_b;
+    struct bd_test_frame f;
+    int fa, fb, frames = 0, rc;
+    char *log;
+
+    bd_buf_init(&rest_a);
+    bd_buf_init(&rest_b);
+    fa = pause_conn(d, &rest_a);
+    fb = pause_conn(d, &rest_b);
+    /* Past frame_timeout_ms, short of write_stall_timeout_ms. */
+    ck_assert_msg(!closed_unread(fb, bd_test_scaled(2500)),
+                  "a client the daemon stopped reading was closed within 2.5 s");
+    for (;;) {
+        rc = bd_test_raw_read(fb, 10000, &f);
+        ck_assert_msg(rc == 1, "reading the backlog: %d after %d frames", rc, frames);
+        frames++;
+        if (f.req_id == PAUSE_LOAD_ID && f.type == BD_MSG_LOAD)
+            break;
+        ck_assert_int_eq(f.status, BATCHD_OK);
+        bd_test_frame_free(&f);
+        if (frames == PAUSE_ITEMS) {
+            /* Every LOAD_MANY reply read: now finish the split LOAD. */
+            ck_assert_int_eq(bd_test_raw_write(fb, bd_buf_head(&rest_b), rest_b.len), 0);
+        }
+    }
+    ck_assert_int_eq(f.status, BATCHD_OK);
+    ck_assert_str_eq(f.body, "split");
+    bd_test_frame_free(&f);
+    ck_assert_int_eq(frames, PAUSE_ITEMS + 1);
+
+    ck_assert_msg(closed_unread(fa, bd_test_scaled(15000)),
+                  "a client that never reads was not closed by write_stall_timeout_ms");
+    log = bd_test_daemon_log(d);
+    ck_assert_msg(strstr(log, "replies not read within write_stall_timeout_ms") != NULL,
+                  "no write-stall close in the log:\n%s", log);
+    ck_assert_msg(strstr(log, "frame not completed") == NULL,
+                  "a client the daemon was not reading was closed by the frame "
+                  "timer:\n%s", log);
+    free(log);
+    /* The client that read its backlog is still served. */
+    ck_assert_int_eq(bd_test_raw_write_item(fb, BD_MSG_LOAD, PAUSE_LOAD_ID + 1, "paused",
+                                            "again", 5), 0);
+    bd_test_raw_expect_frame(fb, "LOAD after the backlog", BD_MSG_LOAD, PAUSE_LOAD_ID + 1,
+                             BATCHD_OK, "again");
+    bd_test_raw_close(fa);
+    bd_test_raw_close(fb);
+    bd_buf_destroy(&rest_a);
+    bd_buf_destroy(&rest_b);
+    served(d);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 /* PROTOCOL.md section 8.2 */
 #define TOO_MANY_MSG "too many connections; try again later"
 #define DENIED_MSG "this user may not use batchd (allow_uids/allow_gids)"
@@ -1874,6 +2000,7 @@ static Suite *hostile_suite(void)
     bd_test_add(limits, test_table_memory_bounded);
     bd_test_add(limits, test_slowloris);
     bd_test_add(limits, test_never_reads);
+    bd_test_add(limits, test_paused_client_frame_clock_stops);
     bd_test_add(limits, test_max_conns_plus_ten);
     bd_test_add(limits, test_fd_exhaustion);
     suite_add_tcase(s, limits);
