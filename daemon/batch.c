@@ -29,6 +29,7 @@
 #include "msg.h"
 #include "server.h"
 #include "sink.h"
+#include "siphash.h"
 
 /* ---- the pure rules (unit-tested in check_batch.c) -------------------- */
 
@@ -85,15 +86,17 @@ uint64_t bd_batch_backoff_ns(const struct bd_route_conf *r, uint32_t attempt,
 
 /* ---- the key table ---------------------------------------------------- */
 
-static uint32_t hash_key(const char *s, size_t n)
+/*
+ * Keyed with a secret drawn at start-up (server.c): the bucket of a key
+ * cannot be predicted from outside, so a client cannot pick keys that
+ * share one chain (with the unkeyed FNV-1a used before, 40 000 such keys
+ * took 8 s to admit and froze the loop). The hash runs only when the
+ * key is not the previous one (srv->key_last).
+ */
+uint32_t bd_batch_key_hash(const struct bd_server *srv, const char *s,
+                           size_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-
-    while (n--) {
-        h ^= (uint8_t)*s++;
-        h *= 16777619u;
-    }
-    return h;
+    return (uint32_t)bd_siphash13(&srv->hash_key, s, n);
 }
 
 static struct bd_key *key_find(struct bd_server *srv, const char *name,
@@ -109,9 +112,10 @@ static struct bd_key *key_find(struct bd_server *srv, const char *name,
     return NULL;
 }
 
-static int keytab_grow(struct bd_server *srv)
+/* Rehash into nsize buckets (a power of two). On no memory the table
+ * stays as it was: -1. */
+static int keytab_resize(struct bd_server *srv, size_t nsize)
 {
-    size_t nsize = srv->keytab_size ? srv->keytab_size * 2 : 64;
     struct bd_key **nt = bd_calloc(nsize, sizeof(*nt));
 
     if (nt == NULL)
@@ -129,6 +133,21 @@ static int keytab_grow(struct bd_server *srv)
     srv->keytab = nt;
     srv->keytab_size = nsize;
     return 0;
+}
+
+/* Grow at load 3/4; shrink at load 1/8 (see key_free), so that a table
+ * blown up by a burst of keys does not stay large: every walk over all
+ * keys (a client's disconnect, stats, shutdown) visits every bucket. */
+static int keytab_grow(struct bd_server *srv)
+{
+    return keytab_resize(srv, srv->keytab_size ? srv->keytab_size * 2 :
+                         BD_KEYTAB_MIN);
+}
+
+static void keytab_maybe_shrink(struct bd_server *srv)
+{
+    if (srv->keytab_size > BD_KEYTAB_MIN && srv->nkeys < srv->keytab_size / 8)
+        keytab_resize(srv, srv->keytab_size / 2); /* no memory: stays */
 }
 
 static const struct bd_route_conf *route_match(const struct bd_config *cfg,
@@ -158,7 +177,7 @@ static struct bd_key *key_get(struct bd_server *srv, const char *name,
         key_wake(srv, k);
         return k;
     }
-    h = hash_key(name, len);
+    h = bd_batch_key_hash(srv, name, len);
     k = key_find(srv, name, len, h);
     if (k != NULL) {
         key_wake(srv, k);
@@ -241,6 +260,7 @@ static void key_free(struct bd_server *srv, struct bd_key *k)
         srv->key_last = NULL;
     srv->nkeys--;
     bd_free(k);
+    keytab_maybe_shrink(srv);
 }
 
 /* A key with nothing queued, waiting, running, or listed goes on the

@@ -78,6 +78,9 @@ struct bd_key {
 #define BD_KEY_IDLE_NS 1000000000ull
 #define BD_KEY_IDLE_MAX 4096
 
+/* The key table's smallest size (buckets, a power of two). */
+#define BD_KEYTAB_MIN 64
+
 /* A batch leaves this long before its tightest deadline, so that the
  * sink gets a chance to finish in time. */
 #define BD_DEADLINE_MARGIN_NS 1000000ull
@@ -145,6 +148,11 @@ void bd_batch_destroy_all(struct bd_server *srv);
 void bd_batch_foreach_key(struct bd_server *srv,
                           void (*fn)(const struct bd_key *k, void *arg),
                           void *arg);
+
+/* The key table's hash of a key under srv->hash_key; its bucket is the
+ * low bits. Exposed for tests (check_hash.c). */
+uint32_t bd_batch_key_hash(const struct bd_server *srv, const char *name,
+                           size_t len);
 
 /*
  * The pure close rule, exposed for unit tests: may a batch leave the

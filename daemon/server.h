@@ -13,6 +13,7 @@
 
 #include "batchd_status.h"
 #include "config.h"
+#include "siphash.h"
 
 struct event_base;
 struct event;
@@ -76,6 +77,7 @@ struct bd_server {
     uint64_t next_conn_id;
     /* keys */
     struct bd_key **keytab;   /* hash table of live keys */
+    struct bd_sipkey hash_key; /* keytab's secret hash key, drawn at start-up */
     size_t keytab_size;       /* power of two */
     size_t nkeys;
     struct bd_key *key_last;  /* the last key admitted to (cleared when freed):
