@@ -55,8 +55,10 @@ int bd_batch_ready(const struct bd_route_conf *r, uint64_t nqueued,
      * batch leave now, whatever the policy. */
     if (tight_ns != 0 && now_ns + BD_DEADLINE_MARGIN_NS >= tight_ns)
         return 1;
-    /* Bytes at or past the ceiling mean the head batch cannot grow. */
-    full = nqueued >= r->max_items || qbytes >= r->max_bytes;
+    /* Bytes at or past the ceiling mean the head batch cannot grow; a
+     * queue at its own bound cannot grow either. */
+    full = nqueued >= r->max_items || qbytes >= r->max_bytes ||
+           nqueued >= r->key_max_items || qbytes >= r->key_max_bytes;
     expired = now_ns >= first_ns + r->max_delay_us * 1000;
     switch (r->policy) {
     case BD_POLICY_IMMEDIATE:
@@ -303,10 +305,21 @@ void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k)
 
 /* ---- admission -------------------------------------------------------- */
 
-static int refuse(struct bd_admit *a, int status, const char *fmt,
+const char *const bd_reject_names[BD_REJECT_COUNT] = {
+    [BD_REJECT_KEY_ITEMS] = "key_max_items",
+    [BD_REJECT_KEY_BYTES] = "key_max_bytes",
+    [BD_REJECT_QUEUED_ITEMS] = "max_queued_items",
+    [BD_REJECT_QUEUED_BYTES] = "max_queued_bytes",
+    [BD_REJECT_UNHEALTHY] = "sink_unhealthy",
+    [BD_REJECT_TOO_LARGE] = "max_bytes",
+    [BD_REJECT_NO_MEMORY] = "out_of_memory",
+};
+
+static int refuse(struct bd_admit *a, int status, int reason, const char *fmt,
                   unsigned long long v)
 {
     a->status = status;
+    a->reason = reason;
     snprintf(a->msg, sizeof(a->msg), fmt, v);
     return 0;
 }
@@ -320,26 +333,28 @@ static int within_bounds(struct bd_server *srv, struct bd_key *k, size_t len,
     const struct bd_config *cfg = srv->cfg;
 
     if (k->sink->unhealthy)
-        return refuse(a, BATCHD_SINK_UNAVAILABLE,
+        return refuse(a, BATCHD_SINK_UNAVAILABLE, BD_REJECT_UNHEALTHY,
                       "sink is unhealthy after %llu crashes in a row; "
                       "try again later",
                       (unsigned long long)k->sink->unhealthy);
     if (len > r->max_bytes)
-        return refuse(a, BATCHD_BAD_REQUEST,
+        return refuse(a, BATCHD_BAD_REQUEST, BD_REJECT_TOO_LARGE,
                       "payload: larger than the route's max_bytes (%llu)",
                       (unsigned long long)r->max_bytes);
     if (k->nqueued + k->nretry + 1 > r->key_max_items)
-        return refuse(a, BATCHD_OVERLOADED, "key queue full: key_max_items=%llu",
+        return refuse(a, BATCHD_OVERLOADED, BD_REJECT_KEY_ITEMS,
+                      "key queue full: key_max_items=%llu",
                       (unsigned long long)r->key_max_items);
     if (k->qbytes + k->rbytes + len > r->key_max_bytes)
-        return refuse(a, BATCHD_OVERLOADED, "key queue full: key_max_bytes=%llu",
+        return refuse(a, BATCHD_OVERLOADED, BD_REJECT_KEY_BYTES,
+                      "key queue full: key_max_bytes=%llu",
                       (unsigned long long)r->key_max_bytes);
     if (srv->nqueued + srv->nretry + 1 > cfg->max_queued_items)
-        return refuse(a, BATCHD_OVERLOADED,
+        return refuse(a, BATCHD_OVERLOADED, BD_REJECT_QUEUED_ITEMS,
                       "daemon queue full: max_queued_items=%llu",
                       (unsigned long long)cfg->max_queued_items);
     if (srv->qbytes + srv->rbytes + len > cfg->max_queued_bytes)
-        return refuse(a, BATCHD_OVERLOADED,
+        return refuse(a, BATCHD_OVERLOADED, BD_REJECT_QUEUED_BYTES,
                       "daemon queue full: max_queued_bytes=%llu",
                       (unsigned long long)cfg->max_queued_bytes);
     return 1;
@@ -422,13 +437,17 @@ void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
 
     a->status = BATCHD_OK;
     k = key_get(srv, in->key, in->key_len, a);
-    if (k == NULL)
+    if (k == NULL) {
+        if (a->status == BATCHD_OVERLOADED)
+            srv->ctr.rejects[BD_REJECT_NO_MEMORY]++;
         return;
+    }
     if (!within_bounds(srv, k, len, a))
         goto out_reject;
     it = bd_item_new(len);
     if (it == NULL) {
-        refuse(a, BATCHD_OVERLOADED, "out of memory (%llu bytes)",
+        refuse(a, BATCHD_OVERLOADED, BD_REJECT_NO_MEMORY,
+               "out of memory (%llu bytes)",
                (unsigned long long)len);
         goto out_reject;
     }
@@ -455,7 +474,16 @@ void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
     return;
 
 out_reject:
-    k->rejects++;
+    k->rejects[a->reason]++;
+    srv->ctr.rejects[a->reason]++;
+    if (a->reason <= BD_REJECT_QUEUED_BYTES) {
+        /* At a queue bound (the key's or the daemon's) the queue cannot
+         * grow: its batch must leave, or a size route whose bound is
+         * below its batch size would wait forever (issue 10). */
+        k->flags |= BD_KEY_FULL;
+        bd_batch_mark_dirty(srv, k);
+        return;
+    }
     key_maybe_free(srv, k);
 }
 
@@ -746,6 +774,7 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
         return 0;
     }
     b->pub.nitems = got;
+    k->flags &= ~BD_KEY_FULL; /* room again: the bound counts what waits */
     k->batches++;
     k->items += got;
     if (got > k->max_batch)
@@ -854,7 +883,8 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
            k->inflight < k->route->key_concurrency &&
            bd_batch_ready(k->route, k->nqueued, k->qbytes, k->head->enq_ns,
                           k->min_deadline_ns, now, k->inflight,
-                          flushing(srv) || k->head->attempt > 0)) {
+                          flushing(srv) || k->head->attempt > 0 ||
+                          (k->flags & BD_KEY_FULL))) {
         if (!global_slot(srv)) {
             key_wait_for_slot(srv, k);
             break;
@@ -862,6 +892,8 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
         if (dispatch_one(srv, k) < 0)
             break; /* retried at the next pass that touches k */
     }
+    if (k->nqueued == 0)
+        k->flags &= ~BD_KEY_FULL; /* nothing left that was held back */
     if (k->nqueued == 0 && k->nretry == 0) {
         key_arm_timer(srv, k, 0); /* disarms */
         key_maybe_free(srv, k);

@@ -12,6 +12,7 @@
 #include <msgpack.h>
 
 #include "batchd_status.h"
+#include "batch.h"
 #include "config.h"
 #include "siphash.h"
 
@@ -46,6 +47,8 @@ struct bd_counters {
     uint64_t conns_total;     /* connections accepted */
     uint64_t conns_dropped;   /* closed for a hard cap or a broken frame */
     uint64_t status[BATCHD_STATUS_COUNT]; /* item replies by status */
+    uint64_t rejects[BD_REJECT_COUNT]; /* items refused at admission, by
+                               * reason (enum bd_reject) */
     uint64_t batch_hist[17];  /* batch sizes: bucket i holds < 2^i items */
     uint64_t lat_hist[32];    /* item latency: bucket i holds < 2^i us */
 };
