@@ -13,7 +13,12 @@
 #
 # Targets: ratio <= 2, ping max < 50 ms.
 #
-#   bench/flood.sh [-n KEYS] [-r REPS]       default 40000 keys, 3 reps
+#   bench/flood.sh [-n KEYS] [-r REPS] [-w]  default 40000 keys, 3 reps
+#
+# -w: the route is `immediate` and its sink's one call slot stays busy
+# (max_concurrency = 1, a sink call of 60 s), so every key waits on the
+# daemon's list of keys waiting for a global slot instead (a second
+# place where many keys could cost the square of their number).
 #
 # BATCHD_BIN, BATCHD_SINK_DIR and FLOOD_BIN pick other binaries (say,
 # an older build to compare); default $BUILD (build/).
@@ -21,12 +26,13 @@ set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
-n=40000 reps=3
-while getopts n:r: o; do
+n=40000 reps=3 wait=0
+while getopts n:r:w o; do
     case $o in
     n) n=$OPTARG ;;
     r) reps=$OPTARG ;;
-    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    w) wait=1 ;;
+    *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
     esac
 done
 batchd=${BATCHD_BIN:-$top/$BUILD/batchd}
@@ -39,20 +45,30 @@ done
 tmp=$(mktemp -d /tmp/batchd-flood.XXXXXX)
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
+if [ "$wait" = 1 ]; then
+    daemon_extra="max_concurrency = 1
+shutdown_grace_ms = 100"
+    sink="plugin = cost
+call_us = 60000000"
+    route="policy = immediate"
+else
+    daemon_extra= sink="plugin = null" route="policy = size
+max_items = 100000"
+fi
 cat >"$tmp/flood.conf" <<EOF
 [daemon]
 socket = $tmp/s.sock
 sink_dir = $sinks
-log_level = warn
+log_level = error
+$daemon_extra
 
 [sink.n]
-plugin = null
+$sink
 
 [route.flood]
 match = flood.*
 sink = n
-policy = size
-max_items = 100000
+$route
 EOF
 
 # one MODE -> the flood line on stdout

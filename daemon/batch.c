@@ -852,16 +852,14 @@ static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
         return;
     k->flags |= BD_KEY_WAITING;
     k->wnext = NULL;
-    /* FIFO, so keys get global slots in the order they asked. */
-    if (srv->waiting == NULL) {
+    /* FIFO, so keys get global slots in the order they asked; appended
+     * at the tail in O(1): a client with many keys must not make each
+     * append walk all the others (quadratic, like hash flooding). */
+    if (srv->waiting == NULL)
         srv->waiting = k;
-    } else {
-        struct bd_key *t = srv->waiting;
-
-        while (t->wnext)
-            t = t->wnext;
-        t->wnext = k;
-    }
+    else
+        srv->waiting_tail->wnext = k;
+    srv->waiting_tail = k;
 }
 
 /*
@@ -921,6 +919,8 @@ void bd_batch_run_dirty(struct bd_server *srv)
         struct bd_key *k = srv->waiting;
 
         srv->waiting = k->wnext;
+        if (srv->waiting == NULL)
+            srv->waiting_tail = NULL;
         k->flags &= ~BD_KEY_WAITING;
         key_run(srv, k);
     }
@@ -1029,7 +1029,7 @@ void bd_batch_destroy_all(struct bd_server *srv)
     srv->nidle = 0;
     srv->nqueued = srv->qbytes = srv->nretry = srv->rbytes = 0;
     srv->dirty = NULL;
-    srv->waiting = NULL;
+    srv->waiting = srv->waiting_tail = NULL;
 }
 
 void bd_batch_foreach_key(struct bd_server *srv,

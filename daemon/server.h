@@ -88,6 +88,7 @@ struct bd_server {
                                * the hash */
     struct bd_key *dirty;     /* keys to re-check at the end of this pass */
     struct bd_key *waiting;   /* keys with a ready batch and no global slot */
+    struct bd_key *waiting_tail; /* its last key (appends are O(1)) */
     struct bd_key *idle_head; /* idle keys, oldest first */
     struct bd_key *idle_tail;
     size_t nidle;
