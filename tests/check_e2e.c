@@ -1016,6 +1016,30 @@ START_TEST(test_key_bound_below_batch_size)
 }
 END_TEST
 
+/* The daemon's queue bound below a size route's batch: the item refused
+ * at max_queued_items sends its key's open batch (it could not grow). */
+START_TEST(test_daemon_bound_sends_open_batch)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        "[daemon]\nmax_queued_items = 5\n\n" RECORD_SINK("")
+        "[route.all]\nmatch = *\nsink = rec\npolicy = size\nmax_items = 100\n");
+    struct batchd_client *c = bd_test_connect(d);
+    struct slot s[6];
+
+    submit_loads(c, "dq.k", "d", 6, 5, s);
+    drain(c, s, 6, 10000);
+    assert_each_once(s, 6);
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(s[i].status == BATCHD_OK, "item %d: %s %s", i,
+                      batchd_status_name(s[i].status), s[i].body);
+    ck_assert_msg(s[5].status == BATCHD_OVERLOADED &&
+                  strstr(s[5].body, "max_queued_items") != NULL, "6th: %s %s",
+                  batchd_status_name(s[5].status), s[5].body);
+    batchd_free(c);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 /* max_bytes is a hard ceiling: the item that would overflow starts the next
  * batch, and an item larger than max_bytes alone is refused. */
 START_TEST(test_max_bytes_ceiling)
@@ -1091,6 +1115,7 @@ static Suite *e2e_suite(void)
     bd_test_add(limits, test_overload_max_queued_bytes);
     bd_test_add(limits, test_max_bytes_ceiling);
     bd_test_add(limits, test_key_bound_below_batch_size);
+    bd_test_add(limits, test_daemon_bound_sends_open_batch);
     suite_add_tcase(s, limits);
     return s;
 }
