@@ -3,6 +3,7 @@
  * reference implementation's structure: 8-byte little-endian words,
  * the tail and the length in the last word.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -15,11 +16,10 @@
 
 static inline uint64_t le64(const uint8_t *p)
 {
-    uint64_t v = 0;
+    uint64_t v;
 
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    memcpy(&v, p, sizeof(v)); /* one load; unaligned is fine */
+    return le64toh(v);
 }
 
 struct sip_state {
@@ -65,8 +65,16 @@ static inline uint64_t siphash(const struct bd_sipkey *key, const void *data,
 
     for (; p != end; p += 8)
         sip_word(&s, le64(p), crounds);
-    for (size_t i = 0; i < (n & 7); i++)
-        last |= (uint64_t)p[i] << (8 * i);
+    switch (n & 7) { /* the tail, as the reference code reads it */
+    case 7: last |= (uint64_t)p[6] << 48; /* fall through */
+    case 6: last |= (uint64_t)p[5] << 40; /* fall through */
+    case 5: last |= (uint64_t)p[4] << 32; /* fall through */
+    case 4: last |= (uint64_t)p[3] << 24; /* fall through */
+    case 3: last |= (uint64_t)p[2] << 16; /* fall through */
+    case 2: last |= (uint64_t)p[1] << 8;  /* fall through */
+    case 1: last |= (uint64_t)p[0];       /* fall through */
+    default: break;
+    }
     sip_word(&s, last, crounds);
     s.v2 ^= 0xff;
     for (int i = 0; i < drounds; i++)
