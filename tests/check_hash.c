@@ -3,7 +3,8 @@
  * against its published test vectors, and the properties that stop
  * hash flooding: the table's bucket of a key depends on a secret drawn
  * at start-up, and keys that all collide under the old unkeyed FNV-1a
- * spread over the buckets.
+ * spread over the buckets; and the real daemon draws a new seed at every
+ * start (its stats list the same keys in another order).
  */
 #include <check.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 #include <string.h>
 
 #include "batch.h"
+#include "batchd.h"
+#include "helpers.h"
 #include "server.h"
 #include "siphash.h"
 
@@ -196,6 +199,63 @@ START_TEST(test_bucket_layout_depends_on_the_seed)
 }
 END_TEST
 
+/* ---- the real daemon draws its seed at start-up ------------------------------------ */
+
+#define ORDER_KEYS 64
+
+/* Start a daemon, give ORDER_KEYS keys one queued item each (a size
+ * route: they stay), and write the order in which stats lists them
+ * (the key table's walk, bucket by bucket) to order[]. */
+static void stats_key_order(int *order)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        "[sink.e]\nplugin = echo\n\n[route.all]\nmatch = *\nsink = e\n"
+        "policy = size\nmax_items = 1000\n");
+    struct batchd_client *c = bd_test_connect(d);
+    const char *pos[ORDER_KEYS];
+    char key[32], *json;
+
+    for (int i = 0; i < ORDER_KEYS; i++) {
+        struct batchd_reply *r = NULL;
+
+        snprintf(key, sizeof(key), "order.%d", i);
+        ck_assert_int_eq(batchd_send(c, key, "x", 1, NULL, 10000, &r),
+                         BATCHD_CLIENT_OK);
+        ck_assert_int_eq(r->status, BATCHD_ACCEPTED);
+        batchd_reply_free(r);
+    }
+    json = bd_test_stats_json(d);
+    for (int i = 0; i < ORDER_KEYS; i++) {
+        snprintf(key, sizeof(key), "\"order.%d\"", i);
+        pos[i] = strstr(json, key);
+        ck_assert_msg(pos[i] != NULL, "%s not listed: %s", key, json);
+    }
+    for (int i = 0; i < ORDER_KEYS; i++) { /* rank of key i in the listing */
+        order[i] = 0;
+        for (int j = 0; j < ORDER_KEYS; j++)
+            order[i] += pos[j] < pos[i];
+    }
+    free(json);
+    batchd_free(c);
+    bd_test_daemon_stop(d);
+}
+
+/* The same keys, two start-ups: with a hash keyed at start-up the table
+ * (and so the stats listing) orders them differently; with an unkeyed
+ * hash the order was the same every time. 64 keys in the same order by
+ * chance: about 1 in 64!. */
+START_TEST(test_daemon_seed_differs_between_starts)
+{
+    int a[ORDER_KEYS], b[ORDER_KEYS];
+
+    stats_key_order(a);
+    stats_key_order(b);
+    ck_assert_msg(memcmp(a, b, sizeof(a)) != 0,
+                  "two start-ups listed %d keys in the same order: the key "
+                  "table's hash is not seeded at start-up", ORDER_KEYS);
+}
+END_TEST
+
 static Suite *hash_suite(void)
 {
     Suite *s = suite_create("hash");
@@ -206,6 +266,7 @@ static Suite *hash_suite(void)
     tcase_add_test(core, test_random_keys_differ);
     tcase_add_test(core, test_fnv_colliding_keys_spread);
     tcase_add_test(core, test_bucket_layout_depends_on_the_seed);
+    tcase_add_test(core, test_daemon_seed_differs_between_starts);
     suite_add_tcase(s, core);
     return s;
 }
@@ -215,7 +276,7 @@ int main(void)
     SRunner *sr = srunner_create(hash_suite());
     int failed;
 
-    srunner_run_all(sr, CK_NORMAL);
+    srunner_run_all(sr, CK_ENV);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
