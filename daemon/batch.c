@@ -29,6 +29,7 @@
 #include "msg.h"
 #include "server.h"
 #include "sink.h"
+#include "siphash.h"
 
 /* ---- the pure rules (unit-tested in check_batch.c) -------------------- */
 
@@ -54,8 +55,10 @@ int bd_batch_ready(const struct bd_route_conf *r, uint64_t nqueued,
      * batch leave now, whatever the policy. */
     if (tight_ns != 0 && now_ns + BD_DEADLINE_MARGIN_NS >= tight_ns)
         return 1;
-    /* Bytes at or past the ceiling mean the head batch cannot grow. */
-    full = nqueued >= r->max_items || qbytes >= r->max_bytes;
+    /* Bytes at or past the ceiling mean the head batch cannot grow; a
+     * queue at its own bound cannot grow either. */
+    full = nqueued >= r->max_items || qbytes >= r->max_bytes ||
+           nqueued >= r->key_max_items || qbytes >= r->key_max_bytes;
     expired = now_ns >= first_ns + r->max_delay_us * 1000;
     switch (r->policy) {
     case BD_POLICY_IMMEDIATE:
@@ -85,15 +88,17 @@ uint64_t bd_batch_backoff_ns(const struct bd_route_conf *r, uint32_t attempt,
 
 /* ---- the key table ---------------------------------------------------- */
 
-static uint32_t hash_key(const char *s, size_t n)
+/*
+ * Keyed with a secret drawn at start-up (server.c): the bucket of a key
+ * cannot be predicted from outside, so a client cannot pick keys that
+ * share one chain (with the unkeyed FNV-1a used before, 40 000 such keys
+ * took 8 s to admit and froze the loop). The hash runs only when the
+ * key is not the previous one (srv->key_last).
+ */
+uint32_t bd_batch_key_hash(const struct bd_server *srv, const char *s,
+                           size_t n)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-
-    while (n--) {
-        h ^= (uint8_t)*s++;
-        h *= 16777619u;
-    }
-    return h;
+    return (uint32_t)bd_siphash13(&srv->hash_key, s, n);
 }
 
 static struct bd_key *key_find(struct bd_server *srv, const char *name,
@@ -109,9 +114,10 @@ static struct bd_key *key_find(struct bd_server *srv, const char *name,
     return NULL;
 }
 
-static int keytab_grow(struct bd_server *srv)
+/* Rehash into nsize buckets (a power of two). On no memory the table
+ * stays as it was: -1. */
+static int keytab_resize(struct bd_server *srv, size_t nsize)
 {
-    size_t nsize = srv->keytab_size ? srv->keytab_size * 2 : 64;
     struct bd_key **nt = bd_calloc(nsize, sizeof(*nt));
 
     if (nt == NULL)
@@ -129,6 +135,21 @@ static int keytab_grow(struct bd_server *srv)
     srv->keytab = nt;
     srv->keytab_size = nsize;
     return 0;
+}
+
+/* Grow at load 3/4; shrink at load 1/8 (see key_free), so that a table
+ * blown up by a burst of keys does not stay large: every walk over all
+ * keys (a client's disconnect, stats, shutdown) visits every bucket. */
+static int keytab_grow(struct bd_server *srv)
+{
+    return keytab_resize(srv, srv->keytab_size ? srv->keytab_size * 2 :
+                         BD_KEYTAB_MIN);
+}
+
+static void keytab_maybe_shrink(struct bd_server *srv)
+{
+    if (srv->keytab_size > BD_KEYTAB_MIN && srv->nkeys < srv->keytab_size / 8)
+        keytab_resize(srv, srv->keytab_size / 2); /* no memory: stays */
 }
 
 static const struct bd_route_conf *route_match(const struct bd_config *cfg,
@@ -158,7 +179,7 @@ static struct bd_key *key_get(struct bd_server *srv, const char *name,
         key_wake(srv, k);
         return k;
     }
-    h = hash_key(name, len);
+    h = bd_batch_key_hash(srv, name, len);
     k = key_find(srv, name, len, h);
     if (k != NULL) {
         key_wake(srv, k);
@@ -241,6 +262,7 @@ static void key_free(struct bd_server *srv, struct bd_key *k)
         srv->key_last = NULL;
     srv->nkeys--;
     bd_free(k);
+    keytab_maybe_shrink(srv);
 }
 
 /* A key with nothing queued, waiting, running, or listed goes on the
@@ -283,10 +305,21 @@ void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k)
 
 /* ---- admission -------------------------------------------------------- */
 
-static int refuse(struct bd_admit *a, int status, const char *fmt,
+const char *const bd_reject_names[BD_REJECT_COUNT] = {
+    [BD_REJECT_KEY_ITEMS] = "key_max_items",
+    [BD_REJECT_KEY_BYTES] = "key_max_bytes",
+    [BD_REJECT_QUEUED_ITEMS] = "max_queued_items",
+    [BD_REJECT_QUEUED_BYTES] = "max_queued_bytes",
+    [BD_REJECT_UNHEALTHY] = "sink_unhealthy",
+    [BD_REJECT_TOO_LARGE] = "max_bytes",
+    [BD_REJECT_NO_MEMORY] = "out_of_memory",
+};
+
+static int refuse(struct bd_admit *a, int status, int reason, const char *fmt,
                   unsigned long long v)
 {
     a->status = status;
+    a->reason = reason;
     snprintf(a->msg, sizeof(a->msg), fmt, v);
     return 0;
 }
@@ -300,26 +333,28 @@ static int within_bounds(struct bd_server *srv, struct bd_key *k, size_t len,
     const struct bd_config *cfg = srv->cfg;
 
     if (k->sink->unhealthy)
-        return refuse(a, BATCHD_SINK_UNAVAILABLE,
+        return refuse(a, BATCHD_SINK_UNAVAILABLE, BD_REJECT_UNHEALTHY,
                       "sink is unhealthy after %llu crashes in a row; "
                       "try again later",
                       (unsigned long long)k->sink->unhealthy);
     if (len > r->max_bytes)
-        return refuse(a, BATCHD_BAD_REQUEST,
+        return refuse(a, BATCHD_BAD_REQUEST, BD_REJECT_TOO_LARGE,
                       "payload: larger than the route's max_bytes (%llu)",
                       (unsigned long long)r->max_bytes);
     if (k->nqueued + k->nretry + 1 > r->key_max_items)
-        return refuse(a, BATCHD_OVERLOADED, "key queue full: key_max_items=%llu",
+        return refuse(a, BATCHD_OVERLOADED, BD_REJECT_KEY_ITEMS,
+                      "key queue full: key_max_items=%llu",
                       (unsigned long long)r->key_max_items);
     if (k->qbytes + k->rbytes + len > r->key_max_bytes)
-        return refuse(a, BATCHD_OVERLOADED, "key queue full: key_max_bytes=%llu",
+        return refuse(a, BATCHD_OVERLOADED, BD_REJECT_KEY_BYTES,
+                      "key queue full: key_max_bytes=%llu",
                       (unsigned long long)r->key_max_bytes);
     if (srv->nqueued + srv->nretry + 1 > cfg->max_queued_items)
-        return refuse(a, BATCHD_OVERLOADED,
+        return refuse(a, BATCHD_OVERLOADED, BD_REJECT_QUEUED_ITEMS,
                       "daemon queue full: max_queued_items=%llu",
                       (unsigned long long)cfg->max_queued_items);
     if (srv->qbytes + srv->rbytes + len > cfg->max_queued_bytes)
-        return refuse(a, BATCHD_OVERLOADED,
+        return refuse(a, BATCHD_OVERLOADED, BD_REJECT_QUEUED_BYTES,
                       "daemon queue full: max_queued_bytes=%llu",
                       (unsigned long long)cfg->max_queued_bytes);
     return 1;
@@ -402,13 +437,17 @@ void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
 
     a->status = BATCHD_OK;
     k = key_get(srv, in->key, in->key_len, a);
-    if (k == NULL)
+    if (k == NULL) {
+        if (a->status == BATCHD_OVERLOADED)
+            srv->ctr.rejects[BD_REJECT_NO_MEMORY]++;
         return;
+    }
     if (!within_bounds(srv, k, len, a))
         goto out_reject;
     it = bd_item_new(len);
     if (it == NULL) {
-        refuse(a, BATCHD_OVERLOADED, "out of memory (%llu bytes)",
+        refuse(a, BATCHD_OVERLOADED, BD_REJECT_NO_MEMORY,
+               "out of memory (%llu bytes)",
                (unsigned long long)len);
         goto out_reject;
     }
@@ -435,7 +474,16 @@ void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
     return;
 
 out_reject:
-    k->rejects++;
+    k->rejects[a->reason]++;
+    srv->ctr.rejects[a->reason]++;
+    if (a->reason <= BD_REJECT_QUEUED_BYTES) {
+        /* At a queue bound (the key's or the daemon's) the queue cannot
+         * grow: its batch must leave, or a size route whose bound is
+         * below its batch size would wait forever (issue 10). */
+        k->flags |= BD_KEY_FULL;
+        bd_batch_mark_dirty(srv, k);
+        return;
+    }
     key_maybe_free(srv, k);
 }
 
@@ -726,6 +774,7 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
         return 0;
     }
     b->pub.nitems = got;
+    k->flags &= ~BD_KEY_FULL; /* room again: the bound counts what waits */
     k->batches++;
     k->items += got;
     if (got > k->max_batch)
@@ -803,16 +852,14 @@ static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
         return;
     k->flags |= BD_KEY_WAITING;
     k->wnext = NULL;
-    /* FIFO, so keys get global slots in the order they asked. */
-    if (srv->waiting == NULL) {
+    /* FIFO, so keys get global slots in the order they asked; appended
+     * at the tail in O(1): a client with many keys must not make each
+     * append walk all the others (quadratic, like hash flooding). */
+    if (srv->waiting == NULL)
         srv->waiting = k;
-    } else {
-        struct bd_key *t = srv->waiting;
-
-        while (t->wnext)
-            t = t->wnext;
-        t->wnext = k;
-    }
+    else
+        srv->waiting_tail->wnext = k;
+    srv->waiting_tail = k;
 }
 
 /*
@@ -834,7 +881,8 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
            k->inflight < k->route->key_concurrency &&
            bd_batch_ready(k->route, k->nqueued, k->qbytes, k->head->enq_ns,
                           k->min_deadline_ns, now, k->inflight,
-                          flushing(srv) || k->head->attempt > 0)) {
+                          flushing(srv) || k->head->attempt > 0 ||
+                          (k->flags & BD_KEY_FULL))) {
         if (!global_slot(srv)) {
             key_wait_for_slot(srv, k);
             break;
@@ -842,6 +890,8 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
         if (dispatch_one(srv, k) < 0)
             break; /* retried at the next pass that touches k */
     }
+    if (k->nqueued == 0)
+        k->flags &= ~BD_KEY_FULL; /* nothing left that was held back */
     if (k->nqueued == 0 && k->nretry == 0) {
         key_arm_timer(srv, k, 0); /* disarms */
         key_maybe_free(srv, k);
@@ -869,6 +919,8 @@ void bd_batch_run_dirty(struct bd_server *srv)
         struct bd_key *k = srv->waiting;
 
         srv->waiting = k->wnext;
+        if (srv->waiting == NULL)
+            srv->waiting_tail = NULL;
         k->flags &= ~BD_KEY_WAITING;
         key_run(srv, k);
     }
@@ -977,7 +1029,7 @@ void bd_batch_destroy_all(struct bd_server *srv)
     srv->nidle = 0;
     srv->nqueued = srv->qbytes = srv->nretry = srv->rbytes = 0;
     srv->dirty = NULL;
-    srv->waiting = NULL;
+    srv->waiting = srv->waiting_tail = NULL;
 }
 
 void bd_batch_foreach_key(struct bd_server *srv,

@@ -37,6 +37,21 @@ struct bd_item {
     uint8_t data[];
 };
 
+/* Why admission refused an item (stats: per key and for the daemon).
+ * bd_reject_names[] holds the names stats print, in this order. */
+enum bd_reject {
+    BD_REJECT_KEY_ITEMS = 0,  /* key_max_items reached */
+    BD_REJECT_KEY_BYTES,      /* key_max_bytes reached */
+    BD_REJECT_QUEUED_ITEMS,   /* max_queued_items reached (daemon) */
+    BD_REJECT_QUEUED_BYTES,   /* max_queued_bytes reached (daemon) */
+    BD_REJECT_UNHEALTHY,      /* the sink is unhealthy (crashes in a row) */
+    BD_REJECT_TOO_LARGE,      /* payload over the route's max_bytes */
+    BD_REJECT_NO_MEMORY,      /* out of memory */
+    BD_REJECT_COUNT
+};
+
+extern const char *const bd_reject_names[BD_REJECT_COUNT];
+
 struct bd_key {
     struct bd_key *hnext;     /* hash chain */
     struct bd_key *dnext;     /* on the server's dirty list */
@@ -59,9 +74,11 @@ struct bd_key {
     uint32_t inflight;        /* sink calls running for this key */
     struct event *timer;      /* delay/deadline/retry timer, created on demand */
     uint64_t timer_at_ns;     /* when the armed timer fires, 0 = unarmed */
+    uint64_t inflight_items;  /* items inside its running sink calls */
     uint64_t batches;         /* sink calls made (stats) */
     uint64_t items;           /* items sent to the sink (stats) */
-    uint64_t rejects;         /* items refused at admission (stats) */
+    uint64_t rejects[BD_REJECT_COUNT]; /* items refused at admission, by
+                               * reason (stats) */
     uint32_t max_batch;       /* largest batch seen (stats) */
     uint32_t hash;
     size_t len;               /* key length */
@@ -71,12 +88,19 @@ struct bd_key {
 #define BD_KEY_DIRTY 0x1u     /* on the dirty list: re-check at end of pass */
 #define BD_KEY_WAITING 0x2u   /* on the wait list: needs a global slot */
 #define BD_KEY_IDLE 0x4u      /* nothing queued or running: on the idle list */
+#define BD_KEY_FULL 0x8u      /* an item was refused at the key's own bound
+                               * since its last batch left: the queue cannot
+                               * grow, so its batch is ready (key_max_* may be
+                               * below max_items/max_bytes) */
 
 /* An idle key stays in the table this long, so a key that comes back at
  * once (its next batch, usually) costs no malloc and no route match; at
  * most BD_KEY_IDLE_MAX idle keys wait, the oldest are freed first. */
 #define BD_KEY_IDLE_NS 1000000000ull
 #define BD_KEY_IDLE_MAX 4096
+
+/* The key table's smallest size (buckets, a power of two). */
+#define BD_KEYTAB_MIN 64
 
 /* A batch leaves this long before its tightest deadline, so that the
  * sink gets a chance to finish in time. */
@@ -85,6 +109,7 @@ struct bd_key {
 /* Why an item was refused, for the reply and the log line. */
 struct bd_admit {
     int status;               /* BATCHD_OK or the reply status */
+    int reason;               /* enum bd_reject when refused at a bound */
     char msg[160];            /* reason when status != OK */
 };
 
@@ -146,9 +171,17 @@ void bd_batch_foreach_key(struct bd_server *srv,
                           void (*fn)(const struct bd_key *k, void *arg),
                           void *arg);
 
+/* The key table's hash of a key under srv->hash_key; its bucket is the
+ * low bits. Exposed for tests (check_hash.c). */
+uint32_t bd_batch_key_hash(const struct bd_server *srv, const char *name,
+                           size_t len);
+
 /*
  * The pure close rule, exposed for unit tests: may a batch leave the
- * queue of a key now? nqueued/qbytes describe the queue, first_ns the
+ * queue of a key now? A batch is full at max_items/max_bytes, and also
+ * when the queue is at the route's key_max_items/key_max_bytes, which
+ * may be lower (no more items could join: waiting would never end).
+ * nqueued/qbytes describe the queue, first_ns the
  * enqueue time of its oldest item, tight_ns the earliest deadline in it
  * (0 = none), inflight the key's running calls.
  */

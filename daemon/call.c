@@ -219,6 +219,7 @@ static void call_end(struct bd_server *srv, struct bd_batch *b)
     srv->inflight--;
     srv->inflight_items -= b->pub.nitems;
     b->key->inflight--;
+    b->key->inflight_items -= b->pub.nitems;
     bd_batch_mark_dirty(srv, b->key);
 }
 
@@ -236,6 +237,7 @@ void bd_call_start(struct bd_server *srv, struct bd_batch *b)
     srv->running = b;
     b->start_ns = srv->now_ns;
     k->inflight++;
+    k->inflight_items += b->pub.nitems;
     srv->inflight++;
     srv->inflight_items += b->pub.nitems;
     srv->ctr.batches++;

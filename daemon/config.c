@@ -239,8 +239,6 @@ static const struct cross daemon_cross[] = {
 
 static const struct cross route_cross[] = {
     { "min_items", "max_items", false },
-    { "max_items", "key_max_items", false },
-    { "max_bytes", "key_max_bytes", false },
     { "retry_base_ms", "retry_cap_ms", false },
 };
 
@@ -464,8 +462,10 @@ static const char *parse_number(const struct opt *o, const char *s,
                     : "not an integer";
     uint64_t v = 0, mul = 1;
 
-    if (*s == '-')
-        return "negative values are not allowed";
+    /* Below every option's minimum: report the range, as for any
+     * number out of it (the rest must still be a number). */
+    if (*s == '-' && s[1] != '-' && s[1] != '+')
+        return parse_number(o, s + 1, out) ?: msg_range;
     if (*s == '+')
         return "a sign is not allowed";
     if (!isdigit((unsigned char)*s))

@@ -13,22 +13,29 @@
 #include "server.h"
 #include "stats.h"
 
-/* args["format"] == "text"? */
-static int want_text(const struct bd_msg *m)
+static int str_is(const msgpack_object *o, const char *s)
+{
+    size_t n = strlen(s);
+
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
+           memcmp(o->via.str.ptr, s, n) == 0;
+}
+
+/* args["format"] of stats: 1 for "json" (or no format), 0 for "text",
+ * -1 for anything else, which is refused rather than answered in a
+ * format the client did not ask for. */
+static int stats_json(const struct bd_msg *m)
 {
     if (m->args == NULL)
-        return 0;
+        return 1;
     for (uint32_t i = 0; i < m->args->via.map.size; i++) {
-        const msgpack_object *k = &m->args->via.map.ptr[i].key;
         const msgpack_object *v = &m->args->via.map.ptr[i].val;
 
-        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == 6 &&
-            memcmp(k->via.str.ptr, "format", 6) == 0 &&
-            v->type == MSGPACK_OBJECT_STR && v->via.str.size == 4 &&
-            memcmp(v->via.str.ptr, "text", 4) == 0)
-            return 1;
+        if (!str_is(&m->args->via.map.ptr[i].key, "format"))
+            continue;
+        return str_is(v, "json") ? 1 : str_is(v, "text") ? 0 : -1;
     }
-    return 0;
+    return 1;
 }
 
 static void reply_text(struct bd_conn *c, const struct bd_msg *m, int status,
@@ -71,7 +78,18 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
     if (is_cmd(m, "ping")) {
         reply_text(c, m, BATCHD_OK, "pong");
     } else if (is_cmd(m, "stats")) {
-        reply_buf(c, m, &b, bd_stats_render(srv, !want_text(m), &b));
+        int json = stats_json(m);
+
+        if (json < 0) {
+            srv->ctr.status[BATCHD_BAD_REQUEST]++;
+            reply_text(c, m, BATCHD_BAD_REQUEST,
+                       "format: must be \"json\" or \"text\"");
+            return BATCHD_BAD_REQUEST;
+        }
+        /* Key names and counts tell one client about the others' keys. */
+        reply_buf(c, m, &b, bd_stats_render(srv, json,
+                                            bd_access_admin(srv->access, c->uid,
+                                                            c->gid), &b));
     } else if (is_cmd(m, "health")) {
         reply_buf(c, m, &b, bd_stats_health(srv, &b));
     } else if (is_cmd(m, "pause")) {

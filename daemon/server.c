@@ -544,6 +544,11 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
     srv->rng = srv->start_ns ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     msgpack_zone_init(&srv->zone, 4096);
     err[0] = '\0';
+    if (bd_sipkey_random(&srv->hash_key) != 0) {
+        snprintf(err, errlen, "no random bytes for the key table's hash: %s",
+                 strerror(errno));
+        goto out_free;
+    }
     srv->base = new_base();
     if (srv->base == NULL || setup_events(srv) != 0) {
         snprintf(err, errlen, "libevent: cannot set up the event loop");

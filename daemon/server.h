@@ -12,7 +12,9 @@
 #include <msgpack.h>
 
 #include "batchd_status.h"
+#include "batch.h"
 #include "config.h"
+#include "siphash.h"
 
 struct event_base;
 struct event;
@@ -45,6 +47,8 @@ struct bd_counters {
     uint64_t conns_total;     /* connections accepted */
     uint64_t conns_dropped;   /* closed for a hard cap or a broken frame */
     uint64_t status[BATCHD_STATUS_COUNT]; /* item replies by status */
+    uint64_t rejects[BD_REJECT_COUNT]; /* items refused at admission, by
+                               * reason (enum bd_reject) */
     uint64_t batch_hist[17];  /* batch sizes: bucket i holds < 2^i items */
     uint64_t lat_hist[32];    /* item latency: bucket i holds < 2^i us */
 };
@@ -78,6 +82,7 @@ struct bd_server {
     uint64_t next_conn_id;
     /* keys */
     struct bd_key **keytab;   /* hash table of live keys */
+    struct bd_sipkey hash_key; /* keytab's secret hash key, drawn at start-up */
     size_t keytab_size;       /* power of two */
     size_t nkeys;
     struct bd_key *key_last;  /* the last key admitted to (cleared when freed):
@@ -85,6 +90,7 @@ struct bd_server {
                                * the hash */
     struct bd_key *dirty;     /* keys to re-check at the end of this pass */
     struct bd_key *waiting;   /* keys with a ready batch and no global slot */
+    struct bd_key *waiting_tail; /* its last key (appends are O(1)) */
     struct bd_key *idle_head; /* idle keys, oldest first */
     struct bd_key *idle_tail;
     size_t nidle;

@@ -55,40 +55,87 @@ static int json_str(struct bd_buf *b, const char *s, size_t n)
 struct key_walk {
     struct bd_buf *out;
     int json;
-    size_t n;
+    int idle;                 /* this pass lists idle keys (else live ones) */
+    size_t n;                 /* keys listed so far */
     int rc;
 };
+
+static uint64_t key_rejects(const struct bd_key *k)
+{
+    uint64_t n = 0;
+
+    for (int i = 0; i < BD_REJECT_COUNT; i++)
+        n += k->rejects[i];
+    return n;
+}
+
+/* "name":N for every reason (JSON) or " name=N" for those above 0 (text). */
+static int render_rejects(struct bd_buf *b, const uint64_t *r, int json)
+{
+    int rc = 0;
+
+    for (int i = 0; i < BD_REJECT_COUNT && rc == 0; i++) {
+        if (json)
+            rc = bprintf(b, "%s\"%s\":%llu", i ? "," : "", bd_reject_names[i],
+                         (unsigned long long)r[i]);
+        else if (r[i])
+            rc = bprintf(b, " %s=%llu", bd_reject_names[i],
+                         (unsigned long long)r[i]);
+    }
+    return rc;
+}
 
 static void key_cb(const struct bd_key *k, void *arg)
 {
     struct key_walk *w = arg;
+    int idle = (k->flags & BD_KEY_IDLE) != 0;
 
-    if (w->rc != 0 || w->n >= BD_STATS_MAX_KEYS)
+    if (w->rc != 0 || w->n >= BD_STATS_MAX_KEYS || idle != w->idle)
         return;
     if (w->json) {
         w->rc |= bprintf(w->out, "%s", w->n ? "," : "");
         w->rc |= json_str(w->out, k->name, k->len);
-        w->rc |= bprintf(w->out, ":{\"route\":\"%s\",\"queued_items\":%llu,"
-                         "\"queued_bytes\":%llu,\"inflight\":%u,\"batches\":%llu,"
+        w->rc |= bprintf(w->out, ":{\"route\":\"%s\",\"idle\":%s,"
+                         "\"queued_items\":%llu,\"queued_bytes\":%llu,"
+                         "\"retry_waiting\":%llu,\"inflight\":%u,"
+                         "\"inflight_items\":%llu,\"batches\":%llu,"
                          "\"items\":%llu,\"max_batch\":%u,\"rejects\":%llu,"
-                         "\"retry_waiting\":%llu}",
-                         k->route->name, (unsigned long long)k->nqueued,
-                         (unsigned long long)k->qbytes, k->inflight,
-                         (unsigned long long)k->batches,
-                         (unsigned long long)k->items, k->max_batch,
-                         (unsigned long long)k->rejects,
-                         (unsigned long long)k->nretry);
-    } else {
-        w->rc |= bprintf(w->out, "key %s route=%s queued=%llu bytes=%llu "
-                         "inflight=%u batches=%llu items=%llu max_batch=%u "
-                         "rejects=%llu\n", k->name, k->route->name,
+                         "\"rejects_by_reason\":{",
+                         k->route->name, idle ? "true" : "false",
                          (unsigned long long)k->nqueued,
-                         (unsigned long long)k->qbytes, k->inflight,
+                         (unsigned long long)k->qbytes,
+                         (unsigned long long)k->nretry, k->inflight,
+                         (unsigned long long)k->inflight_items,
                          (unsigned long long)k->batches,
                          (unsigned long long)k->items, k->max_batch,
-                         (unsigned long long)k->rejects);
+                         (unsigned long long)key_rejects(k));
+        w->rc |= render_rejects(w->out, k->rejects, 1);
+        w->rc |= bprintf(w->out, "}}");
+    } else {
+        w->rc |= bprintf(w->out, "key %s route=%s idle=%d queued=%llu bytes=%llu "
+                         "retry_waiting=%llu inflight=%u inflight_items=%llu "
+                         "batches=%llu items=%llu max_batch=%u rejects=%llu",
+                         k->name, k->route->name, idle,
+                         (unsigned long long)k->nqueued,
+                         (unsigned long long)k->qbytes,
+                         (unsigned long long)k->nretry, k->inflight,
+                         (unsigned long long)k->inflight_items,
+                         (unsigned long long)k->batches,
+                         (unsigned long long)k->items, k->max_batch,
+                         (unsigned long long)key_rejects(k));
+        w->rc |= render_rejects(w->out, k->rejects, 0);
+        w->rc |= bprintf(w->out, "\n");
     }
     w->n++;
+}
+
+/* Live keys first, then idle ones, at most BD_STATS_MAX_KEYS in all:
+ * keys kept idle in the cache must not crowd out the busy ones. */
+static int render_keys(struct bd_server *srv, struct key_walk *w)
+{
+    for (w->idle = 0; w->idle < 2; w->idle++)
+        bd_batch_foreach_key(srv, key_cb, w);
+    return w->rc;
 }
 
 static int render_hist(struct bd_buf *b, const char *name, const uint64_t *h,
@@ -118,7 +165,7 @@ struct stat_row {
     unsigned long long v;
 };
 
-#define NROWS 19
+#define NROWS 21
 
 static void counter_rows(const struct bd_server *srv, struct stat_row *r)
 {
@@ -129,6 +176,8 @@ static void counter_rows(const struct bd_server *srv, struct stat_row *r)
         {"conns_total", c->conns_total},
         {"conns_dropped", c->conns_dropped},
         {"nkeys", srv->nkeys},
+        {"keys_live", srv->nkeys - srv->nidle},
+        {"keys_idle", srv->nidle},
         {"queued_items", srv->nqueued},
         {"queued_bytes", srv->qbytes},
         {"inflight_batches", srv->inflight},
@@ -149,10 +198,10 @@ static void counter_rows(const struct bd_server *srv, struct stat_row *r)
         r[i] = rows[i];
 }
 
-static int render_json(struct bd_server *srv, struct bd_buf *b)
+static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->ctr;
-    struct key_walk w = {b, 1, 0, 0};
+    struct key_walk w = {b, 1, 0, 0, 0};
     struct stat_row rows[NROWS];
     int rc;
 
@@ -165,6 +214,8 @@ static int render_json(struct bd_server *srv, struct bd_buf *b)
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
         rc = bprintf(b, "%s\"%s\":%llu", i ? "," : "", bd_status_name(i),
                      (unsigned long long)c->status[i]);
+    rc |= bprintf(b, "},\"rejects_by_reason\":{");
+    rc |= render_rejects(b, c->rejects, 1);
     rc |= bprintf(b, "}");
     rc |= render_hist(b, "batch_size_hist", c->batch_hist, 17, 1);
     rc |= render_hist(b, "latency_us_hist", c->lat_hist, 32, 1);
@@ -173,17 +224,18 @@ static int render_json(struct bd_server *srv, struct bd_buf *b)
         rc = bprintf(b, "%s\"%s\":{\"plugin\":\"%s\",\"calls\":%llu}",
                      i ? "," : "", srv->sinks[i].name, srv->sinks[i].vt->name,
                      (unsigned long long)srv->sinks[i].calls);
-    rc |= bprintf(b, "},\"keys\":{");
-    bd_batch_foreach_key(srv, key_cb, &w);
-    rc |= w.rc;
+    rc |= bprintf(b, "},\"key_detail\":%s,\"keys\":{",
+                  detail ? "true" : "false");
+    if (detail)
+        rc |= render_keys(srv, &w);
     rc |= bprintf(b, "},\"keys_listed\":%zu}", w.n);
     return rc ? -1 : 0;
 }
 
-static int render_text(struct bd_server *srv, struct bd_buf *b)
+static int render_text(struct bd_server *srv, int detail, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->ctr;
-    struct key_walk w = {b, 0, 0, 0};
+    struct key_walk w = {b, 0, 0, 0, 0};
     struct stat_row rows[NROWS];
     int rc;
 
@@ -197,16 +249,24 @@ static int render_text(struct bd_server *srv, struct bd_buf *b)
         if (c->status[i])
             rc = bprintf(b, " %s=%llu", bd_status_name(i),
                          (unsigned long long)c->status[i]);
+    rc |= bprintf(b, "\nrejects_by_reason");
+    rc |= render_rejects(b, c->rejects, 0);
     rc |= bprintf(b, "\n");
     rc |= render_hist(b, "batch_size_hist", c->batch_hist, 17, 0);
     rc |= render_hist(b, "latency_us_hist", c->lat_hist, 32, 0);
-    bd_batch_foreach_key(srv, key_cb, &w);
-    return (rc | w.rc) ? -1 : 0;
+    if (detail)
+        rc |= render_keys(srv, &w);
+    else
+        rc |= bprintf(b, "keys: per-key detail is for admins "
+                      "(admin_uids/admin_gids)\n");
+    return rc ? -1 : 0;
 }
 
-int bd_stats_render(struct bd_server *srv, int json, struct bd_buf *out)
+int bd_stats_render(struct bd_server *srv, int json, int detail,
+                    struct bd_buf *out)
 {
-    return json ? render_json(srv, out) : render_text(srv, out);
+    return json ? render_json(srv, detail, out) :
+                  render_text(srv, detail, out);
 }
 
 int bd_stats_health(struct bd_server *srv, struct bd_buf *out)

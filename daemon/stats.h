@@ -9,8 +9,11 @@
 
 struct bd_server;
 
-/* Append the stats document to out. Returns 0 or -1 (no memory). */
-int bd_stats_render(struct bd_server *srv, int json, struct bd_buf *out);
+/* Append the stats document to out. detail 0 leaves out every key's
+ * name and counters (they tell one client about the others' keys: for
+ * admins only); the totals stay. Returns 0 or -1 (no memory). */
+int bd_stats_render(struct bd_server *srv, int json, int detail,
+                    struct bd_buf *out);
 
 /* Append {"status":...} health JSON. Returns 0 or -1. */
 int bd_stats_health(struct bd_server *srv, struct bd_buf *out);

@@ -80,6 +80,22 @@ START_TEST(test_size_waits_for_full_batch_only)
 }
 END_TEST
 
+/* issue 10: with a queue bound below the batch limits, a size batch is
+ * full when the queue is at its bound (it can grow no more). */
+START_TEST(test_size_full_at_queue_bound)
+{
+    struct bd_route_conf r = route(BD_POLICY_SIZE);
+
+    r.key_max_items = 3;      /* below max_items (5) */
+    ck_assert_int_eq(bd_batch_ready(&r, 2, 20, T0, 0, T0, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 3, 30, T0, 0, T0, 0, 0), 1);
+    r.key_max_items = 100;
+    r.key_max_bytes = 500;    /* below max_bytes (1000) */
+    ck_assert_int_eq(bd_batch_ready(&r, 2, 499, T0, 0, T0, 0, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 2, 500, T0, 0, T0, 0, 0), 1);
+}
+END_TEST
+
 START_TEST(test_balanced_min_items_unless_idle)
 {
     struct bd_route_conf r = route(BD_POLICY_BALANCED);
@@ -203,6 +219,7 @@ static Suite *batch_suite(void)
     tcase_add_test(core, test_duration_waits_for_delay_or_size);
     tcase_add_test(core, test_size_waits_for_full_batch_only);
     tcase_add_test(core, test_balanced_min_items_unless_idle);
+    tcase_add_test(core, test_size_full_at_queue_bound);
     tcase_add_test(core, test_flushing_overrides_every_policy);
     tcase_add_test(core, test_max_items_cuts_batch);
     tcase_add_test(limits, test_byte_ceiling_is_hard);

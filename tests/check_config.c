@@ -561,15 +561,11 @@ START_TEST(test_limit)
     ck_assert_uint_eq(limit_get(l, c), l->hi_v);
     bd_config_free(c);
 
+    /* A negative value is out of range like any other (issue 10). */
     limit_text(l, l->below, text, sizeof(text));
-    if (l->below[0] == '-')
-        snprintf(want, sizeof(want), "t.conf:%d: [%s%s] %s: \"%s\": "
-                 "negative values are not allowed\n", line, l->sect,
-                 line == 4 ? ".r" : "", l->key, l->below);
-    else
-        snprintf(want, sizeof(want), "t.conf:%d: [%s%s] %s: \"%s\": "
-                 "out of range (%s)\n", line, l->sect, line == 4 ? ".r" : "",
-                 l->key, l->below, l->bounds);
+    snprintf(want, sizeof(want), "t.conf:%d: [%s%s] %s: \"%s\": "
+             "out of range (%s)\n", line, l->sect, line == 4 ? ".r" : "",
+             l->key, l->below, l->bounds);
     expect_errors(text, want);
 
     limit_text(l, l->above, text, sizeof(text));
@@ -779,7 +775,7 @@ START_TEST(test_bad_numbers)
                   "max_delay_us = 1 000\n"        /* 18 */
                   "min_items =\n",                /* 19 */
                   "t.conf:2: [daemon] socket_mode: \"0668\": not an octal number\n"
-                  "t.conf:3: [daemon] max_conns: \"-5\": negative values are not allowed\n"
+                  "t.conf:3: [daemon] max_conns: \"-5\": out of range (1..1000000)\n"
                   "t.conf:4: [daemon] max_concurrency: \"+5\": a sign is not allowed\n"
                   "t.conf:5: [daemon] max_queued_items: \"99999999999999999999\": "
                   "number too large\n"
@@ -795,6 +791,23 @@ START_TEST(test_bad_numbers)
                   "optionally with K, M or G)\n"
                   "t.conf:18: [route.r] max_delay_us: \"1 000\": not an integer\n"
                   "t.conf:19: [route.r] min_items: \"\": empty value\n");
+}
+END_TEST
+
+/* issue 10: a negative number gets the range, like any value out of
+ * it; what follows the sign must still be a number. */
+START_TEST(test_negative_numbers)
+{
+    expect_errors("[daemon]\nmax_conns = -1\nmax_frame = -1K\n"
+                  "socket_mode = -0700\nshutdown_grace_ms = -5x\n"
+                  "max_concurrency = --5\n" TAIL "key_max_items = -100\n",
+                  "t.conf:2: [daemon] max_conns: \"-1\": out of range (1..1000000)\n"
+                  "t.conf:3: [daemon] max_frame: \"-1K\": out of range (64..64M)\n"
+                  "t.conf:4: [daemon] socket_mode: \"-0700\": out of range (0000..0777)\n"
+                  "t.conf:5: [daemon] shutdown_grace_ms: \"-5x\": not an integer\n"
+                  "t.conf:6: [daemon] max_concurrency: \"--5\": not an integer\n"
+                  "t.conf:12: [route.r] key_max_items: \"-100\": out of range "
+                  "(1..1099511627776)\n");
 }
 END_TEST
 
@@ -845,13 +858,24 @@ START_TEST(test_route_cross_checks)
                   "t.conf:6: [route.r] min_items: 200 is more than max_items (100)\n");
     expect_errors(TAIL "min_items = 20\nmax_items = 10\n",
                   "t.conf:7: [route.r] max_items: 10 is less than min_items (20)\n");
-    expect_errors(TAIL "key_max_items = 99\n",
-                  "t.conf:6: [route.r] key_max_items: 99 is less than max_items (100)\n");
-    expect_errors(TAIL "key_max_bytes = 1000\nmax_bytes = 2K\n",
-                  "t.conf:7: [route.r] max_bytes: 2K is more than key_max_bytes (1000)\n");
     /* a refused value is reported once, not again by the cross-check */
     expect_errors(TAIL "min_items = 200\nmax_items = x\n",
                   "t.conf:7: [route.r] max_items: \"x\": not an integer\n");
+}
+END_TEST
+
+/* issue 10: queue bounds below the batch limits are a legitimate setup
+ * (backpressure first), accepted as written. */
+START_TEST(test_queue_bounds_below_batch_limits)
+{
+    struct bd_config *c = load_ok(TAIL "max_items = 100\nkey_max_items = 10\n"
+                                  "max_bytes = 2K\nkey_max_bytes = 1000\n");
+
+    ck_assert_uint_eq(c->routes[0].max_items, 100);
+    ck_assert_uint_eq(c->routes[0].key_max_items, 10);
+    ck_assert_uint_eq(c->routes[0].max_bytes, 2048);
+    ck_assert_uint_eq(c->routes[0].key_max_bytes, 1000);
+    bd_config_free(c);
 }
 END_TEST
 
@@ -984,10 +1008,12 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_unknown_sink);
     tcase_add_test(tc, test_bad_enum);
     tcase_add_test(tc, test_bad_numbers);
+    tcase_add_test(tc, test_negative_numbers);
     tcase_add_test(tc, test_empty_strings);
     tcase_add_test(tc, test_isolation);
     tcase_add_test(tc, test_soft_not_below_hard);
     tcase_add_test(tc, test_route_cross_checks);
+    tcase_add_test(tc, test_queue_bounds_below_batch_limits);
     tcase_add_test(tc, test_key_outside_section);
     tcase_add_test(tc, test_syntax_errors);
     tcase_add_test(tc, test_no_sections);

@@ -1038,6 +1038,73 @@ START_TEST(test_overload_max_queued_bytes)
 }
 END_TEST
 
+/* issue 10: a queue bound below the batch size is accepted (backpressure
+ * first), and a `size` batch leaves when its queue is at the bound: the
+ * batch could never fill, so waiting for it would hang every item. */
+START_TEST(test_key_bound_below_batch_size)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        RECORD_SINK("")
+        "[route.items]\nmatch = items.*\nsink = rec\npolicy = size\n"
+        "max_items = 100\nkey_max_items = 10\n\n"
+        "[route.bytes]\nmatch = bytes.*\nsink = rec\npolicy = size\n"
+        "max_items = 100\nkey_max_bytes = 1000\n");
+    struct batchd_client *c = bd_test_connect(d);
+    struct slot s[10], t[4];
+    struct bd_test_batch *b;
+    long nb;
+
+    submit_loads(c, "items.k", "i", 10, 5, s);
+    drain(c, s, 10, 10000);
+    assert_each_once(s, 10);
+    for (int i = 0; i < 10; i++)
+        ck_assert_msg(s[i].status == BATCHD_OK, "item %d: %s %s", i,
+                      batchd_status_name(s[i].status), s[i].body);
+    /* 3 x 300 bytes fit under key_max_bytes = 1000, the 4th does not:
+     * it is refused, and the 3 leave at once. */
+    submit_loads(c, "bytes.k", "b", 4, 300, t);
+    drain(c, t, 4, 10000);
+    assert_each_once(t, 4);
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(t[i].status == BATCHD_OK, "item %d: %s %s", i,
+                      batchd_status_name(t[i].status), t[i].body);
+    ck_assert_msg(t[3].status == BATCHD_OVERLOADED &&
+                  strstr(t[3].body, "key_max_bytes") != NULL, "4th: %s %s",
+                  batchd_status_name(t[3].status), t[3].body);
+    nb = read_ledger(d, &b);
+    ck_assert_int_eq(nb, 2);
+    ck_assert_int_eq(b[0].nitems, 10);
+    ck_assert_int_eq(b[1].nitems, 3);
+    bd_test_ledger_free(b, nb);
+    batchd_free(c);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
+/* The daemon's queue bound below a size route's batch: the item refused
+ * at max_queued_items sends its key's open batch (it could not grow). */
+START_TEST(test_daemon_bound_sends_open_batch)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        "[daemon]\nmax_queued_items = 5\n\n" RECORD_SINK("")
+        "[route.all]\nmatch = *\nsink = rec\npolicy = size\nmax_items = 100\n");
+    struct batchd_client *c = bd_test_connect(d);
+    struct slot s[6];
+
+    submit_loads(c, "dq.k", "d", 6, 5, s);
+    drain(c, s, 6, 10000);
+    assert_each_once(s, 6);
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(s[i].status == BATCHD_OK, "item %d: %s %s", i,
+                      batchd_status_name(s[i].status), s[i].body);
+    ck_assert_msg(s[5].status == BATCHD_OVERLOADED &&
+                  strstr(s[5].body, "max_queued_items") != NULL, "6th: %s %s",
+                  batchd_status_name(s[5].status), s[5].body);
+    batchd_free(c);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 /* max_bytes is a hard ceiling: the item that would overflow starts the next
  * batch, and an item larger than max_bytes alone is refused. */
 START_TEST(test_max_bytes_ceiling)
@@ -1113,6 +1180,8 @@ static Suite *e2e_suite(void)
     bd_test_add(limits, test_overload_max_queued_items);
     bd_test_add(limits, test_overload_max_queued_bytes);
     bd_test_add(limits, test_max_bytes_ceiling);
+    bd_test_add(limits, test_key_bound_below_batch_size);
+    bd_test_add(limits, test_daemon_bound_sends_open_batch);
     suite_add_tcase(s, limits);
     return s;
 }
