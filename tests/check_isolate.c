@@ -5,7 +5,8 @@
  *
  * "core":      echo through a runner; segfault, abort and exit(3) on one
  *              call (retried on the restarted runner); a crash loop that
- *              makes the sink unhealthy, then half-open again; a hang
+ *              makes the sink unhealthy, then half-open again; a
+ *              restart that uses no attempts; a hang
  *              killed at sink_timeout_ms while the daemon keeps
  *              answering; SIGTERM leaves no runner behind.
  * "limits":    a leaking runner is replaced above its RSS limit; big
@@ -376,6 +377,62 @@ static void slot_cb(struct batchd_client *c, const struct batchd_reply *r,
         snprintf(s->body, sizeof(s->body), "%.*s", (int)r->len,
                  r->data ? (const char *)r->data : "");
 }
+
+#define RESTART_N 50
+
+/*
+ * Issue 10.7: one crash, a 500 ms restart, max_attempts = 2. The items
+ * of the crashed call (their first attempt) and every item that comes
+ * while the runner is down, even a new LOAD sent right after the crash,
+ * wait for the restart and go through: only the crashed call is an
+ * attempt. Before: they were refused at once ("restarting in N ms") and
+ * ran out of attempts without ever meeting a live runner.
+ */
+START_TEST(test_restart_burns_no_attempts)
+{
+    struct bd_test_daemon *d = start_crashy(
+        "crash = segv\nafter = 1\nonce = @DIR@/crashed\n"
+        "restart_base_ms = 500\nrestart_cap_ms = 500\n", "max_attempts = 2\n");
+    static struct slot s[RESTART_N];
+    struct batchd_client *c;
+    char msg[RESTART_N][16], *log;
+    double end;
+    int done;
+
+    bd_test_assert_load(d, "k", "warm", BATCHD_OK); /* call 1; call 2 dies */
+    c = bd_test_connect(d);
+    memset(s, 0, sizeof(s));
+    for (int i = 0; i < RESTART_N; i++) {
+        snprintf(msg[i], sizeof(msg[i]), "r-%d", i);
+        ck_assert_int_eq(batchd_submit_load(c, "k", msg[i], strlen(msg[i]), NULL,
+                                            slot_cb, &s[i], NULL),
+                         BATCHD_CLIENT_OK);
+    }
+    ck_assert_int_eq(batchd_flush(c), BATCHD_CLIENT_OK);
+    assert_log(d, "(crash 1 in a row)");
+    /* the runner is down for 500 ms: a new item waits for it */
+    bd_test_assert_load(d, "k", "new", BATCHD_OK);
+    end = bd_test_now_ms() + bd_test_scaled(30000);
+    do {
+        ck_assert_msg(bd_test_now_ms() < end, "replies missing");
+        ck_assert_int_ge(batchd_process(c, 100), 0);
+        done = 0;
+        for (int i = 0; i < RESTART_N; i++)
+            done += s[i].replies;
+    } while (done < RESTART_N);
+    for (int i = 0; i < RESTART_N; i++) {
+        ck_assert_msg(s[i].replies == 1 && s[i].status == BATCHD_OK,
+                      "item %d: %s '%s'", i, batchd_status_name(s[i].status),
+                      s[i].body);
+        ck_assert_str_eq(s[i].body, msg[i]);
+    }
+    batchd_free(c);
+    log = bd_test_daemon_log(d);
+    ck_assert_msg(strstr(log, "crash 2 in a row") == NULL, "crashed twice: %s", log);
+    free(log);
+    stop_and_check(d); /* frees d */
+}
+END_TEST
 
 START_TEST(test_hang_killed_at_sink_timeout)
 {
@@ -839,6 +896,7 @@ static Suite *isolate_suite(void)
     bd_test_add(core, test_abort_retried_on_new_runner);
     bd_test_add(core, test_exit_retried_on_new_runner);
     bd_test_add(core, test_crash_loop_unhealthy_then_half_open);
+    bd_test_add(core, test_restart_burns_no_attempts);
     bd_test_add(core, test_hang_killed_at_sink_timeout);
     bd_test_add(core, test_sigterm_leaves_no_runner);
     bd_test_add(core, test_sigterm_with_hung_runner);
