@@ -277,9 +277,15 @@ static void whole_verdict(struct bd_server *srv, struct bd_key *k,
  * its deadline or delivery_timeout_ms would pass first. Takes it.
  */
 static void wait_for_restart(struct bd_server *srv, struct bd_key *k,
-                             struct bd_item *it, uint64_t wait,
-                             const char *msg)
+                             struct bd_item *it, struct retry_plan *plan,
+                             uint64_t wait, const char *msg)
 {
+    /* At shutdown retries skip their backoff and are flushed at once:
+     * a try must count there, or it would spin until the restart. */
+    if (srv->state == BD_STATE_STOPPING) {
+        retry_or_give_up(srv, k, it, plan, BATCHD_SINK_UNAVAILABLE, msg);
+        return;
+    }
     it->attempt--;
     if (cancel_if_gone(srv, it))
         return;
@@ -305,7 +311,7 @@ static void call_verdict(struct bd_server *srv, struct bd_batch *b,
             retry_or_give_up(srv, k, it, &plan, BATCHD_SINK_UNAVAILABLE, msg);
             break;
         case V_WAIT:
-            wait_for_restart(srv, k, it, b->wait_ns, msg);
+            wait_for_restart(srv, k, it, &plan, b->wait_ns, msg);
             break;
         default: /* V_FAIL, V_BUG: final */
             bd_item_answer(srv, k->name, it, BATCHD_FAIL, msg, strlen(msg), 1);

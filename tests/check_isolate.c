@@ -532,6 +532,42 @@ START_TEST(test_sigterm_with_hung_runner)
 }
 END_TEST
 
+/* SIGTERM while items wait for a runner's restart (10 s away): they are
+ * answered, not flushed round and round, and the daemon exits 0. */
+START_TEST(test_sigterm_while_restarting)
+{
+    struct bd_test_daemon *d = start_crashy(
+        "crash = segv\nafter = 1\nonce = @DIR@/crashed\n"
+        "restart_base_ms = 10000\nrestart_cap_ms = 10000\n", "");
+    struct batchd_client *c;
+    struct slot s = {0};
+    double end;
+    int code;
+
+    bd_test_assert_load(d, "k", "warm", BATCHD_OK); /* call 1; call 2 dies */
+    c = bd_test_connect(d);
+    ck_assert_int_eq(batchd_submit_load(c, "k", "x", 1, NULL, slot_cb, &s, NULL),
+                     BATCHD_CLIENT_OK);
+    ck_assert_int_eq(batchd_flush(c), BATCHD_CLIENT_OK);
+    assert_log(d, "(crash 1 in a row)");
+    usleep(100000); /* its retry is back, waiting for the restart */
+    ck_assert_int_eq(s.replies, 0);
+    ck_assert_int_eq(kill(bd_test_daemon_pid(d), SIGTERM), 0);
+    end = bd_test_now_ms() + bd_test_scaled(5000);
+    while (s.replies == 0 && bd_test_now_ms() < end)
+        if (batchd_process(c, 100) < 0)
+            break;
+    ck_assert_int_eq(s.replies, 1);
+    ck_assert_msg(s.status == BATCHD_SINK_UNAVAILABLE ||
+                  s.status == BATCHD_SHUTTING_DOWN, "status %s: %s",
+                  batchd_status_name(s.status), s.body);
+    batchd_free(c);
+    code = bd_test_daemon_wait_exit(d, bd_test_scaled(8000));
+    ck_assert_msg(code == 0, "exit %d, want 0", code);
+    bd_test_daemon_free(d);
+}
+END_TEST
+
 /* ---- limits ------------------------------------------------------------------------ */
 
 START_TEST(test_leaking_runner_replaced)
@@ -897,6 +933,7 @@ static Suite *isolate_suite(void)
     bd_test_add(core, test_exit_retried_on_new_runner);
     bd_test_add(core, test_crash_loop_unhealthy_then_half_open);
     bd_test_add(core, test_restart_burns_no_attempts);
+    bd_test_add(core, test_sigterm_while_restarting);
     bd_test_add(core, test_hang_killed_at_sink_timeout);
     bd_test_add(core, test_sigterm_leaves_no_runner);
     bd_test_add(core, test_sigterm_with_hung_runner);
