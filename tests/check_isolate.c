@@ -532,6 +532,34 @@ START_TEST(test_sigterm_with_hung_runner)
 }
 END_TEST
 
+/* An item waits for a restart only as long as delivery_timeout_ms (or
+ * its deadline) allows: here the restart is 10 s away, the item has
+ * 300 ms, so it is answered at once, naming the restart. */
+START_TEST(test_restart_wait_bounded_by_delivery_timeout)
+{
+    struct bd_test_daemon *d = start_crashy(
+        "crash = segv\nafter = 1\nonce = @DIR@/crashed\n"
+        "restart_base_ms = 10000\nrestart_cap_ms = 10000\n",
+        "delivery_timeout_ms = 300\n");
+    char body[512];
+    double ms;
+    int st;
+
+    bd_test_assert_load(d, "k", "warm", BATCHD_OK); /* call 1; call 2 dies */
+    st = load(d, "k", "dies", body, sizeof(body), NULL);
+    ck_assert_msg(st == BATCHD_SINK_UNAVAILABLE, "status %s: %s",
+                  batchd_status_name(st), body);
+    st = load(d, "k", "new", body, sizeof(body), &ms);
+    ck_assert_msg(st == BATCHD_SINK_UNAVAILABLE, "status %s: %s",
+                  batchd_status_name(st), body);
+    ck_assert_msg(strstr(body, "no time left for attempt 1 (deadline or "
+                         "delivery_timeout_ms)") != NULL &&
+                  strstr(body, "restarting in") != NULL, "body: %s", body);
+    ck_assert_msg(ms < 5000, "took %.0f ms", ms);
+    stop_and_check(d); /* frees d */
+}
+END_TEST
+
 /* SIGTERM while items wait for a runner's restart (10 s away): they are
  * answered, not flushed round and round, and the daemon exits 0. */
 START_TEST(test_sigterm_while_restarting)
@@ -934,6 +962,7 @@ static Suite *isolate_suite(void)
     bd_test_add(core, test_crash_loop_unhealthy_then_half_open);
     bd_test_add(core, test_restart_burns_no_attempts);
     bd_test_add(core, test_sigterm_while_restarting);
+    bd_test_add(core, test_restart_wait_bounded_by_delivery_timeout);
     bd_test_add(core, test_hang_killed_at_sink_timeout);
     bd_test_add(core, test_sigterm_leaves_no_runner);
     bd_test_add(core, test_sigterm_with_hung_runner);
