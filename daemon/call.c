@@ -187,15 +187,21 @@ enum verdict {
 static enum verdict batch_verdict(struct bd_batch *b, char *buf, size_t n)
 {
     const char *err = b->error;
+    int rc = b->rc;
 
-    switch (b->rc) {
+    /* Only isolate.c's proxy says "not started", always with a wait: a
+     * plugin returning that code must not make its items wait for
+     * nothing, over and over without using attempts. It is a bug. */
+    if (rc == BD_SINK_NOT_STARTED && b->wait_ns == 0)
+        rc = BATCHD_SINK_PENDING; /* not a final code: the default case */
+    switch (rc) {
     case BATCHD_SINK_DONE:
         break;
     case BD_SINK_UNAVAILABLE:
     case BD_SINK_NOT_STARTED:
         snprintf(buf, n, "sink %s: unavailable: %s", b->sink->name,
                  err ? err : "runner down");
-        return b->rc == BD_SINK_UNAVAILABLE ? V_DOWN : V_WAIT;
+        return rc == BD_SINK_UNAVAILABLE ? V_DOWN : V_WAIT;
     case BD_SINK_ACQUIRE_FAILED:
         snprintf(buf, n, "sink %s: acquire failed: %s", b->sink->name,
                  err ? err : "no reason given");

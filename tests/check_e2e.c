@@ -1165,6 +1165,24 @@ START_TEST(test_whole_batch_fail_is_final)
 }
 END_TEST
 
+/* A plugin that returns the daemon's internal "not started" code (the
+ * isolated sink's, for a runner restarting) broke the ABI: FAIL, once,
+ * not an endless wait that uses no attempts. */
+START_TEST(test_internal_code_from_plugin_is_a_bug)
+{
+    static const long want[] = {10};
+    struct slot s[10];
+    struct bd_test_batch *b;
+    long nb = retry_run("fail_first = 1\nfail_verdict = -102",
+                        "policy = size\nmax_items = 10\nmax_attempts = 3\n"
+                        "retry_base_ms = 10\n", 10, s, &b);
+
+    assert_all(s, 10, BATCHD_FAIL, "sink rec: plugin bug: process returned -102");
+    assert_calls(b, nb, want, 1);
+    bd_test_ledger_free(b, nb);
+}
+END_TEST
+
 /* Issue 10.6: a failed acquire is retried with the batch's backoff... */
 START_TEST(test_acquire_failure_retried)
 {
@@ -1279,6 +1297,7 @@ static Suite *e2e_suite(void)
     bd_test_add(retry, test_retry_outage_few_calls);
     bd_test_add(retry, test_retry_exhausted_for_the_whole_batch);
     bd_test_add(retry, test_whole_batch_fail_is_final);
+    bd_test_add(retry, test_internal_code_from_plugin_is_a_bug);
     bd_test_add(retry, test_acquire_failure_retried);
     bd_test_add(retry, test_acquire_failure_ends_sink_unavailable);
     bd_test_add(retry, test_balanced_uses_a_free_slot);

@@ -1178,7 +1178,7 @@ START_TEST(test_record_bad_options)
     expect_init_error("record", 1, f1, 2,
                       "record sink: fail_first 'x' is not a count (0..1000000)");
     expect_init_error("record", 1, f2, 2,
-                      "record sink: fail_verdict 'maybe' is not retry or fail");
+                      "record sink: fail_verdict 'maybe' is not retry, fail or a code");
     snprintf(want, sizeof(want), "record sink: open %s: %s", nodir[0].value, strerror(ENOENT));
     expect_init_error("record", 1, nodir, 1, want);
 }

@@ -13,8 +13,9 @@
  *                  (default 0), after writing their ledger line: a
  *                  scripted outage
  *   fail_verdict   what those calls return: retry (BATCHD_SINK_RETRY,
- *                  default) or fail (BATCHD_SINK_FAIL); the message is
- *                  "record sink: scripted batch failure (call N)"
+ *                  default), fail (BATCHD_SINK_FAIL), or a number: that
+ *                  code, as a plugin that breaks the ABI would; the
+ *                  message is "record sink: scripted batch failure (call N)"
  *   acquire_fail_first  the first N acquire() calls return NULL with
  *                  "record sink: backend unavailable (acquire N)"
  *                  (default 0; process is not called, no ledger line)
@@ -67,7 +68,7 @@ static const struct batchd_sink_option record_options[] = {
     { .name = "fail_payload", .def = NULL, .help = "items equal to this get FAIL" },
     { .name = "retry_payload", .def = NULL, .help = "items equal to this get RETRY" },
     { .name = "fail_first", .def = "0", .help = "the first N calls fail the whole batch" },
-    { .name = "fail_verdict", .def = "retry", .help = "retry or fail: what those calls return" },
+    { .name = "fail_verdict", .def = "retry", .help = "retry, fail or a raw code: what those calls return" },
     { .name = "acquire_fail_first", .def = "0", .help = "the first N acquire calls refuse" },
     { .name = NULL },
 };
@@ -133,12 +134,18 @@ static int record_parse(struct record_state *st, const struct batchd_kv *kv,
                             &st->acquire_fail_first, err, errlen) < 0)
                 return -1;
         } else if (strcmp(k, "fail_verdict") == 0) {
-            if (strcmp(v, "retry") != 0 && strcmp(v, "fail") != 0) {
+            char *end;
+            long code = strtol(v, &end, 10);
+
+            if (strcmp(v, "retry") == 0 || strcmp(v, "fail") == 0) {
+                st->fail_verdict = v[0] == 'f' ? BATCHD_SINK_FAIL : BATCHD_SINK_RETRY;
+            } else if (v[0] != '\0' && *end == '\0' && code > -1000 && code < 1000) {
+                st->fail_verdict = (int)code;
+            } else {
                 snprintf(err, errlen, "record sink: fail_verdict '%s' is "
-                         "not retry or fail", v);
+                         "not retry, fail or a code", v);
                 return -1;
             }
-            st->fail_verdict = v[0] == 'f' ? BATCHD_SINK_FAIL : BATCHD_SINK_RETRY;
         } else if (strcmp(k, "delay_ms") == 0) {
             char *end;
 
