@@ -1127,6 +1127,47 @@ START_TEST(test_retry_outage_few_calls)
 }
 END_TEST
 
+/*
+ * A retried batch goes back to the head of its key and newer items join
+ * it up to max_items: 6 items fail in call 1; 4 newer ones wait (3 s
+ * delay); the 6 come back after their backoff and leave at once, with
+ * the 4 behind them: call 2 is the 6 in their order, then the 4.
+ */
+START_TEST(test_retry_joined_by_newer_items)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        RECORD_SINK("fail_first = 1")
+        "[route.all]\nmatch = *\nsink = rec\npolicy = duration\n"
+        "max_items = 10\nmax_delay_us = 3000000\nretry_base_ms = 1000\n");
+    struct batchd_client *c = bd_test_connect(d);
+    struct bd_test_batch *b = NULL;
+    struct slot s[10];
+    double end = bd_test_now_ms() + bd_test_scaled(20000);
+    long nb;
+
+    submit_loads(c, "k", "old", 6, 0, s);
+    while ((nb = read_ledger(d, &b)) < 1) {      /* call 1 failed or is failing */
+        bd_test_ledger_free(b, nb);
+        ck_assert_msg(bd_test_now_ms() < end, "no first call");
+        ck_assert_int_ge(batchd_process(c, 10), 0);
+    }
+    bd_test_ledger_free(b, nb);
+    submit_loads(c, "k", "new", 4, 0, s + 6);
+    drain(c, s, 10, bd_test_scaled(20000));
+    assert_each_once(s, 10);
+    assert_all(s, 10, BATCHD_OK, "-");
+    nb = read_ledger(d, &b);
+    ck_assert_msg(nb == 2, "%ld calls, want 2", nb);
+    ck_assert_int_eq(b[0].nitems, 6);
+    ck_assert_int_eq(b[1].nitems, 10);
+    for (size_t i = 0; i < 6; i++)
+        ck_assert_msg(b[1].ids[i] == b[0].ids[i], "retried item %zu out of place", i);
+    bd_test_ledger_free(b, nb);
+    batchd_free(c);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 /* Issue 10.4: every item of a batch that failed max_attempts times ends
  * RETRY_EXHAUSTED, after exactly that many calls. */
 START_TEST(test_retry_exhausted_for_the_whole_batch)
@@ -1295,6 +1336,7 @@ static Suite *e2e_suite(void)
     tcase_set_timeout(retry, 60);
     bd_test_add(retry, test_retry_keeps_the_batch_together);
     bd_test_add(retry, test_retry_outage_few_calls);
+    bd_test_add(retry, test_retry_joined_by_newer_items);
     bd_test_add(retry, test_retry_exhausted_for_the_whole_batch);
     bd_test_add(retry, test_whole_batch_fail_is_final);
     bd_test_add(retry, test_internal_code_from_plugin_is_a_bug);
