@@ -781,36 +781,47 @@ static void *iso_main(void *arg)
 
 /* ---- the proxy sink ------------------------------------------------------------- */
 
+/*
+ * Called locked, returns unlocked: refuse pb while the runner is down
+ * (now is when that was decided).
+ * Stopping, or unhealthy: BD_SINK_UNAVAILABLE (the try counts); else
+ * BD_SINK_NOT_STARTED with the time left to the restart, for which the
+ * items wait without using an attempt.
+ */
+static int refuse(struct iso *p, struct batchd_batch *pb, uint64_t now)
+{
+    struct bd_batch *b = pb->host_priv;
+    uint64_t left = p->restart_at_ns > now ? p->restart_at_ns - now : 0;
+    int down = p->stop || p->crashes >= p->unhealthy_after;
+    char msg[160];
+
+    snprintf(msg, sizeof(msg), "sink runner down after %u crashes in a "
+             "row; restarting in %llu ms", p->crashes,
+             (unsigned long long)(left / 1000000));
+    pthread_mutex_unlock(&p->mu);
+    p->host->batch_error(pb, msg);
+    if (down)
+        return BD_SINK_UNAVAILABLE;
+    b->wait_ns = left;
+    return BD_SINK_NOT_STARTED;
+}
+
 static int iso_process(void *state, void *res, struct batchd_batch *pb)
 {
     struct iso *p = state;
     struct bd_batch *b = pb->host_priv;
-    char msg[160];
+    uint64_t now = mono_ns();
     int poke;
 
     (void)res;
     pthread_mutex_lock(&p->mu);
-    if (p->stop || p->run == ISO_DOWN) {
-        uint64_t now = mono_ns();
-        uint64_t left = p->restart_at_ns > now ? p->restart_at_ns - now : 0;
-        /* Stopping, or unhealthy: down for good, the try counts. */
-        int down = p->stop || p->crashes >= p->unhealthy_after;
-
-        /* Restart due: the thread is about to start the runner, so the
-         * batch waits for it in the queue like any other. */
-        if (!down && left == 0)
-            goto queue;
-        snprintf(msg, sizeof(msg), "sink runner down after %u crashes in a "
-                 "row; restarting in %llu ms", p->crashes,
-                 (unsigned long long)(left / 1000000));
-        pthread_mutex_unlock(&p->mu);
-        p->host->batch_error(pb, msg);
-        if (down)
-            return BD_SINK_UNAVAILABLE;
-        b->wait_ns = left;
-        return BD_SINK_NOT_STARTED;
-    }
-queue:
+    /* Once the restart is due (and the sink healthy) the thread is about
+     * to start the runner: the batch waits for it in the queue. So a
+     * refusal that is not UNAVAILABLE always has a wait (> 0). */
+    if (p->stop || (p->run == ISO_DOWN &&
+                    (p->crashes >= p->unhealthy_after ||
+                     now < p->restart_at_ns)))
+        return refuse(p, pb, now);
     b->next = NULL;
     if (p->tail)
         p->tail->next = b;
