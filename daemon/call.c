@@ -85,27 +85,23 @@ static double rnd01(struct bd_server *srv)
  * One backoff per failed call: every item of the call that is retried
  * waits the same time, drawn once (the batch's jitter), so that the
  * items that failed together come back together. The nominal wait
- * follows the highest attempt count in the call.
+ * follows the attempt count of the first item retried (the oldest:
+ * retried items lead their batch). Earlier items of the call may be
+ * answered and freed by then, so nothing else of the call is read.
  */
 struct retry_plan {
-    const struct bd_batch *b; /* the failed call (its items' attempts) */
     uint64_t wait_ns;         /* the wait, once drawn */
     int drawn;                /* wait_ns is set */
 };
 
 static uint64_t plan_wait(struct bd_server *srv, const struct bd_route_conf *r,
-                          struct retry_plan *p)
+                          struct retry_plan *p, const struct bd_item *it)
 {
-    uint32_t attempt = 1;
-
     if (p->drawn)
         return p->wait_ns;
-    for (size_t i = 0; i < p->b->pub.nitems; i++)
-        if (p->b->items[i]->attempt > attempt)
-            attempt = p->b->items[i]->attempt;
     /* At shutdown the backoff is skipped: the grace time is short. */
     p->wait_ns = srv->state == BD_STATE_STOPPING ? 0 :
-                 bd_batch_backoff_ns(r, attempt, rnd01(srv));
+                 bd_batch_backoff_ns(r, it->attempt, rnd01(srv));
     p->drawn = 1;
     return p->wait_ns;
 }
@@ -166,7 +162,8 @@ static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
                    it->attempt, why);
         return;
     }
-    if (wait_or_give_up(srv, k, it, plan_wait(srv, k->route, plan), final, why))
+    if (wait_or_give_up(srv, k, it, plan_wait(srv, k->route, plan, it), final,
+                        why))
         srv->ctr.retries++;
 }
 
@@ -303,7 +300,7 @@ static void call_verdict(struct bd_server *srv, struct bd_batch *b,
                          enum verdict v, const char *msg)
 {
     struct bd_key *k = b->key;
-    struct retry_plan plan = {.b = b};
+    struct retry_plan plan = {0};
 
     for (size_t i = 0; i < b->pub.nitems; i++) {
         struct bd_item *it = b->items[i];
@@ -451,7 +448,7 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct bd_key *k = b->key;
     struct bd_server *srv = k->srv;
     uint32_t tmo = k->route->sink_timeout_ms;
-    struct retry_plan plan = {.b = b}; /* one backoff for the whole call */
+    struct retry_plan plan = {0}; /* one backoff for the whole call */
 
     (void)fd;
     (void)what;
@@ -509,7 +506,7 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
     v = batch_verdict(b, msg, sizeof(msg));
     if (v == V_ITEMS) {
         /* The usual case, once per item: its own loop. */
-        struct retry_plan plan = {.b = b};
+        struct retry_plan plan = {0};
 
         k->ok_calls++;
         for (size_t i = 0; i < b->pub.nitems; i++)
