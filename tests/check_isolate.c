@@ -560,6 +560,27 @@ START_TEST(test_restart_wait_bounded_by_delivery_timeout)
 }
 END_TEST
 
+/* A failed acquire in the runner reaches the daemon as such: retried,
+ * then SINK_UNAVAILABLE with the sink's message (not RETRY_EXHAUSTED). */
+START_TEST(test_acquire_failure_in_runner)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        "[sink.r]\nplugin = @TSINKS@/record.so\nisolation = process\n"
+        "ledger = @DIR@/ledger\nacquire_fail_first = 2\n"
+        "[route.all]\nmatch = *\nsink = r\nmax_attempts = 2\n"
+        "retry_base_ms = 10\n");
+    char body[512];
+    int st = load(d, "k", "x", body, sizeof(body), NULL);
+
+    ck_assert_msg(st == BATCHD_SINK_UNAVAILABLE, "status %s: %s",
+                  batchd_status_name(st), body);
+    ck_assert_str_eq(body, "gave up after 2 attempts: sink r: acquire failed: "
+                     "record sink: backend unavailable (acquire 2)");
+    bd_test_assert_load(d, "k", "y", BATCHD_OK); /* acquire 3 works */
+    stop_and_check(d); /* frees d */
+}
+END_TEST
+
 /* SIGTERM while items wait for a runner's restart (10 s away): they are
  * answered, not flushed round and round, and the daemon exits 0. */
 START_TEST(test_sigterm_while_restarting)
@@ -962,6 +983,7 @@ static Suite *isolate_suite(void)
     bd_test_add(core, test_crash_loop_unhealthy_then_half_open);
     bd_test_add(core, test_restart_burns_no_attempts);
     bd_test_add(core, test_sigterm_while_restarting);
+    bd_test_add(core, test_acquire_failure_in_runner);
     bd_test_add(core, test_restart_wait_bounded_by_delivery_timeout);
     bd_test_add(core, test_hang_killed_at_sink_timeout);
     bd_test_add(core, test_sigterm_leaves_no_runner);
