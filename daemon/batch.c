@@ -66,7 +66,8 @@ int bd_batch_ready(const struct bd_route_conf *r, uint64_t nqueued,
     case BD_POLICY_SIZE:
         return full;
     case BD_POLICY_BALANCED:
-        return full || expired || nqueued >= r->min_items || inflight == 0;
+        return full || expired || nqueued >= r->min_items ||
+               inflight < r->key_concurrency;
     case BD_POLICY_DURATION:
     default:
         return full || expired;
@@ -464,6 +465,7 @@ void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
     it->attempt = 0;
     it->cap = 0;
     it->batch_fails = 0;
+    it->ok_mark = 0;
     it->reply_type = (uint8_t)in->type;
     it->len = len;
     if (len)
@@ -553,17 +555,16 @@ static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
                           const void *arg)
 {
     struct bd_item **pp = retry ? &k->retry : &k->head, *it;
+    struct bd_item **tail = retry ? &k->rtail : &k->tail;
     size_t n = 0;
 
-    if (!retry)
-        k->tail = NULL;
+    *tail = NULL;
     while ((it = *pp) != NULL) {
         struct bd_item *next = it->next; /* drop() may free it */
         size_t len = it->len;
 
         if (!drop(srv, k, it, arg)) {
-            if (!retry)
-                k->tail = it;
+            *tail = it;
             pp = &it->next;
             continue;
         }
@@ -609,14 +610,18 @@ static void expire_deadlines(struct bd_server *srv, struct bd_key *k,
 }
 
 /* Move retry-waiting items whose backoff is over (all of them when
- * forced) to the front of the queue: they are the oldest work. */
+ * forced) to the front of the queue, in the order they failed: they are
+ * the oldest work. A failed batch's items share one due time, so they
+ * come back together and in their batch order. */
 static void release_retries(struct bd_server *srv, struct bd_key *k,
                             uint64_t now, int force)
 {
     struct bd_item **pp = &k->retry, *it, *front = NULL, *front_tail = NULL;
 
+    k->rtail = NULL;
     while ((it = *pp) != NULL) {
         if (!force && it->due_ns > now) {
+            k->rtail = it;
             pp = &it->next;
             continue;
         }
@@ -655,8 +660,12 @@ void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
                           struct bd_item *it, uint64_t due_ns)
 {
     it->due_ns = due_ns;
-    it->next = k->retry;
-    k->retry = it;
+    it->next = NULL;
+    if (k->rtail != NULL)
+        k->rtail->next = it;
+    else
+        k->retry = it;
+    k->rtail = it;
     count_retry(srv, k, it->len, 1);
     bd_batch_mark_dirty(srv, k);
 }
@@ -874,14 +883,16 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
 
     release_retries(srv, k, now, flushing(srv));
     expire_deadlines(srv, k, now);
-    /* A retried item at the head has waited its turn (and its backoff):
-     * it leaves without waiting for a full batch, which under the size
-     * policy, or capped after failures, might never come. */
+    /* Retried items at the head have waited their turn (and their
+     * backoff; they came back together with the rest of their failed
+     * batch): they leave without waiting for a full batch, which under
+     * the size policy, or capped after failures, might never come. */
     while (!paused && k->nqueued > 0 &&
            k->inflight < k->route->key_concurrency &&
            bd_batch_ready(k->route, k->nqueued, k->qbytes, k->head->enq_ns,
                           k->min_deadline_ns, now, k->inflight,
                           flushing(srv) || k->head->attempt > 0 ||
+                          k->head->due_ns != 0 ||
                           (k->flags & BD_KEY_FULL))) {
         if (!global_slot(srv)) {
             key_wait_for_slot(srv, k);

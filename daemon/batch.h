@@ -28,9 +28,12 @@ struct bd_item {
     uint64_t id;              /* daemon-unique id, shown to sinks */
     uint64_t enq_ns;          /* when it was accepted (monotonic) */
     uint64_t deadline_ns;     /* answer DEADLINE_EXCEEDED after this; 0 = none */
-    uint64_t due_ns;          /* retry list: not before this */
+    uint64_t due_ns;          /* retry list: not before this; != 0 once it
+                               * has been on the retry list */
     uint32_t attempt;         /* sink calls so far */
     uint32_t cap;             /* largest batch it may join (poison split); 0 = any */
+    uint32_t ok_mark;         /* its key's ok_calls at its last whole-batch
+                               * failure (poison split, call.c) */
     uint8_t batch_fails;      /* whole-batch failures it was part of */
     uint8_t reply_type;       /* message type to reply with */
     size_t len;               /* payload bytes */
@@ -67,9 +70,14 @@ struct bd_key {
     struct bd_item *tail;
     uint64_t nqueued;         /* items in the queue */
     uint64_t qbytes;          /* payload bytes in the queue */
-    struct bd_item *retry;    /* waiting for their backoff, unordered */
+    struct bd_item *retry;    /* waiting for their backoff, in the order
+                               * they failed (a failed batch's items stay
+                               * together and in their batch order) */
+    struct bd_item *rtail;    /* last of them, NULL when none */
     uint64_t nretry;          /* items on the retry list */
     uint64_t rbytes;          /* their payload bytes */
+    uint32_t ok_calls;        /* calls the sink answered item by item
+                               * (wraps): is the backend up? (call.c) */
     uint64_t min_deadline_ns; /* earliest deadline in the queue (may be stale-early) */
     uint32_t inflight;        /* sink calls running for this key */
     struct event *timer;      /* delay/deadline/retry timer, created on demand */
@@ -131,7 +139,10 @@ void bd_batch_run_dirty(struct bd_server *srv);
 /* Re-check k at the end of this pass (after a completion, a cancel). */
 void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k);
 
-/* Put a retried item on k's retry list until due_ns. Takes it. */
+/* Put a retried item at the end of k's retry list until due_ns. Takes
+ * it. The items of one failed batch are put there one after the other,
+ * in batch order and with the same due_ns, so that they come back
+ * together, in their order, at the head of the queue. */
 void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
                           struct bd_item *it, uint64_t due_ns);
 
@@ -183,7 +194,8 @@ uint32_t bd_batch_key_hash(const struct bd_server *srv, const char *name,
  * may be lower (no more items could join: waiting would never end).
  * nqueued/qbytes describe the queue, first_ns the
  * enqueue time of its oldest item, tight_ns the earliest deadline in it
- * (0 = none), inflight the key's running calls.
+ * (0 = none), inflight the key's running calls (balanced waits for
+ * min_items only while none of the route's key_concurrency slots is free).
  */
 int bd_batch_ready(const struct bd_route_conf *r, uint64_t nqueued,
                    uint64_t qbytes, uint64_t first_ns, uint64_t tight_ns,

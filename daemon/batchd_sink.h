@@ -61,7 +61,8 @@ enum batchd_result_code {
 enum batchd_process_rc {
     BATCHD_SINK_DONE = 0,     /* every item has its result */
     BATCHD_SINK_PENDING = 1,  /* NONBLOCKING only: host->complete() follows */
-    BATCHD_SINK_FAIL = -1,    /* the whole batch failed (host->batch_error) */
+    BATCHD_SINK_FAIL = -1,    /* the whole batch failed, final: every item FAIL
+                               * with host->batch_error's message, no retry */
     BATCHD_SINK_RETRY = -2,   /* the whole batch should be retried */
 };
 
@@ -131,7 +132,8 @@ struct batchd_sink {
     void *(*init)(const struct batchd_host *host, const struct batchd_kv *kv,
                   size_t nkv, char *err, size_t errlen);
     /* Optional: take a per-batch resource before process (a connection).
-     * NULL with *err set means the batch cannot run now and is retried. */
+     * NULL with *err set means the backend is unavailable: the batch is
+     * retried (an attempt), then answered SINK_UNAVAILABLE with err. */
     void *(*acquire)(void *state, const char *key, size_t key_len,
                      char *err, size_t errlen);
     void (*release)(void *state, void *res);                     /* optional */

@@ -82,30 +82,54 @@ static double rnd01(struct bd_server *srv)
 }
 
 /*
- * Give it another attempt after a jittered backoff, or answer
- * RETRY_EXHAUSTED when its attempts, its deadline or delivery_timeout_ms
- * leave no room. A LOAD whose client left is cancelled instead. Takes it.
+ * One backoff per failed call: every item of the call that is retried
+ * waits the same time, drawn once (the batch's jitter), so that the
+ * items that failed together come back together. The nominal wait
+ * follows the attempt count of the first item retried (the oldest:
+ * retried items lead their batch). Earlier items of the call may be
+ * answered and freed by then, so nothing else of the call is read.
  */
-static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
-                             struct bd_item *it, int final, const char *why)
+struct retry_plan {
+    uint64_t wait_ns;         /* the wait, once drawn */
+    int drawn;                /* wait_ns is set */
+};
+
+static uint64_t plan_wait(struct bd_server *srv, const struct bd_route_conf *r,
+                          struct retry_plan *p, const struct bd_item *it)
+{
+    if (p->drawn)
+        return p->wait_ns;
+    /* At shutdown the backoff is skipped: the grace time is short. */
+    p->wait_ns = srv->state == BD_STATE_STOPPING ? 0 :
+                 bd_batch_backoff_ns(r, it->attempt, rnd01(srv));
+    p->drawn = 1;
+    return p->wait_ns;
+}
+
+/* A LOAD whose client left is cancelled instead of retried. Takes it
+ * when it returns 1. */
+static int cancel_if_gone(struct bd_server *srv, struct bd_item *it)
+{
+    if (it->conn == NULL || !bd_conn_is_closed(it->conn))
+        return 0;
+    srv->ctr.cancelled++;
+    srv->ctr.status[BATCHD_CANCELLED]++;
+    bd_item_free(it);
+    return 1;
+}
+
+/*
+ * Put it on the retry list for wait ns, or answer final when its
+ * deadline or delivery_timeout_ms would pass first. Takes it. Returns 1
+ * when it waits.
+ */
+static int wait_or_give_up(struct bd_server *srv, struct bd_key *k,
+                           struct bd_item *it, uint64_t wait, int final,
+                           const char *why)
 {
     const struct bd_route_conf *r = k->route;
-    uint64_t now = srv->now_ns, wait, limit = it->deadline_ns;
+    uint64_t now = srv->now_ns, limit = it->deadline_ns;
 
-    if (it->conn != NULL && bd_conn_is_closed(it->conn)) {
-        srv->ctr.cancelled++;
-        srv->ctr.status[BATCHD_CANCELLED]++;
-        bd_item_free(it);
-        return;
-    }
-    if (it->attempt >= r->max_attempts) {
-        answer_fmt(srv, k, it, final, "gave up after %u attempts: %s",
-                   it->attempt, why);
-        return;
-    }
-    /* At shutdown the backoff is skipped: the grace time is short. */
-    wait = srv->state == BD_STATE_STOPPING ? 0 :
-           bd_batch_backoff_ns(r, it->attempt, rnd01(srv));
     if (r->delivery_timeout_ms) {
         uint64_t dl = it->enq_ns + (uint64_t)r->delivery_timeout_ms * 1000000ull;
 
@@ -116,35 +140,78 @@ static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
         answer_fmt(srv, k, it, final,
                    "no time left for attempt %u (deadline or "
                    "delivery_timeout_ms): %s", it->attempt + 1, why);
+        return 0;
+    }
+    bd_batch_retry_later(srv, k, it, now + wait);
+    return 1;
+}
+
+/*
+ * Give it another attempt after its call's backoff, or answer final
+ * when its attempts, its deadline or delivery_timeout_ms leave no room.
+ * A LOAD whose client left is cancelled instead. Takes it.
+ */
+static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
+                             struct bd_item *it, struct retry_plan *plan,
+                             int final, const char *why)
+{
+    if (cancel_if_gone(srv, it))
+        return;
+    if (it->attempt >= k->route->max_attempts) {
+        answer_fmt(srv, k, it, final, "gave up after %u attempts: %s",
+                   it->attempt, why);
         return;
     }
-    srv->ctr.retries++;
-    bd_batch_retry_later(srv, k, it, now + wait);
+    if (wait_or_give_up(srv, k, it, plan_wait(srv, k->route, plan, it), final,
+                        why))
+        srv->ctr.retries++;
 }
 
 /* ---- verdicts --------------------------------------------------------- */
 
 enum verdict {
     V_ITEMS = 0,    /* read each item's result */
-    V_WHOLE = 1,    /* the whole batch failed or asked for a retry: retry all */
-    V_BUG = 2,      /* plugin broke the ABI: FAIL every item, no retry */
-    V_DOWN = 3,     /* the isolated sink's runner crashed or is down: retry all */
+    V_RETRY = 1,    /* the sink asked to retry the whole batch: retry all, split */
+    V_FAIL = 2,     /* the sink failed the whole batch: final, FAIL every item */
+    V_BUG = 3,      /* plugin broke the ABI: FAIL every item, no retry */
+    V_DOWN = 4,     /* the isolated sink's runner crashed or is down: retry all */
+    V_ACQUIRE = 5,  /* acquire() failed: retry all, then SINK_UNAVAILABLE */
+    V_WAIT = 6,     /* never reached a restarting runner: wait, attempt not counted */
 };
 
+/* The verdict of the whole call; its message (for every item but
+ * V_ITEMS) goes to buf. */
 static enum verdict batch_verdict(struct bd_batch *b, char *buf, size_t n)
 {
-    if (b->rc == BD_SINK_UNAVAILABLE) {
+    const char *err = b->error;
+    int rc = b->rc;
+
+    /* Only isolate.c's proxy says "not started", always with a wait: a
+     * plugin returning that code must not make its items wait for
+     * nothing, over and over without using attempts. It is a bug. */
+    if (rc == BD_SINK_NOT_STARTED && b->wait_ns == 0)
+        rc = BATCHD_SINK_PENDING; /* not a final code: the default case */
+    switch (rc) {
+    case BATCHD_SINK_DONE:
+        break;
+    case BD_SINK_UNAVAILABLE:
+    case BD_SINK_NOT_STARTED:
         snprintf(buf, n, "sink %s: unavailable: %s", b->sink->name,
-                 b->error ? b->error : "runner down");
-        return V_DOWN;
-    }
-    if (b->rc == BATCHD_SINK_FAIL || b->rc == BATCHD_SINK_RETRY) {
+                 err ? err : "runner down");
+        return rc == BD_SINK_UNAVAILABLE ? V_DOWN : V_WAIT;
+    case BD_SINK_ACQUIRE_FAILED:
+        snprintf(buf, n, "sink %s: acquire failed: %s", b->sink->name,
+                 err ? err : "no reason given");
+        return V_ACQUIRE;
+    case BATCHD_SINK_FAIL:
+        /* Final: each item gets the sink's own words, as for an item FAIL. */
+        snprintf(buf, n, "%s", err ? err : "batch failed");
+        return V_FAIL;
+    case BATCHD_SINK_RETRY:
         snprintf(buf, n, "sink %s: %s", b->sink->name,
-                 b->error ? b->error : (b->rc == BATCHD_SINK_FAIL ?
-                                        "batch failed" : "batch retry requested"));
-        return V_WHOLE;
-    }
-    if (b->rc != BATCHD_SINK_DONE) {
+                 err ? err : "batch retry requested");
+        return V_RETRY;
+    default:
         snprintf(buf, n, "sink %s: plugin bug: process returned %d",
                  b->sink->name, b->rc);
         bd_log_error("key %s: %s", b->pub.key, buf);
@@ -163,7 +230,8 @@ static enum verdict batch_verdict(struct bd_batch *b, char *buf, size_t n)
 
 /* One item of a batch the sink answered item by item. Takes it. */
 static void item_verdict(struct bd_server *srv, struct bd_key *k,
-                         struct bd_item *it, const struct bd_result *r)
+                         struct bd_item *it, const struct bd_result *r,
+                         struct retry_plan *plan)
 {
     switch (r->code) {
     case BATCHD_RESULT_OK:
@@ -171,7 +239,7 @@ static void item_verdict(struct bd_server *srv, struct bd_key *k,
                        r->data ? (const void *)r->data : "", r->len, 0);
         break;
     case BATCHD_RESULT_RETRY:
-        retry_or_give_up(srv, k, it, BATCHD_RETRY_EXHAUSTED,
+        retry_or_give_up(srv, k, it, plan, BATCHD_RETRY_EXHAUSTED,
                          "the sink asked to retry the item");
         break;
     default:
@@ -182,21 +250,77 @@ static void item_verdict(struct bd_server *srv, struct bd_key *k,
 }
 
 /*
- * Whole-batch failure. After the second one an item only joins batches
- * half the size of the one that failed, so a poison item ends up alone
- * while its neighbours go through.
+ * Whole-batch RETRY. After the second one an item only joins batches
+ * half the size of the one that failed (bisection), so a poison item
+ * ends up alone while its neighbours go through. Bisection goes on only
+ * where it learns something: an item is halved again only when some
+ * call of its key succeeded since its last failure (its other half, if
+ * the poison is here). When every call fails, the backend is down, not
+ * an item: the halves stay halves, and an outage never turns one batch
+ * into many small calls.
  */
 static void whole_verdict(struct bd_server *srv, struct bd_key *k,
-                          struct bd_item *it, size_t nitems, int final,
-                          const char *msg)
+                          struct bd_item *it, size_t nitems,
+                          struct retry_plan *plan, const char *msg)
 {
     if (it->batch_fails < 255)
         it->batch_fails++;
-    if (it->batch_fails >= 2 && nitems > 1) {
+    if (it->batch_fails >= 2 && nitems > 1 &&
+        (it->cap == 0 || it->ok_mark != k->ok_calls)) {
         it->cap = (uint32_t)(nitems / 2);
         srv->ctr.splits++;
     }
-    retry_or_give_up(srv, k, it, final, msg);
+    it->ok_mark = k->ok_calls;
+    retry_or_give_up(srv, k, it, plan, BATCHD_RETRY_EXHAUSTED, msg);
+}
+
+/*
+ * The call never reached a runner (it is restarting): the item waits
+ * for the restart, its attempt not counted, unless its client left or
+ * its deadline or delivery_timeout_ms would pass first. Takes it.
+ */
+static void wait_for_restart(struct bd_server *srv, struct bd_key *k,
+                             struct bd_item *it, struct retry_plan *plan,
+                             uint64_t wait, const char *msg)
+{
+    /* At shutdown retries skip their backoff and are flushed at once:
+     * a try must count there, or it would spin until the restart. */
+    if (srv->state == BD_STATE_STOPPING) {
+        retry_or_give_up(srv, k, it, plan, BATCHD_SINK_UNAVAILABLE, msg);
+        return;
+    }
+    it->attempt--;
+    if (cancel_if_gone(srv, it))
+        return;
+    wait_or_give_up(srv, k, it, wait, BATCHD_SINK_UNAVAILABLE, msg);
+}
+
+/* Every item of a call that did not answer item by item. Takes them. */
+static void call_verdict(struct bd_server *srv, struct bd_batch *b,
+                         enum verdict v, const char *msg)
+{
+    struct bd_key *k = b->key;
+    struct retry_plan plan = {0};
+
+    for (size_t i = 0; i < b->pub.nitems; i++) {
+        struct bd_item *it = b->items[i];
+
+        switch (v) {
+        case V_RETRY:
+            whole_verdict(srv, k, it, b->pub.nitems, &plan, msg);
+            break;
+        case V_DOWN:
+        case V_ACQUIRE:
+            retry_or_give_up(srv, k, it, &plan, BATCHD_SINK_UNAVAILABLE, msg);
+            break;
+        case V_WAIT:
+            wait_for_restart(srv, k, it, &plan, b->wait_ns, msg);
+            break;
+        default: /* V_FAIL, V_BUG: final */
+            bd_item_answer(srv, k->name, it, BATCHD_FAIL, msg, strlen(msg), 1);
+            break;
+        }
+    }
 }
 
 /* ---- the call ----------------------------------------------------------- */
@@ -281,7 +405,8 @@ static struct bd_item *item_clone(const struct bd_item *it)
 }
 
 static void timeout_item(struct bd_server *srv, struct bd_key *k,
-                         struct bd_item *it, uint32_t tmo)
+                         struct bd_item *it, uint32_t tmo,
+                         struct retry_plan *plan)
 {
     char why[96];
     struct bd_item *copy;
@@ -290,7 +415,7 @@ static void timeout_item(struct bd_server *srv, struct bd_key *k,
     if (k->route->on_sink_timeout == BD_ON_TIMEOUT_RETRY &&
         it->attempt < k->route->max_attempts &&
         (copy = item_clone(it)) != NULL) {
-        retry_or_give_up(srv, k, copy, BATCHD_SINK_TIMEOUT, why);
+        retry_or_give_up(srv, k, copy, plan, BATCHD_SINK_TIMEOUT, why);
         return;
     }
     item_reply(srv, k->name, it, BATCHD_SINK_TIMEOUT, why, strlen(why), 1);
@@ -325,6 +450,7 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
     struct bd_key *k = b->key;
     struct bd_server *srv = k->srv;
     uint32_t tmo = k->route->sink_timeout_ms;
+    struct retry_plan plan = {0}; /* one backoff for the whole call */
 
     (void)fd;
     (void)what;
@@ -339,7 +465,7 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
     srv->abandoned++;
     b->abandoned = 1;
     for (size_t i = 0; i < b->pub.nitems; i++)
-        timeout_item(srv, k, b->items[i], tmo);
+        timeout_item(srv, k, b->items[i], tmo, &plan);
     if (b->sink->vt->cancel != NULL)
         b->sink->vt->cancel(b->sink->state, &b->pub);
     if (!b->sink->nonblocking)
@@ -382,19 +508,13 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
     v = batch_verdict(b, msg, sizeof(msg));
     if (v == V_ITEMS) {
         /* The usual case, once per item: its own loop. */
-        for (size_t i = 0; i < b->pub.nitems; i++)
-            item_verdict(srv, k, b->items[i], &b->results[i]);
-    }
-    for (size_t i = 0; v != V_ITEMS && i < b->pub.nitems; i++) {
-        struct bd_item *it = b->items[i];
+        struct retry_plan plan = {0};
 
-        if (v == V_BUG)
-            bd_item_answer(srv, k->name, it, BATCHD_FAIL, msg, strlen(msg), 1);
-        else if (v == V_WHOLE)
-            whole_verdict(srv, k, it, b->pub.nitems, BATCHD_RETRY_EXHAUSTED,
-                          msg);
-        else
-            retry_or_give_up(srv, k, it, BATCHD_SINK_UNAVAILABLE, msg);
+        k->ok_calls++;
+        for (size_t i = 0; i < b->pub.nitems; i++)
+            item_verdict(srv, k, b->items[i], &b->results[i], &plan);
+    } else {
+        call_verdict(srv, b, v, msg);
     }
     bd_batch_free(b);
     bd_server_want_flush(srv);

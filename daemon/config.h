@@ -21,7 +21,7 @@ enum bd_policy {
     BD_POLICY_IMMEDIATE = 0,  /* dispatch whenever a concurrency slot is free */
     BD_POLICY_SIZE = 1,       /* only full batches (and at shutdown) */
     BD_POLICY_DURATION = 2,   /* full batches, or max_delay_us after the first item */
-    BD_POLICY_BALANCED = 3,   /* wait for min_items unless the sink is idle */
+    BD_POLICY_BALANCED = 3,   /* wait for min_items while no key slot is free */
 };
 
 enum bd_isolation {
@@ -56,7 +56,7 @@ struct bd_route_conf {
     uint32_t max_items;       /* items per batch, >= 1 */
     uint64_t max_bytes;       /* payload bytes per batch (hard ceiling) */
     uint64_t max_delay_us;    /* from a batch's first item (duration/balanced) */
-    uint32_t min_items;       /* balanced: wait for this many unless idle */
+    uint32_t min_items;       /* balanced: wait for this many while no slot is free */
     uint32_t key_concurrency; /* sink calls in flight per key */
     uint64_t key_max_items;   /* queued items per key */
     uint64_t key_max_bytes;   /* queued payload bytes per key */

@@ -11,15 +11,19 @@
  * [sink.NAME] (each has its own runner) to run it in parallel.
  *
  * Failures. A runner that exits, dies by a signal, closes the socket or
- * sends a frame that is not a valid answer is lost: its batch (and any
- * queued behind it) completes with BD_SINK_UNAVAILABLE, which the daemon
- * retries with its own backoff. It is restarted after restart_base_ms *
- * 2^(crashes in a row - 1), at most restart_cap_ms; while it is down,
- * process() refuses at once with BD_SINK_UNAVAILABLE. After
- * unhealthy_after crashes in a row the sink is marked unhealthy, so that
- * admission answers SINK_UNAVAILABLE without queueing; a restarted runner
- * that answers INIT clears the mark (half-open), and the count of crashes
- * in a row resets when a batch completes DONE.
+ * sends a frame that is not a valid answer is lost: its batch completes
+ * with BD_SINK_UNAVAILABLE, which the daemon retries with its own backoff
+ * (that call was an attempt). It is restarted after restart_base_ms *
+ * 2^(crashes in a row - 1), at most restart_cap_ms. Batches that never
+ * reached the lost runner (queued behind it, or sent to process() while
+ * it is down) complete with BD_SINK_NOT_STARTED and the time left to the
+ * restart: the daemon keeps their items for that long without counting
+ * an attempt, so a restart burns no attempts. After unhealthy_after
+ * crashes in a row the sink is marked unhealthy, so that admission
+ * answers SINK_UNAVAILABLE without queueing and process() refuses with
+ * BD_SINK_UNAVAILABLE while the runner is down (attempts count again);
+ * a restarted runner that answers INIT clears the mark (half-open), and
+ * the count of crashes in a row resets when a batch completes DONE.
  *
  * Hangs. The daemon's sink_timeout_ms calls cancel(): the batch in the
  * runner gets the runner SIGKILLed (the late completion is dropped by the
@@ -419,6 +423,16 @@ static void give_back(struct iso *p, struct bd_batch *b, const char *msg)
     p->host->complete(&b->pub, BD_SINK_UNAVAILABLE);
 }
 
+/* Hand back a batch that never reached a runner: its items wait wait_ns
+ * for the restart, no attempt counted (I/O thread or loop). */
+static void give_back_unsent(struct iso *p, struct bd_batch *b,
+                             uint64_t wait_ns, const char *msg)
+{
+    b->wait_ns = wait_ns;
+    p->host->batch_error(&b->pub, msg);
+    p->host->complete(&b->pub, BD_SINK_NOT_STARTED);
+}
+
 /*
  * The runner is gone (already reaped) or could not be started: count
  * the crash, schedule the restart, mark the sink unhealthy when due, and
@@ -465,7 +479,12 @@ static void crashed(struct iso *p, const char *what)
     while (q != NULL) {
         b = q;
         q = q->next;
-        give_back(p, b, what);
+        /* Never sent: it waits for the restart, unless the sink is
+         * unhealthy now (then it is down, and tries count). */
+        if (sick)
+            give_back(p, b, what);
+        else
+            give_back_unsent(p, b, (uint64_t)delay * 1000000ull, what);
     }
 }
 
@@ -762,26 +781,47 @@ static void *iso_main(void *arg)
 
 /* ---- the proxy sink ------------------------------------------------------------- */
 
+/*
+ * Called locked, returns unlocked: refuse pb while the runner is down
+ * (now is when that was decided).
+ * Stopping, or unhealthy: BD_SINK_UNAVAILABLE (the try counts); else
+ * BD_SINK_NOT_STARTED with the time left to the restart, for which the
+ * items wait without using an attempt.
+ */
+static int refuse(struct iso *p, struct batchd_batch *pb, uint64_t now)
+{
+    struct bd_batch *b = pb->host_priv;
+    uint64_t left = p->restart_at_ns > now ? p->restart_at_ns - now : 0;
+    int down = p->stop || p->crashes >= p->unhealthy_after;
+    char msg[160];
+
+    snprintf(msg, sizeof(msg), "sink runner down after %u crashes in a "
+             "row; restarting in %llu ms", p->crashes,
+             (unsigned long long)(left / 1000000));
+    pthread_mutex_unlock(&p->mu);
+    p->host->batch_error(pb, msg);
+    if (down)
+        return BD_SINK_UNAVAILABLE;
+    b->wait_ns = left;
+    return BD_SINK_NOT_STARTED;
+}
+
 static int iso_process(void *state, void *res, struct batchd_batch *pb)
 {
     struct iso *p = state;
     struct bd_batch *b = pb->host_priv;
-    char msg[160];
+    uint64_t now = mono_ns();
     int poke;
 
     (void)res;
     pthread_mutex_lock(&p->mu);
-    if (p->stop || p->run == ISO_DOWN) {
-        uint64_t now = mono_ns();
-        uint64_t left = p->restart_at_ns > now ? p->restart_at_ns - now : 0;
-
-        snprintf(msg, sizeof(msg), "sink runner down after %u crashes in a "
-                 "row; restarting in %llu ms", p->crashes,
-                 (unsigned long long)(left / 1000000));
-        pthread_mutex_unlock(&p->mu);
-        p->host->batch_error(pb, msg);
-        return BD_SINK_UNAVAILABLE;
-    }
+    /* Once the restart is due (and the sink healthy) the thread is about
+     * to start the runner: the batch waits for it in the queue. So a
+     * refusal that is not UNAVAILABLE always has a wait (> 0). */
+    if (p->stop || (p->run == ISO_DOWN &&
+                    (p->crashes >= p->unhealthy_after ||
+                     now < p->restart_at_ns)))
+        return refuse(p, pb, now);
     b->next = NULL;
     if (p->tail)
         p->tail->next = b;

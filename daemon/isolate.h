@@ -7,7 +7,8 @@
  * the real plugin and speaks batchd framing over a socketpair. A crash,
  * abort, exit or hang of the plugin kills only the runner: the batch
  * completes with BD_SINK_UNAVAILABLE (retried, then SINK_UNAVAILABLE),
- * the runner is restarted with growing backoff, and after
+ * the runner is restarted with growing backoff (batches meanwhile wait
+ * for it without using attempts: BD_SINK_NOT_STARTED), and after
  * unhealthy_after crashes in a row the sink is marked unhealthy.
  */
 #ifndef BD_ISOLATE_H

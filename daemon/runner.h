@@ -15,7 +15,8 @@
  *   runner -> daemon  RESULT  [seq, rc, error (str or nil),
  *                              [[code, data (bin or nil)], ...]]
  *
- * rc is process()'s verdict (or complete()'s, for a PENDING batch);
+ * rc is process()'s verdict (or complete()'s, for a PENDING batch), or
+ * BD_SINK_ACQUIRE_FAILED when acquire() refused (sink.h);
  * code is 0 for an item the plugin left without a result, else an enum
  * batchd_result_code. EOF from the daemon: the runner calls the plugin's
  * shutdown and exits 0. The error of a refused INIT is the whole line

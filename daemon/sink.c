@@ -358,7 +358,7 @@ int bd_sink_run(struct bd_batch *b)
         if (b->res == NULL) {
             why[sizeof(why) - 1] = '\0'; /* a plugin may not terminate it */
             b->error = bd_strdup(why[0] ? why : "acquire failed");
-            b->rc = BATCHD_SINK_RETRY;
+            b->rc = BD_SINK_ACQUIRE_FAILED;
             return b->rc;
         }
     }

@@ -41,6 +41,17 @@ struct bd_sink {
  */
 #define BD_SINK_UNAVAILABLE (-100)
 
+/* acquire() returned NULL (b->error holds its message): the backend is
+ * unavailable. Retried with the batch's backoff like a whole-batch
+ * RETRY (no split); once out of attempts, SINK_UNAVAILABLE. */
+#define BD_SINK_ACQUIRE_FAILED (-101)
+
+/* The isolated sink's runner is restarting and the batch never reached
+ * a runner: the items wait b->wait_ns for the restart with their
+ * attempt not counted (bounded by their deadline and
+ * delivery_timeout_ms, then SINK_UNAVAILABLE). */
+#define BD_SINK_NOT_STARTED (-102)
+
 /* One item's answer, filled by host->result. */
 struct bd_result {
     int code;                 /* 0 unset, else enum batchd_result_code */
@@ -61,6 +72,7 @@ struct bd_batch {
     int cancelled;            /* the sink's cancel hook was called */
     int rc;                   /* enum batchd_process_rc once done */
     char *error;              /* host->batch_error text, owned */
+    uint64_t wait_ns;         /* BD_SINK_NOT_STARTED: wait this long */
     uint64_t start_ns;        /* dispatch time */
     struct bd_item **items;   /* nitems entries, owned by the batch */
     struct batchd_item *pitems;

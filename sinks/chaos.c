@@ -70,7 +70,7 @@ struct chaos_state {
     unsigned long leak_kb;    /* memory leaked per call */
     void *leaked;             /* the leaked blocks, chained through their
                                * first bytes; freed at shutdown only */
-    char *poison;             /* payload prefix that fails the batch; owned */
+    char *poison;             /* payload prefix that makes the batch RETRY; owned */
     size_t poison_len;
     char *ledger;             /* path, for messages; owned, NULL = none */
     int fd;                   /* ledger, O_APPEND; -1 without one */
@@ -91,7 +91,7 @@ static const struct batchd_sink_option chaos_options[] = {
     { .name = "crash_after", .def = "never", .help = "run N calls, then crash in every later one" },
     { .name = "crash_mode", .def = "segv", .help = "segv, abort or exit" },
     { .name = "leak_kb", .def = "0", .help = "KiB leaked per call" },
-    { .name = "poison", .def = "", .help = "items whose payload starts with this fail the batch" },
+    { .name = "poison", .def = "", .help = "items whose payload starts with this make the batch RETRY" },
     { .name = "ledger", .def = "", .help = "file that gets '<tag> <key>' per OK item" },
     { .name = NULL },
 };
@@ -493,7 +493,9 @@ static int chaos_process(void *state, void *res, struct batchd_batch *b)
                  b->nitems);
         st->host->batch_error(b, msg);
         count(st, &st->poisoned, 1);
-        rc = BATCHD_SINK_FAIL;
+        /* RETRY, not FAIL: a whole-batch FAIL is final, and only a
+         * retried batch gets split until the poison is alone. */
+        rc = BATCHD_SINK_RETRY;
         goto out_free_codes;
     }
     if (fate == FATE_FAIL || fate == FATE_RETRY) {

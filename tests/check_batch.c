@@ -110,6 +110,20 @@ START_TEST(test_balanced_min_items_unless_idle)
 }
 END_TEST
 
+/* Issue 10.8: with key_concurrency 2, one running call leaves a slot
+ * free: dispatch below min_items; with both slots busy, wait. */
+START_TEST(test_balanced_free_slot_is_enough)
+{
+    struct bd_route_conf r = route(BD_POLICY_BALANCED);
+
+    r.key_concurrency = 2;
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, 0, T0, 0, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 1, 10, T0, 0, T0, 1, 0), 1);
+    ck_assert_int_eq(bd_batch_ready(&r, 2, 20, T0, 0, T0, 2, 0), 0);
+    ck_assert_int_eq(bd_batch_ready(&r, 3, 30, T0, 0, T0, 2, 0), 1);
+}
+END_TEST
+
 START_TEST(test_flushing_overrides_every_policy)
 {
     for (int p = BD_POLICY_IMMEDIATE; p <= BD_POLICY_BALANCED; p++) {
@@ -220,6 +234,7 @@ static Suite *batch_suite(void)
     tcase_add_test(core, test_size_waits_for_full_batch_only);
     tcase_add_test(core, test_balanced_min_items_unless_idle);
     tcase_add_test(core, test_size_full_at_queue_bound);
+    tcase_add_test(core, test_balanced_free_slot_is_enough);
     tcase_add_test(core, test_flushing_overrides_every_policy);
     tcase_add_test(core, test_max_items_cuts_batch);
     tcase_add_test(limits, test_byte_ceiling_is_hard);

@@ -285,7 +285,7 @@ static double cpu_seconds(pid_t pid)
 #define CHAOS_SINK(name, extra) \
     "[sink." name "]\nplugin = chaos\nledger = @DIR@/" SINK_LEDGER "\n" extra "\n"
 
-/* ---- 1. failures: 30 % of batches, 5 % of items -------------------------------- */
+/* ---- 1. failures: 30 % of batches RETRY, 5 % FAIL (final), 5 % of items FAIL ---- */
 
 #define FL_CLIENTS 32
 #define FL_ITEMS 5000
@@ -294,7 +294,8 @@ START_TEST(test_batch_and_item_failures)
 {
     unsigned long long seed = test_seed("failures");
     struct bd_test_daemon *d = chaos_daemon(
-        CHAOS_SINK("ch", "seed = @SEED@\nfail_batch = 0.3\nfail_item = 0.05")
+        CHAOS_SINK("ch", "seed = @SEED@\nfail_batch = 0.05\nretry_batch = 0.3\n"
+                   "fail_item = 0.05")
         "[route.all]\nmatch = *\nsink = ch\nmax_attempts = 5\n"
         "retry_base_ms = 1\nretry_cap_ms = 20\nkey_concurrency = 2\n", seed);
     static const int load_ok[] = {BATCHD_OK, BATCHD_FAIL, BATCHD_RETRY_EXHAUSTED,

@@ -6,6 +6,9 @@
  *           routes, *_MANY, stats, disconnects, shutdown flush, batchctl.
  * "limits": the bounds (key_max_items/bytes, max_queued_items/bytes) and
  *           the max_bytes ceiling.
+ * "retry":  batching under failure: a failed batch retries as one batch,
+ *           attempts, whole-batch FAIL, failed acquire; balanced and a
+ *           free concurrency slot.
  */
 #include <inttypes.h>
 #include <signal.h>
@@ -1151,6 +1154,286 @@ START_TEST(test_max_bytes_ceiling)
 }
 END_TEST
 
+/* ---- retries under failure (DESIGN section 4) ------------------------------------ */
+
+/*
+ * One client sends n LOADs to key "k" of a daemon with the record sink
+ * (sink_opts added to it) and route_opts; waits for every reply (the
+ * slots) and returns the ledger (one line per process() call).
+ */
+static long retry_run(const char *sink_opts, const char *route_opts, int n,
+                      struct slot *s, struct bd_test_batch **b)
+{
+    char conf[1024];
+    struct bd_test_daemon *d;
+    struct batchd_client *c;
+    long nb;
+
+    snprintf(conf, sizeof(conf),
+             "[sink.rec]\nplugin = @TSINKS@/record.so\nledger = @DIR@/ledger\n"
+             "%s\n[route.all]\nmatch = *\nsink = rec\n%s\n", sink_opts, route_opts);
+    d = bd_test_daemon_start(conf);
+    c = bd_test_connect(d);
+    submit_loads(c, "k", "it", n, 0, s);
+    drain(c, s, n, bd_test_scaled(30000));
+    assert_each_once(s, n);
+    nb = read_ledger(d, b);
+    printf("retry: %s: %ld calls:", sink_opts, nb);
+    for (long i = 0; i < nb; i++)
+        printf(" %ld", (*b)[i].nitems);
+    printf("\n");
+    fflush(stdout);
+    batchd_free(c);
+    bd_test_daemon_stop(d);
+    return nb;
+}
+
+/* Every slot has status and a body holding want. */
+static void assert_all(const struct slot *s, int n, int status, const char *want)
+{
+    for (int i = 0; i < n; i++) {
+        ck_assert_msg(s[i].status == status, "item %d: %s '%s', want %s", i,
+                      batchd_status_name(s[i].status), s[i].body,
+                      batchd_status_name(status));
+        ck_assert_msg(strstr(s[i].body, want) != NULL, "item %d: '%s' lacks '%s'",
+                      i, s[i].body, want);
+    }
+}
+
+/* The ledger's call sizes are want[0..n). */
+static void assert_calls(const struct bd_test_batch *b, long nb, const long *want,
+                         long n)
+{
+    ck_assert_msg(nb == n, "%ld sink calls, want %ld", nb, n);
+    for (long i = 0; i < n; i++)
+        ck_assert_msg(b[i].nitems == want[i], "call %ld has %ld items, want %ld",
+                      i + 1, b[i].nitems, want[i]);
+}
+
+/*
+ * Issue 10.3: a batch that fails whole retries as one batch (one
+ * backoff, its items in their order), not item by item. Calls 1-3
+ * answer RETRY: 10, 10 (second failure: split in halves), 5 (fails),
+ * 5 (OK), then the failed half again: 5 (an outage is no reason to
+ * bisect further). Before: 11-12 calls (10,1,2,1,1,2,1,1,1,1,1,1).
+ */
+START_TEST(test_retry_keeps_the_batch_together)
+{
+    static const long want[] = {10, 10, 5, 5, 5};
+    struct slot s[10];
+    struct bd_test_batch *b;
+    long nb = retry_run("fail_first = 3",
+                        "policy = size\nmax_items = 10\nmax_attempts = 5\n"
+                        "retry_base_ms = 100\n", 10, s, &b);
+
+    assert_all(s, 10, BATCHD_OK, "it-");
+    assert_calls(b, nb, want, 5);
+    /* the retried batch is the failed one, in its order */
+    for (size_t i = 0; i < 10; i++)
+        ck_assert_msg(b[1].ids[i] == b[0].ids[i], "retry out of order at %zu", i);
+    for (size_t i = 0; i < 5; i++)
+        ck_assert(b[2].ids[i] == b[0].ids[i] && b[3].ids[i] == b[0].ids[5 + i] &&
+                  b[4].ids[i] == b[0].ids[i]);
+    bd_test_ledger_free(b, nb);
+}
+END_TEST
+
+/*
+ * 50 items in one batch, calls 1-5 fail: 50, 50, then the halves: 25,
+ * 25, 25 (one half again) fail, 25 and 25 go through. No call succeeded
+ * between the failures, so the halves are never halved again: 7 calls.
+ * Before: 27-39 calls.
+ */
+START_TEST(test_retry_outage_few_calls)
+{
+    static const long want[] = {50, 50, 25, 25, 25, 25, 25};
+    struct slot s[50];
+    struct bd_test_batch *b;
+    long nb = retry_run("fail_first = 5",
+                        "policy = size\nmax_items = 50\nmax_attempts = 10\n"
+                        "retry_base_ms = 100\n", 50, s, &b);
+
+    assert_all(s, 50, BATCHD_OK, "it-");
+    assert_calls(b, nb, want, 7);
+    bd_test_ledger_free(b, nb);
+}
+END_TEST
+
+/*
+ * A retried batch goes back to the head of its key and newer items join
+ * it up to max_items: 6 items fail in call 1; 4 newer ones wait (3 s
+ * delay); the 6 come back after their backoff and leave at once, with
+ * the 4 behind them: call 2 is the 6 in their order, then the 4.
+ */
+START_TEST(test_retry_joined_by_newer_items)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        RECORD_SINK("fail_first = 1")
+        "[route.all]\nmatch = *\nsink = rec\npolicy = duration\n"
+        "max_items = 10\nmax_delay_us = 3000000\nretry_base_ms = 1000\n");
+    struct batchd_client *c = bd_test_connect(d);
+    struct bd_test_batch *b = NULL;
+    struct slot s[10];
+    double end = bd_test_now_ms() + bd_test_scaled(20000);
+    long nb;
+
+    submit_loads(c, "k", "old", 6, 0, s);
+    while ((nb = read_ledger(d, &b)) < 1) {      /* call 1 failed or is failing */
+        bd_test_ledger_free(b, nb);
+        ck_assert_msg(bd_test_now_ms() < end, "no first call");
+        ck_assert_int_ge(batchd_process(c, 10), 0);
+    }
+    bd_test_ledger_free(b, nb);
+    submit_loads(c, "k", "new", 4, 0, s + 6);
+    drain(c, s, 10, bd_test_scaled(20000));
+    assert_each_once(s, 10);
+    assert_all(s, 10, BATCHD_OK, "-");
+    nb = read_ledger(d, &b);
+    ck_assert_msg(nb == 2, "%ld calls, want 2", nb);
+    ck_assert_int_eq(b[0].nitems, 6);
+    ck_assert_int_eq(b[1].nitems, 10);
+    for (size_t i = 0; i < 6; i++)
+        ck_assert_msg(b[1].ids[i] == b[0].ids[i], "retried item %zu out of place", i);
+    bd_test_ledger_free(b, nb);
+    batchd_free(c);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
+/* Issue 10.4: every item of a batch that failed max_attempts times ends
+ * RETRY_EXHAUSTED, after exactly that many calls. */
+START_TEST(test_retry_exhausted_for_the_whole_batch)
+{
+    static const long want[] = {7, 7};
+    struct slot s[7];
+    struct bd_test_batch *b;
+    long nb = retry_run("fail_first = 2",
+                        "policy = size\nmax_items = 7\nmax_attempts = 2\n"
+                        "retry_base_ms = 50\n", 7, s, &b);
+
+    assert_all(s, 7, BATCHD_RETRY_EXHAUSTED,
+               "gave up after 2 attempts: sink rec: record sink: scripted "
+               "batch failure (call 2)");
+    assert_calls(b, nb, want, 2);
+    bd_test_ledger_free(b, nb);
+}
+END_TEST
+
+/* Issue 10.5: a whole-batch FAIL is final: every item FAIL with the
+ * sink's message, one call, no retry. */
+START_TEST(test_whole_batch_fail_is_final)
+{
+    static const long want[] = {10};
+    struct slot s[10];
+    struct bd_test_batch *b;
+    long nb = retry_run("fail_first = 1\nfail_verdict = fail",
+                        "policy = size\nmax_items = 10\nmax_attempts = 5\n"
+                        "retry_base_ms = 10\n", 10, s, &b);
+
+    assert_all(s, 10, BATCHD_FAIL, "record sink: scripted batch failure (call 1)");
+    for (int i = 0; i < 10; i++)
+        ck_assert_str_eq(s[i].body, "record sink: scripted batch failure (call 1)");
+    assert_calls(b, nb, want, 1);
+    bd_test_ledger_free(b, nb);
+}
+END_TEST
+
+/* A plugin that returns the daemon's internal "not started" code (the
+ * isolated sink's, for a runner restarting) broke the ABI: FAIL, once,
+ * not an endless wait that uses no attempts. */
+START_TEST(test_internal_code_from_plugin_is_a_bug)
+{
+    static const long want[] = {10};
+    struct slot s[10];
+    struct bd_test_batch *b;
+    long nb = retry_run("fail_first = 1\nfail_verdict = -102",
+                        "policy = size\nmax_items = 10\nmax_attempts = 3\n"
+                        "retry_base_ms = 10\n", 10, s, &b);
+
+    assert_all(s, 10, BATCHD_FAIL, "sink rec: plugin bug: process returned -102");
+    assert_calls(b, nb, want, 1);
+    bd_test_ledger_free(b, nb);
+}
+END_TEST
+
+/* Issue 10.6: a failed acquire is retried with the batch's backoff... */
+START_TEST(test_acquire_failure_retried)
+{
+    static const long want[] = {10};
+    struct slot s[10];
+    struct bd_test_batch *b;
+    long nb = retry_run("acquire_fail_first = 2",
+                        "policy = size\nmax_items = 10\nmax_attempts = 3\n"
+                        "retry_base_ms = 20\n", 10, s, &b);
+
+    assert_all(s, 10, BATCHD_OK, "it-");
+    assert_calls(b, nb, want, 1); /* process() ran once, for all ten */
+    bd_test_ledger_free(b, nb);
+}
+END_TEST
+
+/* ... and ends SINK_UNAVAILABLE with the sink's acquire message. */
+START_TEST(test_acquire_failure_ends_sink_unavailable)
+{
+    struct slot s[10];
+    struct bd_test_batch *b;
+    long nb = retry_run("acquire_fail_first = 5",
+                        "policy = size\nmax_items = 10\nmax_attempts = 2\n"
+                        "retry_base_ms = 20\n", 10, s, &b);
+
+    assert_all(s, 10, BATCHD_SINK_UNAVAILABLE,
+               "gave up after 2 attempts: sink rec: acquire failed: "
+               "record sink: backend unavailable (acquire 2)");
+    ck_assert_int_eq(nb, 0);
+    bd_test_ledger_free(b, nb);
+}
+END_TEST
+
+/*
+ * Issue 10.8: balanced with key_concurrency = 2 dispatches below
+ * min_items as soon as a slot is free, not when the key is idle: B
+ * reaches the sink while A's call (2 s) still runs.
+ */
+START_TEST(test_balanced_uses_a_free_slot)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        RECORD_SINK("delay_ms = 2000")
+        "[route.all]\nmatch = *\nsink = rec\npolicy = balanced\n"
+        "min_items = 10\nmax_items = 10\nmax_delay_us = 20000000\n"
+        "key_concurrency = 2\n");
+    struct batchd_client *c = bd_test_connect(d);
+    struct bd_test_batch *b = NULL;
+    struct slot s[2];
+    double end = bd_test_now_ms() + bd_test_scaled(10000);
+    long nb = 0;
+
+    submit_loads(c, "k", "a", 1, 0, &s[0]);
+    while ((nb = read_ledger(d, &b)) < 1) {       /* A is in the sink */
+        bd_test_ledger_free(b, nb);
+        ck_assert_msg(bd_test_now_ms() < end, "A never reached the sink");
+        usleep(5000);
+    }
+    bd_test_ledger_free(b, nb);
+    submit_loads(c, "k", "b", 1, 0, &s[1]);
+    while ((nb = read_ledger(d, &b)) < 2) {
+        bd_test_ledger_free(b, nb);
+        ck_assert_msg(bd_test_now_ms() < end, "B never reached the sink");
+        ck_assert_int_ge(batchd_process(c, 5), 0);
+    }
+    bd_test_ledger_free(b, nb);
+    /* Before the fix B waited for A's call to end, whose reply was sent
+     * before B's call began: it would be here now. */
+    ck_assert_int_ge(batchd_process(c, 0), 0);
+    ck_assert_msg(s[0].replies == 0, "B reached the sink only after A's call ended");
+    drain(c, s, 2, bd_test_scaled(20000));
+    assert_each_once(s, 2);
+    ck_assert_int_eq(s[0].status, BATCHD_OK);
+    ck_assert_int_eq(s[1].status, BATCHD_OK);
+    batchd_free(c);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------------------------- */
 
 static Suite *e2e_suite(void)
@@ -1158,6 +1441,7 @@ static Suite *e2e_suite(void)
     Suite *s = suite_create("e2e");
     TCase *core = tcase_create("core");
     TCase *limits = tcase_create("limits");
+    TCase *retry = tcase_create("retry");
 
     tcase_set_timeout(core, 100);
     bd_test_add(core, test_dataloader_size_then_delay);
@@ -1183,6 +1467,18 @@ static Suite *e2e_suite(void)
     bd_test_add(limits, test_key_bound_below_batch_size);
     bd_test_add(limits, test_daemon_bound_sends_open_batch);
     suite_add_tcase(s, limits);
+
+    tcase_set_timeout(retry, 60);
+    bd_test_add(retry, test_retry_keeps_the_batch_together);
+    bd_test_add(retry, test_retry_outage_few_calls);
+    bd_test_add(retry, test_retry_joined_by_newer_items);
+    bd_test_add(retry, test_retry_exhausted_for_the_whole_batch);
+    bd_test_add(retry, test_whole_batch_fail_is_final);
+    bd_test_add(retry, test_internal_code_from_plugin_is_a_bug);
+    bd_test_add(retry, test_acquire_failure_retried);
+    bd_test_add(retry, test_acquire_failure_ends_sink_unavailable);
+    bd_test_add(retry, test_balanced_uses_a_free_slot);
+    suite_add_tcase(s, retry);
     return s;
 }
 

@@ -5,7 +5,8 @@
  *
  * "core":      echo through a runner; segfault, abort and exit(3) on one
  *              call (retried on the restarted runner); a crash loop that
- *              makes the sink unhealthy, then half-open again; a hang
+ *              makes the sink unhealthy, then half-open again; a
+ *              restart that uses no attempts; a hang
  *              killed at sink_timeout_ms while the daemon keeps
  *              answering; SIGTERM leaves no runner behind.
  * "limits":    a leaking runner is replaced above its RSS limit; big
@@ -377,6 +378,62 @@ static void slot_cb(struct batchd_client *c, const struct batchd_reply *r,
                  r->data ? (const char *)r->data : "");
 }
 
+#define RESTART_N 50
+
+/*
+ * Issue 10.7: one crash, a 500 ms restart, max_attempts = 2. The items
+ * of the crashed call (their first attempt) and every item that comes
+ * while the runner is down, even a new LOAD sent right after the crash,
+ * wait for the restart and go through: only the crashed call is an
+ * attempt. Before: they were refused at once ("restarting in N ms") and
+ * ran out of attempts without ever meeting a live runner.
+ */
+START_TEST(test_restart_burns_no_attempts)
+{
+    struct bd_test_daemon *d = start_crashy(
+        "crash = segv\nafter = 1\nonce = @DIR@/crashed\n"
+        "restart_base_ms = 500\nrestart_cap_ms = 500\n", "max_attempts = 2\n");
+    static struct slot s[RESTART_N];
+    struct batchd_client *c;
+    char msg[RESTART_N][16], *log;
+    double end;
+    int done;
+
+    bd_test_assert_load(d, "k", "warm", BATCHD_OK); /* call 1; call 2 dies */
+    c = bd_test_connect(d);
+    memset(s, 0, sizeof(s));
+    for (int i = 0; i < RESTART_N; i++) {
+        snprintf(msg[i], sizeof(msg[i]), "r-%d", i);
+        ck_assert_int_eq(batchd_submit_load(c, "k", msg[i], strlen(msg[i]), NULL,
+                                            slot_cb, &s[i], NULL),
+                         BATCHD_CLIENT_OK);
+    }
+    ck_assert_int_eq(batchd_flush(c), BATCHD_CLIENT_OK);
+    assert_log(d, "(crash 1 in a row)");
+    /* the runner is down for 500 ms: a new item waits for it */
+    bd_test_assert_load(d, "k", "new", BATCHD_OK);
+    end = bd_test_now_ms() + bd_test_scaled(30000);
+    do {
+        ck_assert_msg(bd_test_now_ms() < end, "replies missing");
+        ck_assert_int_ge(batchd_process(c, 100), 0);
+        done = 0;
+        for (int i = 0; i < RESTART_N; i++)
+            done += s[i].replies;
+    } while (done < RESTART_N);
+    for (int i = 0; i < RESTART_N; i++) {
+        ck_assert_msg(s[i].replies == 1 && s[i].status == BATCHD_OK,
+                      "item %d: %s '%s'", i, batchd_status_name(s[i].status),
+                      s[i].body);
+        ck_assert_str_eq(s[i].body, msg[i]);
+    }
+    batchd_free(c);
+    log = bd_test_daemon_log(d);
+    ck_assert_msg(strstr(log, "crash 2 in a row") == NULL, "crashed twice: %s", log);
+    free(log);
+    stop_and_check(d); /* frees d */
+}
+END_TEST
+
 START_TEST(test_hang_killed_at_sink_timeout)
 {
     struct bd_test_daemon *d = start_crashy("crash = hang\nafter = 1\n",
@@ -471,6 +528,91 @@ START_TEST(test_sigterm_with_hung_runner)
         usleep(10000);
     ck_assert_msg(!alive(runner), "hung runner %d outlived the daemon",
                   (int)runner);
+    bd_test_daemon_free(d);
+}
+END_TEST
+
+/* An item waits for a restart only as long as delivery_timeout_ms (or
+ * its deadline) allows: here the restart is 10 s away, the item has
+ * 300 ms, so it is answered at once, naming the restart. */
+START_TEST(test_restart_wait_bounded_by_delivery_timeout)
+{
+    struct bd_test_daemon *d = start_crashy(
+        "crash = segv\nafter = 1\nonce = @DIR@/crashed\n"
+        "restart_base_ms = 10000\nrestart_cap_ms = 10000\n",
+        "delivery_timeout_ms = 300\n");
+    char body[512];
+    double ms;
+    int st;
+
+    bd_test_assert_load(d, "k", "warm", BATCHD_OK); /* call 1; call 2 dies */
+    st = load(d, "k", "dies", body, sizeof(body), NULL);
+    ck_assert_msg(st == BATCHD_SINK_UNAVAILABLE, "status %s: %s",
+                  batchd_status_name(st), body);
+    st = load(d, "k", "new", body, sizeof(body), &ms);
+    ck_assert_msg(st == BATCHD_SINK_UNAVAILABLE, "status %s: %s",
+                  batchd_status_name(st), body);
+    ck_assert_msg(strstr(body, "no time left for attempt 1 (deadline or "
+                         "delivery_timeout_ms)") != NULL &&
+                  strstr(body, "restarting in") != NULL, "body: %s", body);
+    ck_assert_msg(ms < 5000, "took %.0f ms", ms);
+    stop_and_check(d); /* frees d */
+}
+END_TEST
+
+/* A failed acquire in the runner reaches the daemon as such: retried,
+ * then SINK_UNAVAILABLE with the sink's message (not RETRY_EXHAUSTED). */
+START_TEST(test_acquire_failure_in_runner)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        "[sink.r]\nplugin = @TSINKS@/record.so\nisolation = process\n"
+        "ledger = @DIR@/ledger\nacquire_fail_first = 2\n"
+        "[route.all]\nmatch = *\nsink = r\nmax_attempts = 2\n"
+        "retry_base_ms = 10\n");
+    char body[512];
+    int st = load(d, "k", "x", body, sizeof(body), NULL);
+
+    ck_assert_msg(st == BATCHD_SINK_UNAVAILABLE, "status %s: %s",
+                  batchd_status_name(st), body);
+    ck_assert_str_eq(body, "gave up after 2 attempts: sink r: acquire failed: "
+                     "record sink: backend unavailable (acquire 2)");
+    bd_test_assert_load(d, "k", "y", BATCHD_OK); /* acquire 3 works */
+    stop_and_check(d); /* frees d */
+}
+END_TEST
+
+/* SIGTERM while items wait for a runner's restart (10 s away): they are
+ * answered, not flushed round and round, and the daemon exits 0. */
+START_TEST(test_sigterm_while_restarting)
+{
+    struct bd_test_daemon *d = start_crashy(
+        "crash = segv\nafter = 1\nonce = @DIR@/crashed\n"
+        "restart_base_ms = 10000\nrestart_cap_ms = 10000\n", "");
+    struct batchd_client *c;
+    struct slot s = {0};
+    double end;
+    int code;
+
+    bd_test_assert_load(d, "k", "warm", BATCHD_OK); /* call 1; call 2 dies */
+    c = bd_test_connect(d);
+    ck_assert_int_eq(batchd_submit_load(c, "k", "x", 1, NULL, slot_cb, &s, NULL),
+                     BATCHD_CLIENT_OK);
+    ck_assert_int_eq(batchd_flush(c), BATCHD_CLIENT_OK);
+    assert_log(d, "(crash 1 in a row)");
+    usleep(100000); /* its retry is back, waiting for the restart */
+    ck_assert_int_eq(s.replies, 0);
+    ck_assert_int_eq(kill(bd_test_daemon_pid(d), SIGTERM), 0);
+    end = bd_test_now_ms() + bd_test_scaled(5000);
+    while (s.replies == 0 && bd_test_now_ms() < end)
+        if (batchd_process(c, 100) < 0)
+            break;
+    ck_assert_int_eq(s.replies, 1);
+    ck_assert_msg(s.status == BATCHD_SINK_UNAVAILABLE ||
+                  s.status == BATCHD_SHUTTING_DOWN, "status %s: %s",
+                  batchd_status_name(s.status), s.body);
+    batchd_free(c);
+    code = bd_test_daemon_wait_exit(d, bd_test_scaled(8000));
+    ck_assert_msg(code == 0, "exit %d, want 0", code);
     bd_test_daemon_free(d);
 }
 END_TEST
@@ -839,6 +981,10 @@ static Suite *isolate_suite(void)
     bd_test_add(core, test_abort_retried_on_new_runner);
     bd_test_add(core, test_exit_retried_on_new_runner);
     bd_test_add(core, test_crash_loop_unhealthy_then_half_open);
+    bd_test_add(core, test_restart_burns_no_attempts);
+    bd_test_add(core, test_sigterm_while_restarting);
+    bd_test_add(core, test_acquire_failure_in_runner);
+    bd_test_add(core, test_restart_wait_bounded_by_delivery_timeout);
     bd_test_add(core, test_hang_killed_at_sink_timeout);
     bd_test_add(core, test_sigterm_leaves_no_runner);
     bd_test_add(core, test_sigterm_with_hung_runner);

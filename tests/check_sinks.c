@@ -1162,6 +1162,8 @@ START_TEST(test_record_bad_options)
     struct batchd_kv d2[] = { { "ledger", ledger }, { "delay_ms", "5ms" } };
     struct batchd_kv d3[] = { { "ledger", ledger }, { "delay_ms", "99999999999999999999" } };
     struct batchd_kv unk[] = { { "ledger", ledger }, { "speed", "1" } };
+    struct batchd_kv f1[] = { { "ledger", ledger }, { "fail_first", "x" } };
+    struct batchd_kv f2[] = { { "ledger", ledger }, { "fail_verdict", "maybe" } };
     struct batchd_kv nodir[] = { { "ledger", tmp_path("none/ledger") } };
     char want[700];
 
@@ -1173,6 +1175,10 @@ START_TEST(test_record_bad_options)
     expect_init_error("record", 1, d3, 2,
                       "record sink: delay_ms '99999999999999999999' is not a number of ms (0..3600000)");
     expect_init_error("record", 1, unk, 2, "record sink: unknown option 'speed'");
+    expect_init_error("record", 1, f1, 2,
+                      "record sink: fail_first 'x' is not a count (0..1000000)");
+    expect_init_error("record", 1, f2, 2,
+                      "record sink: fail_verdict 'maybe' is not retry, fail or a code");
     snprintf(want, sizeof(want), "record sink: open %s: %s", nodir[0].value, strerror(ENOENT));
     expect_init_error("record", 1, nodir, 1, want);
 }
@@ -1206,7 +1212,8 @@ START_TEST(test_option_tables_match)
     static const struct { const char *sink; int test; const char *opts; } all[] = {
         { "null", 0, "" }, { "echo", 0, "" },
         { "file", 0, "path,format,fsync,mode," }, { "example", 0, "prefix," },
-        { "record", 1, "ledger,delay_ms,fail_payload,retry_payload," },
+        { "record", 1, "ledger,delay_ms,fail_payload,retry_payload,fail_first,fail_verdict,"
+          "acquire_fail_first," },
         { "async", 1, "delay_ms," },
     };
     size_t i, j;

@@ -14,11 +14,15 @@
  *   after    calls answered normally before the first bad one (default 0)
  *   every    yes: every call from then on is bad; no (default): only one
  *   leak_kb  KiB kept per leaking call (default 1024)
+ *   once     path of a marker file: misbehave only while it does not
+ *            exist, creating it first, so that only one call of all the
+ *            runners misbehaves (default: none)
  *
  * Calls are counted per process, so a restarted runner counts from 0.
  * Blocking (runs on the runner's thread); the test sink for the daemon's
  * proxy, not for the ABI.
  */
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +49,7 @@ struct crashy_state {
     int every;                /* every call after that is bad */
     unsigned long leak_kb;    /* per leaking call */
     unsigned long calls;      /* process() calls so far */
+    char *once;               /* marker file path, owned; NULL = none */
     void *leaked;             /* leak: a chain of kept blocks, so that the
                                * compiler cannot drop the allocation */
 };
@@ -58,6 +63,7 @@ static const struct batchd_sink_option crashy_options[] = {
     { .name = "after", .def = "0", .help = "good calls before the first bad one" },
     { .name = "every", .def = "no", .help = "yes: every call after that is bad" },
     { .name = "leak_kb", .def = "1024", .help = "KiB kept per leaking call" },
+    { .name = "once", .def = NULL, .help = "marker file: only one bad call across runners" },
     { .name = NULL },
 };
 
@@ -91,6 +97,10 @@ static int crashy_parse(struct crashy_state *st, const struct batchd_kv *kv,
             st->every = strcmp(v, "yes") == 0;
         } else if (strcmp(k, "leak_kb") == 0) {
             ok = parse_ulong(v, &st->leak_kb) == 0;
+        } else if (strcmp(k, "once") == 0 && v[0] != '\0') {
+            free(st->once);
+            st->once = strdup(v);
+            ok = st->once != NULL;
         }
         if (!ok) {
             snprintf(err, errlen, "crashy sink: bad %s '%s'", k, v);
@@ -113,6 +123,7 @@ static void *crashy_init(const struct batchd_host *host,
     st->host = host;
     st->leak_kb = 1024;
     if (crashy_parse(st, kv, nkv, err, errlen) != 0) {
+        free(st->once);
         free(st);
         return NULL;
     }
@@ -159,6 +170,21 @@ static void misbehave(struct crashy_state *st)
     }
 }
 
+/* With once: the first caller creates the marker and misbehaves; every
+ * later call (in any runner) finds it and behaves. */
+static int first_time(const struct crashy_state *st)
+{
+    int fd;
+
+    if (st->once == NULL)
+        return 1;
+    fd = open(st->once, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
+}
+
 static int crashy_process(void *state, void *res, struct batchd_batch *b)
 {
     struct crashy_state *st = state;
@@ -166,7 +192,8 @@ static int crashy_process(void *state, void *res, struct batchd_batch *b)
     (void)res;
     st->calls++;
     if (st->mode != CRASHY_NONE &&
-        (st->calls == st->after + 1 || (st->every && st->calls > st->after)))
+        (st->calls == st->after + 1 || (st->every && st->calls > st->after)) &&
+        first_time(st))
         misbehave(st);
     for (size_t i = 0; i < b->nitems; i++) {
         const struct batchd_item *it = &b->items[i];
@@ -179,7 +206,10 @@ static int crashy_process(void *state, void *res, struct batchd_batch *b)
 
 static void crashy_shutdown(void *state)
 {
-    free(state);
+    struct crashy_state *st = state;
+
+    free(st->once);
+    free(st);
 }
 
 static const struct batchd_sink crashy_sink = {

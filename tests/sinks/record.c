@@ -9,7 +9,18 @@
  *   fail_payload   items whose payload equals this get FAIL
  *                  "rejected by record sink"
  *   retry_payload  items whose payload equals this get RETRY
- * Every other item gets OK with its own payload.
+ *   fail_first     the first N process() calls fail the whole batch
+ *                  (default 0), after writing their ledger line: a
+ *                  scripted outage
+ *   fail_verdict   what those calls return: retry (BATCHD_SINK_RETRY,
+ *                  default), fail (BATCHD_SINK_FAIL), or a number: that
+ *                  code, as a plugin that breaks the ABI would; the
+ *                  message is "record sink: scripted batch failure (call N)"
+ *   acquire_fail_first  the first N acquire() calls return NULL with
+ *                  "record sink: backend unavailable (acquire N)"
+ *                  (default 0; process is not called, no ledger line)
+ * Every other item gets OK with its own payload. Calls are counted per
+ * sink, from 1.
  *
  * Ledger line, written with ONE write(2) on an O_APPEND descriptor when
  * process starts (before the delay), so concurrent batches never
@@ -44,6 +55,11 @@ struct record_state {
     size_t fail_len;
     char *retry_payload;      /* owned, NULL when unset */
     size_t retry_len;
+    unsigned long fail_first; /* process() calls that fail whole */
+    int fail_verdict;         /* their return: BATCHD_SINK_RETRY or _FAIL */
+    unsigned long acquire_fail_first; /* acquire() calls that refuse */
+    unsigned long calls;      /* process() calls so far (atomic) */
+    unsigned long acquires;   /* acquire() calls so far (atomic) */
 };
 
 static const struct batchd_sink_option record_options[] = {
@@ -51,6 +67,9 @@ static const struct batchd_sink_option record_options[] = {
     { .name = "delay_ms", .def = "0", .help = "sleep per batch, milliseconds" },
     { .name = "fail_payload", .def = NULL, .help = "items equal to this get FAIL" },
     { .name = "retry_payload", .def = NULL, .help = "items equal to this get RETRY" },
+    { .name = "fail_first", .def = "0", .help = "the first N calls fail the whole batch" },
+    { .name = "fail_verdict", .def = "retry", .help = "retry, fail or a raw code: what those calls return" },
+    { .name = "acquire_fail_first", .def = "0", .help = "the first N acquire calls refuse" },
     { .name = NULL },
 };
 
@@ -78,6 +97,22 @@ static void record_free(struct record_state *st)
     free(st);
 }
 
+/* A call count option: 0..1000000. */
+static int parse_count(const char *k, const char *v, unsigned long *out,
+                       char *err, size_t errlen)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoul(v, &end, 10);
+    if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 || *out > 1000000) {
+        snprintf(err, errlen, "record sink: %s '%s' is not a count (0..1000000)",
+                 k, v);
+        return -1;
+    }
+    return 0;
+}
+
 static int record_parse(struct record_state *st, const struct batchd_kv *kv,
                         size_t nkv, char *err, size_t errlen)
 {
@@ -93,6 +128,24 @@ static int record_parse(struct record_state *st, const struct batchd_kv *kv,
             rc = set_str(&st->fail_payload, &st->fail_len, v);
         } else if (strcmp(k, "retry_payload") == 0) {
             rc = set_str(&st->retry_payload, &st->retry_len, v);
+        } else if (strcmp(k, "fail_first") == 0 ||
+                   strcmp(k, "acquire_fail_first") == 0) {
+            if (parse_count(k, v, k[0] == 'f' ? &st->fail_first :
+                            &st->acquire_fail_first, err, errlen) < 0)
+                return -1;
+        } else if (strcmp(k, "fail_verdict") == 0) {
+            char *end;
+            long code = strtol(v, &end, 10);
+
+            if (strcmp(v, "retry") == 0 || strcmp(v, "fail") == 0) {
+                st->fail_verdict = v[0] == 'f' ? BATCHD_SINK_FAIL : BATCHD_SINK_RETRY;
+            } else if (v[0] != '\0' && *end == '\0' && code > -1000 && code < 1000) {
+                st->fail_verdict = (int)code;
+            } else {
+                snprintf(err, errlen, "record sink: fail_verdict '%s' is "
+                         "not retry, fail or a code", v);
+                return -1;
+            }
         } else if (strcmp(k, "delay_ms") == 0) {
             char *end;
 
@@ -133,6 +186,7 @@ static void *record_init(const struct batchd_host *host,
     }
     st->host = host;
     st->fd = -1;
+    st->fail_verdict = BATCHD_SINK_RETRY;
     if (record_parse(st, kv, nkv, err, errlen) < 0)
         goto out_free;
     st->fd = open(st->ledger, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -198,6 +252,7 @@ static int record_process(void *state, void *res, struct batchd_batch *b)
     struct record_state *st = state;
     char msg[512];
     size_t i, len;
+    unsigned long call;
     ssize_t n;
     char *line;
 
@@ -217,6 +272,13 @@ static int record_process(void *state, void *res, struct batchd_batch *b)
     }
     if (st->delay_ms > 0)
         sleep_ms(st->delay_ms);
+    call = __atomic_add_fetch(&st->calls, 1, __ATOMIC_RELAXED);
+    if (call <= st->fail_first) {
+        snprintf(msg, sizeof(msg), "record sink: scripted batch failure "
+                 "(call %lu)", call);
+        st->host->batch_error(b, msg);
+        return st->fail_verdict;
+    }
     for (i = 0; i < b->nitems; i++) {
         const struct batchd_item *it = &b->items[i];
 
@@ -233,6 +295,28 @@ static int record_process(void *state, void *res, struct batchd_batch *b)
     return BATCHD_SINK_DONE;
 }
 
+/* The resource is the state itself: acquire only scripts refusals. */
+static void *record_acquire(void *state, const char *key, size_t key_len,
+                            char *err, size_t errlen)
+{
+    struct record_state *st = state;
+    unsigned long n = __atomic_add_fetch(&st->acquires, 1, __ATOMIC_RELAXED);
+
+    (void)key;
+    (void)key_len;
+    if (n <= st->acquire_fail_first) {
+        snprintf(err, errlen, "record sink: backend unavailable (acquire %lu)", n);
+        return NULL;
+    }
+    return st;
+}
+
+static void record_release(void *state, void *res)
+{
+    (void)state;
+    (void)res;
+}
+
 static void record_shutdown(void *state)
 {
     record_free(state);
@@ -244,7 +328,9 @@ static const struct batchd_sink record_sink = {
     .name = "record",
     .options = record_options,
     .init = record_init,
+    .acquire = record_acquire,
     .process = record_process,
+    .release = record_release,
     .shutdown = record_shutdown,
 };
 
