@@ -1,0 +1,7 @@
+# mk/redis.mk - the redis sink (sinks/redis/), its suite and its benchmark
+# client, all against Debian's hiredis (libhiredis-dev). Included by the
+# Makefile.
+
+CFLAGS_redis := $(shell pkg-config --cflags hiredis)
+LIBS_redis := $(shell pkg-config --libs hiredis)
+LIBS_check_redis := $(LIBS_redis)
