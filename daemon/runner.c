@@ -616,7 +616,7 @@ static int run_batch(struct runner *r, struct rbatch *b)
                              sizeof(why));
         if (res == NULL) {
             rhost_batch_error(&b->pub, why[0] ? why : "acquire failed");
-            return BATCHD_SINK_RETRY;
+            return BD_SINK_UNAVAILABLE; /* as in process: see bd_sink_run */
         }
     }
     rc = r->vt->process(r->state, res, &b->pub);

@@ -358,7 +358,9 @@ int bd_sink_run(struct bd_batch *b)
         if (b->res == NULL) {
             why[sizeof(why) - 1] = '\0'; /* a plugin may not terminate it */
             b->error = bd_strdup(why[0] ? why : "acquire failed");
-            b->rc = BATCHD_SINK_RETRY;
+            /* No resource = the backend is unavailable (DESIGN 4):
+             * retried whole without bisecting, then SINK_UNAVAILABLE. */
+            b->rc = BD_SINK_UNAVAILABLE;
             return b->rc;
         }
     }
