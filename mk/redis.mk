@@ -5,3 +5,4 @@
 CFLAGS_redis := $(shell pkg-config --cflags hiredis)
 LIBS_redis := $(shell pkg-config --libs hiredis)
 LIBS_check_redis := $(LIBS_redis)
+CFLAGS_check_redis := $(CFLAGS_redis)
