@@ -100,7 +100,11 @@ $(BUILD)/sinks/%.so: $(BUILD)/obj/sinks/%.o
 # Keep objects that only pattern rules name (multi-file sinks, suites).
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/sinks/%.so: $$(call obj,$$(wildcard sinks/$$*/*.c))
+# A static pattern: only sinks/NAME/ directories use this rule. As a plain
+# pattern rule it also matched single-file sinks with no objects at all
+# (an empty .so) whenever their object did not exist yet.
+$(patsubst sinks/%,$(BUILD)/sinks/%.so,$(sort $(SINK_DIRS))): $(BUILD)/sinks/%.so: \
+		$$(call obj,$$(wildcard sinks/$$*/*.c))
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ -lpthread $(LIBS_$*)
 
