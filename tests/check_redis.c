@@ -7,7 +7,8 @@
  * "core":    pipelined writes answered in order, exactly the OK items in
  *            Redis; GET with missing = empty / fail; a failing command
  *            fails alone; binary payloads; MULTI/EXEC (EXEC's array,
- *            EXECABORT); AUTH (password, user); SELECT.
+ *            EXECABORT); AUTH (password, user); SELECT; a reply slower
+ *            than command_timeout_ms.
  * "outage":  redis-cli shutdown + restart under load loses nothing;
  *            server down at daemon start, then started; pool_size 1
  *            under key_concurrency 4; isolation = process.
@@ -530,6 +531,29 @@ START_TEST(test_select_db)
 }
 END_TEST
 
+/* A reply slower than command_timeout_ms: the connection is dropped,
+ * the item retried (here: until max_attempts), and the next batch gets
+ * a fresh connection. The payload names the command. */
+START_TEST(test_command_timeout)
+{
+    struct bd_test_redis *r = bd_test_redis_up(NULL);
+    struct bd_test_daemon *d = start_daemon(r,
+        "command = {payload} q 2\ncommand_timeout_ms = 200\npool_size = 1\n",
+        "max_attempts = 2\nretry_base_ms = 10\n");
+    redisContext *c = rconnect(r, NULL);
+
+    expect_load(d, "k", "BLPOP", BATCHD_RETRY_EXHAUSTED, "gave up after 2 attempts");
+    expect_load(d, "k", "LPUSH", BATCHD_OK, "1");
+    ck_assert_int_eq(rint_cmd(c, "LLEN %s", "q"), 1);
+    redisFree(c);
+    ck_assert_int_eq(bd_test_daemon_kill(d, SIGTERM), 0);
+    /* Two timed-out attempts, each on its own connection, then one more. */
+    ck_assert_int_eq(log_count(d, "stopping; 3 connections opened"), 1);
+    bd_test_daemon_free(d);
+    bd_test_redis_free(r);
+}
+END_TEST
+
 /* ---- outage ------------------------------------------------------------------------ */
 
 struct restart_ctx {
@@ -758,6 +782,7 @@ static Suite *redis_suite(void)
     bd_test_add(core, test_multi_exec);
     bd_test_add(core, test_auth);
     bd_test_add(core, test_select_db);
+    bd_test_add(core, test_command_timeout);
     bd_test_add(outage, test_restart_mid_load);
     bd_test_add(outage, test_down_at_start);
     bd_test_add(outage, test_pool_exhaustion);
