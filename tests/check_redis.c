@@ -460,6 +460,9 @@ START_TEST(test_multi_exec)
     struct ml_cell cells[4];
     redisReply *rep;
 
+    /* A string from the start, so LPOP fails in whichever order the
+     * retried items run. */
+    freeReplyObject(rcmd(c, "SET txc %s", "0"));
     load_many(d, "k", p, 4, cells);
     ck_assert_int_eq(cells[2].status, BATCHD_FAIL);
     ck_assert_msg(strstr(cells[2].body, "unknown command") != NULL, "%s", cells[2].body);
@@ -594,6 +597,7 @@ START_TEST(test_restart_mid_load)
     redisContext *c;
     char *stats;
     long long retries = 0;
+    int warns;
 
     ml_run(&a, 8, bounce, &x);
     ck_assert_msg(x.at_shutdown < x.total, "the load was over before the restart");
@@ -611,8 +615,13 @@ START_TEST(test_restart_mid_load)
     ck_assert_int_eq(bd_test_json_int(stats, "retries", &retries), 0);
     free(stats);
     ck_assert_int_gt(retries, 0);
-    /* One outage, one warning; and its end. */
-    ck_assert_int_eq(log_count(d, "batches are retried until it is back"), 1);
+    /* A warning per outage, not per item or batch. While the server
+     * saves and exits, its listening socket may still accept a connect
+     * (the backlog) that then breaks: at most one more per pooled
+     * connection. */
+    warns = log_count(d, "batches are retried until it is back");
+    ck_assert_msg(warns >= 1 && warns <= 1 + 4, "%d outage warnings", warns);
+    ck_assert_msg(retries > 10 * warns, "%lld retries, %d warnings", retries, warns);
     ck_assert_int_ge(log_count(d, "is back"), 1);
     redisFree(c);
     bd_test_daemon_stop(d);
