@@ -8,7 +8,7 @@
  *            Redis; GET with missing = empty / fail; a failing command
  *            fails alone; binary payloads; MULTI/EXEC (EXEC's array,
  *            EXECABORT); AUTH (password, user); SELECT; a reply slower
- *            than command_timeout_ms.
+ *            than command_timeout_ms; TCP on the loopback.
  * "outage":  redis-cli shutdown + restart under load loses nothing;
  *            server down at daemon start, then started; pool_size 1
  *            under key_concurrency 4; isolation = process.
@@ -534,6 +534,30 @@ START_TEST(test_select_db)
 }
 END_TEST
 
+/* host/port: the same sink over TCP on the loopback. */
+START_TEST(test_tcp)
+{
+    struct bd_test_redis *r = bd_test_redis_new(NULL);
+    int port = bd_test_redis_listen_tcp(r);
+    struct bd_test_daemon *d;
+    redisContext *c;
+    char *conf;
+
+    bd_test_redis_start(r);
+    ck_assert_int_ge(asprintf(&conf, "[sink.r]\nplugin = redis\nhost = 127.0.0.1\n"
+                              "port = %d\ncommand = SET t:{payload} 1\n"
+                              "[route.all]\nmatch = *\nsink = r\n", port), 0);
+    d = bd_test_daemon_start(conf);
+    free(conf);
+    expect_load(d, "k", "x", BATCHD_OK, "OK");
+    c = rconnect(r, NULL);
+    ck_assert_int_eq(rint_cmd(c, "EXISTS %s", "t:x"), 1);
+    redisFree(c);
+    bd_test_daemon_stop(d);
+    bd_test_redis_free(r);
+}
+END_TEST
+
 /* A reply slower than command_timeout_ms: the connection is dropped,
  * the item retried (here: until max_attempts), and the next batch gets
  * a fresh connection. The payload names the command. */
@@ -792,6 +816,7 @@ static Suite *redis_suite(void)
     bd_test_add(core, test_auth);
     bd_test_add(core, test_select_db);
     bd_test_add(core, test_command_timeout);
+    bd_test_add(core, test_tcp);
     bd_test_add(outage, test_restart_mid_load);
     bd_test_add(outage, test_down_at_start);
     bd_test_add(outage, test_pool_exhaustion);

@@ -2,11 +2,14 @@
  * redis_server.c - start, stop and restart a real redis-server for a
  * suite (see redis_server.h).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -21,6 +24,7 @@ struct bd_test_redis {
     char log[96];             /* <dir>/redis.log: the server's output */
     char *password;           /* --requirepass, NULL for none; owned */
     pid_t pid;                /* the running server, 0 when stopped */
+    char port[8];             /* TCP port on 127.0.0.1, "0" for none */
 };
 
 static int in_path(const char *name)
@@ -45,6 +49,7 @@ struct bd_test_redis *bd_test_redis_new(const char *password)
     ck_assert_msg(mkdtemp(r->dir) != NULL, "mkdtemp: %s", strerror(errno));
     snprintf(r->sock, sizeof(r->sock), "%s/redis.sock", r->dir);
     snprintf(r->log, sizeof(r->log), "%s/redis.log", r->dir);
+    snprintf(r->port, sizeof(r->port), "0");
     if (password != NULL)
         ck_assert_ptr_nonnull(r->password = strdup(password));
     bd_test_track_dir(r->dir, 1);
@@ -70,12 +75,12 @@ static int answers(const struct bd_test_redis *r)
 
 void bd_test_redis_start(struct bd_test_redis *r)
 {
-    const char *argv[20] = {
-        "redis-server", "--port", "0", "--unixsocket", r->sock,
+    const char *argv[24] = {
+        "redis-server", "--port", r->port, "--bind", "127.0.0.1", "--unixsocket", r->sock,
         "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
         "--dir", r->dir, "--dbfilename", "dump.rdb", "--daemonize", "no",
     };
-    int n = 17;
+    int n = 19;
     double end;
 
     if (r->password != NULL) {
@@ -94,6 +99,24 @@ void bd_test_redis_start(struct bd_test_redis *r)
         }
         usleep(10000);
     }
+}
+
+int bd_test_redis_listen_tcp(struct bd_test_redis *r)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    /* A port the kernel just handed out is free; another process could
+     * take it before redis-server binds, which the start then reports. */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    snprintf(r->port, sizeof(r->port), "%d", port);
+    return port;
 }
 
 struct bd_test_redis *bd_test_redis_up(const char *password)

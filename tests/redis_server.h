@@ -1,8 +1,9 @@
 /*
  * redis_server.h - a throwaway redis-server for the suites (Debian's
- * redis-server package): its own temporary directory, no TCP port, a
- * Unix socket <dir>/redis.sock, no persistence unless asked
- * (SHUTDOWN SAVE writes <dir>/dump.rdb, which the next start loads).
+ * redis-server package): its own temporary directory, a Unix socket
+ * <dir>/redis.sock, no TCP port unless asked (bd_test_redis_listen_tcp),
+ * no persistence unless asked (SHUTDOWN SAVE writes <dir>/dump.rdb,
+ * which the next start loads).
  *
  * Test-process only (asserts through Check). No hiredis here: every
  * suite links the test helpers, and only check_redis links hiredis.
@@ -18,6 +19,10 @@ int bd_test_redis_installed(void);
 /* Make the directory; start nothing yet. password (may be NULL) becomes
  * --requirepass and is used by _stop. */
 struct bd_test_redis *bd_test_redis_new(const char *password);
+
+/* Also listen on TCP 127.0.0.1 at a free port (call before _start).
+ * Returns the port. */
+int bd_test_redis_listen_tcp(struct bd_test_redis *r);
 
 /* Start the server and wait (10 s) until it answers on its socket. */
 void bd_test_redis_start(struct bd_test_redis *r);

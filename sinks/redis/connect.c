@@ -71,6 +71,12 @@ redisContext *rs_connect(const struct rs_options *o, char *err, size_t errlen)
         snprintf(err, errlen, "connect %s: %s", o->where, c->errstr);
         goto out_free;
     }
+    /* TCP: notice a peer that vanished without a FIN (hiredis sets
+     * SO_KEEPALIVE with a short interval). */
+    if (o->socket == NULL && redisEnableKeepAlive(c) != REDIS_OK) {
+        snprintf(err, errlen, "connect %s: %s", o->where, c->errstr);
+        goto out_free;
+    }
     /* The connect timeout also bounds AUTH and SELECT ... */
     if (redisSetTimeout(c, tv) != REDIS_OK) {
         snprintf(err, errlen, "connect %s: %s", o->where, c->errstr);
