@@ -18,7 +18,8 @@
 # "bench" and a sink command "GET {key}"), so both sides GET the same key
 # and count the same 64-byte reply. Redis connections are sampled with
 # INFO clients every 50 ms during each run (the sampler's own connection
-# is not counted), and redis-server's CPU time (/proc/PID/stat) per reply.
+# is not counted), redis-server's CPU time (/proc/PID/stat) per reply, and
+# batchd's (loadgen's srv_ns_item: CPU inside the measured window).
 # Prints a table of medians and the ratios batchd/direct.
 set -u
 
@@ -112,7 +113,7 @@ cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/
 
 # run MODE REP -> one line "MODE items_s p50 p99 conns failed redis_us" in $tmp/results
 run() {
-    local mode=$1 line conns sampler cpu0 redis_us
+    local mode=$1 line conns sampler cpu0 redis_us bd_us
     if [ "$mode" = batchd ]; then
         rm -f "$BSOCK"
         "$BATCHD" -c "$tmp/batchd.conf" --sink-dir "$SINK_DIR" 2>>"$tmp/batchd.log" &
@@ -138,10 +139,13 @@ run() {
         BATCHD_PID=""
     fi
     echo "$mode $line conns=$conns redis_us_item=$redis_us" >>"$tmp/raw"
+    bd_us=0
+    [ "$mode" = batchd ] && bd_us=$(awk -v n="$(val "$line" srv_ns_item)" 'BEGIN { printf "%.2f", n / 1000 }')
     echo "$mode $(val "$line" items_s) $(val "$line" p50_us) $(val "$line" p99_us) $conns" \
-         "$(val "$line" failed) $redis_us" >>"$tmp/results"
+         "$(val "$line" failed) $redis_us $bd_us" >>"$tmp/results"
     echo "  rep $2 $mode: $(val "$line" items_s) items/s, p50 $(val "$line" p50_us) us," \
          "p99 $(val "$line" p99_us) us, $conns connections, redis CPU $redis_us us/item," \
+         "batchd CPU $bd_us us/item," \
          "failed $(val "$line" failed)" >&2
 }
 
@@ -160,17 +164,18 @@ for rep in $(seq 1 "$reps"); do
 done
 
 failed=$(awk '{ s += $6 } END { print s + 0 }' "$tmp/results")
-printf '\n| %s | items/s | p50 us | p99 us | Redis connections | Redis CPU us/item |\n' \
+printf '\n| %s | items/s | p50 us | p99 us | Redis connections | Redis CPU us/item | batchd CPU us/item |\n' \
     "$clients x 1 GET (median of $reps)"
-printf '|---|---|---|---|---|---|\n'
+printf '|---|---|---|---|---|---|---|\n'
 for m in direct batchd; do
-    printf '| %s | %.0f | %.0f | %.0f | %s | %.2f |\n' "$m" "$(median $m 2)" "$(median $m 3)" \
-        "$(median $m 4)" "$(median $m 5)" "$(median $m 7)"
+    printf '| %s | %.0f | %.0f | %.0f | %s | %.2f | %s |\n' "$m" "$(median $m 2)" "$(median $m 3)" \
+        "$(median $m 4)" "$(median $m 5)" "$(median $m 7)" \
+        "$([ $m = batchd ] && printf %.2f "$(median $m 8)" || echo -)"
 done
 awk -v a="$(median batchd 2)" -v b="$(median direct 2)" -v c="$(median batchd 3)" \
     -v d="$(median direct 3)" -v e="$(median batchd 4)" -v f="$(median direct 4)" \
     -v g="$(median batchd 7)" -v h="$(median direct 7)" \
-    'BEGIN { printf "| batchd / direct | %.2fx | %.2fx | %.2fx | | %.2fx |\n", a / b, c / d, e / f, (h > 0 ? g / h : 0) }'
+    'BEGIN { printf "| batchd / direct | %.2fx | %.2fx | %.2fx | | %.2fx | |\n", a / b, c / d, e / f, (h > 0 ? g / h : 0) }'
 echo
 echo "failed requests: $failed"
 [ "$failed" = 0 ]

@@ -128,7 +128,8 @@ static long read_queued(struct rs_conn *c, const struct batchd_batch *b,
     return refused;
 }
 
-/* EXEC was refused: fail the refused items, retry the others. */
+/* EXEC was refused: fail the refused items (retry them when the error
+ * is a "try later" one), retry the others. */
 static void answer_aborted(struct rs_sink *st, struct batchd_batch *b,
                            redisReply **errs, const redisReply *exec)
 {
@@ -138,7 +139,9 @@ static void answer_aborted(struct rs_sink *st, struct batchd_batch *b,
 
     for (size_t i = 0; i < b->nitems; i++) {
         if (errs[i] != NULL)
-            st->host->result(b, i, BATCHD_RESULT_FAIL, errs[i]->str, errs[i]->len);
+            st->host->result(b, i, rs_error_is_transient(errs[i]->str, errs[i]->len)
+                                   ? BATCHD_RESULT_RETRY : BATCHD_RESULT_FAIL,
+                             errs[i]->str, errs[i]->len);
         else
             st->host->result(b, i, BATCHD_RESULT_RETRY, msg,
                              n < (int)sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
