@@ -8,7 +8,8 @@
  *            Redis; GET with missing = empty / fail; a failing command
  *            fails alone; binary payloads; MULTI/EXEC (EXEC's array,
  *            EXECABORT); AUTH (password, user); SELECT; a reply slower
- *            than command_timeout_ms; TCP on the loopback.
+ *            than command_timeout_ms; TCP on the loopback; a connection
+ *            lost in the middle of a pipeline.
  * "outage":  redis-cli shutdown + restart under load loses nothing;
  *            server down at daemon start, then started; pool_size 1
  *            under key_concurrency 4; isolation = process.
@@ -534,6 +535,40 @@ START_TEST(test_select_db)
 }
 END_TEST
 
+/*
+ * The connection breaks in the middle of a pipeline: QUIT is answered
+ * +OK, then Redis closes the connection without running what follows.
+ * The items before it and QUIT itself keep their replies; the two after
+ * it are retried on a new connection. INCR ran exactly 4 times.
+ */
+START_TEST(test_connection_lost_mid_pipeline)
+{
+    struct bd_test_redis *r = bd_test_redis_up(NULL);
+    struct bd_test_daemon *d = start_daemon(r, "command = {payload} ctr\n",
+        "policy = size\nmax_items = 5\nretry_base_ms = 10\nretry_cap_ms = 50\n");
+    static const char *const p[] = { "INCR", "INCR", "QUIT", "INCR", "INCR" };
+    redisContext *c = rconnect(r, NULL);
+    struct ml_cell cells[5];
+    redisReply *rep;
+
+    load_many(d, "k", p, 5, cells);
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(cells[i].status == BATCHD_OK, "item %d: %s %s", i,
+                      batchd_status_name(cells[i].status), cells[i].body);
+    ck_assert_str_eq(cells[0].body, "1");
+    ck_assert_str_eq(cells[1].body, "2");
+    ck_assert_str_eq(cells[2].body, "OK");
+    ck_assert_int_eq(atoi(cells[3].body) + atoi(cells[4].body), 3 + 4);
+    rep = rcmd(c, "GET ctr");
+    ck_assert_str_eq(rep->str, "4");
+    freeReplyObject(rep);
+    ck_assert_int_eq(info_field(c, "commandstats", "cmdstat_incr:calls"), 4);
+    redisFree(c);
+    bd_test_daemon_stop(d);
+    bd_test_redis_free(r);
+}
+END_TEST
+
 /* host/port: the same sink over TCP on the loopback. */
 START_TEST(test_tcp)
 {
@@ -817,6 +852,7 @@ static Suite *redis_suite(void)
     bd_test_add(core, test_select_db);
     bd_test_add(core, test_command_timeout);
     bd_test_add(core, test_tcp);
+    bd_test_add(core, test_connection_lost_mid_pipeline);
     bd_test_add(outage, test_restart_mid_load);
     bd_test_add(outage, test_down_at_start);
     bd_test_add(outage, test_pool_exhaustion);
