@@ -12,7 +12,8 @@
  *            lost in the middle of a pipeline.
  * "outage":  redis-cli shutdown + restart under load loses nothing;
  *            server down at daemon start, then started; pool_size 1
- *            under key_concurrency 4; isolation = process.
+ *            under key_concurrency 4; isolation = process, also with
+ *            the server down.
  * "config":  --check-config names a wrong option; bad values and
  *            templates stop the start naming the option.
  */
@@ -768,6 +769,24 @@ START_TEST(test_isolation_process)
 }
 END_TEST
 
+/* An isolated sink whose server is down: the runner's failed acquire
+ * reaches the daemon as "unavailable" too, and the runner stays up. */
+START_TEST(test_isolated_down_is_unavailable)
+{
+    struct bd_test_redis *r = bd_test_redis_new(NULL);
+    struct bd_test_daemon *d = start_daemon(r,
+        "isolation = process\ncommand = SET i:{payload} 1\n",
+        "max_attempts = 2\nretry_base_ms = 10\n");
+
+    expect_load(d, "k", "a", BATCHD_SINK_UNAVAILABLE, "connect");
+    bd_test_redis_start(r);
+    expect_load(d, "k", "b", BATCHD_OK, "OK");
+    ck_assert_int_eq(log_count(d, "crash"), 0);
+    bd_test_daemon_stop(d);
+    bd_test_redis_free(r);
+}
+END_TEST
+
 /* ---- config ------------------------------------------------------------------------ */
 
 START_TEST(test_check_config_names_wrong_option)
@@ -857,6 +876,7 @@ static Suite *redis_suite(void)
     bd_test_add(outage, test_down_at_start);
     bd_test_add(outage, test_pool_exhaustion);
     bd_test_add(outage, test_isolation_process);
+    bd_test_add(outage, test_isolated_down_is_unavailable);
     bd_test_add(config, test_check_config_names_wrong_option);
     bd_test_add(config, test_bad_values_stop_start);
     suite_add_tcase(s, core);
