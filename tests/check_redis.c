@@ -16,6 +16,8 @@
  *            the server down.
  * "config":  --check-config names a wrong option; bad values and
  *            templates stop the start naming the option.
+ * "template": the command template parser on its own (template.c):
+ *            the documented syntax, argument by argument.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -27,6 +29,7 @@
 #include <check.h>
 #include <hiredis.h>
 
+#include "../sinks/redis/template.h"
 #include "batchd.h"
 #include "helpers.h"
 #include "redis_server.h"
@@ -850,6 +853,70 @@ START_TEST(test_bad_values_stop_start)
 }
 END_TEST
 
+/* ---- template ----------------------------------------------------------------------- */
+
+/* Parse src, expand it for payload "p l" (3 bytes with a NUL in the
+ * middle shown as '0'), key "kk", id 7, and join the arguments with '|'. */
+static void expect_argv(const char *src, const char *want)
+{
+    static const char payload[] = { 'p', '\0', 'l' };
+    struct rs_template t;
+    struct rs_vals v = { .payload = payload, .payload_len = 3, .key = "kk", .key_len = 2 };
+    const char *argv[RS_TEMPLATE_MAX_ARGS];
+    size_t argvlen[RS_TEMPLATE_MAX_ARGS];
+    char err[200], *scratch, got[512];
+    size_t n = 0;
+
+    ck_assert_msg(rs_template_parse(&t, src, err, sizeof(err)) == 0, "%s: %s", src, err);
+    rs_vals_set_id(&v, 7);
+    scratch = malloc(rs_template_scratch(&t, &v) + 1);
+    ck_assert_ptr_nonnull(scratch);
+    rs_template_expand(&t, &v, scratch, argv, argvlen);
+    for (size_t i = 0; i < t.nargs; i++) {
+        for (size_t j = 0; j < argvlen[i]; j++)
+            got[n++] = argv[i][j] ? argv[i][j] : '0';
+        got[n++] = '|';
+    }
+    got[n ? n - 1 : 0] = '\0';
+    ck_assert_msg(strcmp(got, want) == 0, "%s: got '%s', want '%s'", src, got, want);
+    free(scratch);
+    rs_template_destroy(&t);
+}
+
+static void expect_refused(const char *src, const char *want)
+{
+    struct rs_template t;
+    char err[200] = "";
+
+    ck_assert_msg(rs_template_parse(&t, src, err, sizeof(err)) != 0, "%s parsed", src);
+    ck_assert_msg(strstr(err, want) != NULL, "%s: '%s' lacks '%s'", src, err, want);
+    ck_assert_ptr_null(t.args);
+}
+
+START_TEST(test_template_syntax)
+{
+    expect_argv("GET user:{payload}", "GET|user:p0l");
+    expect_argv("XADD events * data {payload}", "XADD|events|*|data|p0l");
+    expect_argv("LPUSH {key} {payload}", "LPUSH|kk|p0l");
+    expect_argv("SET {key}:{id} {payload}", "SET|kk:7|p0l");
+    expect_argv("  SET\t a   b  ", "SET|a|b");
+    expect_argv("SET \"a b\" \"\"", "SET|a b|");
+    expect_argv("SET \"x \\\" \\\\ y\" v", "SET|x \" \\ y|v");
+    expect_argv("HSET h {{lit}} \"{payload} of {key}\"", "HSET|h|{lit}|p0l of kk");
+    expect_argv("SET a\\b c", "SET|a\\b|c");
+    expect_argv("SET pre\"{id} mid\"post x", "SET|pre7 midpost|x");
+    expect_refused("", "empty");
+    expect_refused("   ", "empty");
+    expect_refused("GET {user}", "for a literal {) at column 5");
+    expect_refused("GET {payload", "'{' without '}'");
+    expect_refused("GET a}", "lone '}' (write }} for a literal }) at column 6");
+    expect_refused("SET \"a b", "unterminated");
+    expect_refused("A B C D E F G H I J K L M N O P Q R S T U V W X Y Z "
+                   "a b c d e f g h i j k l m n o p q r s t u v w x y z "
+                   "0 1 2 3 4 5 6 7 8 9 + - *", "too many arguments");
+}
+END_TEST
+
 /* ---- suite ------------------------------------------------------------------------- */
 
 static Suite *redis_suite(void)
@@ -858,6 +925,7 @@ static Suite *redis_suite(void)
     TCase *core = tcase_create("core");
     TCase *outage = tcase_create("outage");
     TCase *config = tcase_create("config");
+    TCase *tmpl = tcase_create("template");
 
     tcase_set_timeout(core, 120);
     tcase_set_timeout(outage, 240);
@@ -882,6 +950,8 @@ static Suite *redis_suite(void)
     suite_add_tcase(s, core);
     suite_add_tcase(s, outage);
     suite_add_tcase(s, config);
+    bd_test_add(tmpl, test_template_syntax);
+    suite_add_tcase(s, tmpl);
     return s;
 }
 
