@@ -9,7 +9,7 @@
  *            fails alone; binary payloads; MULTI/EXEC (EXEC's array,
  *            EXECABORT); AUTH (password, user); SELECT; a reply slower
  *            than command_timeout_ms; TCP on the loopback; a connection
- *            lost in the middle of a pipeline.
+ *            lost in the middle of a pipeline; OOM retried, not failed.
  * "outage":  redis-cli shutdown + restart under load loses nothing;
  *            server down at daemon start, then started; pool_size 1
  *            under key_concurrency 4; isolation = process, also with
@@ -573,6 +573,41 @@ START_TEST(test_connection_lost_mid_pipeline)
 }
 END_TEST
 
+/* OOM (maxmemory reached) is the server's state, not the item's fault:
+ * the item is retried until memory is allowed again, then stored. */
+START_TEST(test_transient_error_retried)
+{
+    struct bd_test_redis *r = bd_test_redis_up(NULL);
+    struct bd_test_daemon *d = start_daemon(r, "command = SET m:{payload} 1\n",
+        "max_attempts = 100\nretry_base_ms = 20\nretry_cap_ms = 50\n"
+        "delivery_timeout_ms = 0\n");
+    redisContext *c = rconnect(r, NULL);
+    struct batchd_client *bc = bd_test_connect(d);
+    double end = bd_test_now_ms() + bd_test_scaled(20000);
+    struct ml_cell cell = { 0 };
+
+    freeReplyObject(rcmd(c, "CONFIG SET maxmemory %s", "1"));
+    ck_assert_int_eq(batchd_submit_load(bc, "k", "x", 1, NULL, ml_cb, &cell, NULL),
+                     BATCHD_CLIENT_OK);
+    while (info_field(c, "errorstats", "errorstat_OOM:count") < 2) {
+        ck_assert_msg(bd_test_now_ms() < end, "no OOM seen");
+        ck_assert_int_ge(batchd_process(bc, 10), 0);
+    }
+    ck_assert_int_eq(cell.replies, 0);
+    freeReplyObject(rcmd(c, "CONFIG SET maxmemory %s", "0"));
+    while (cell.replies == 0) {
+        ck_assert_msg(bd_test_now_ms() < end, "no reply");
+        ck_assert_int_ge(batchd_process(bc, 100), 0);
+    }
+    ck_assert_int_eq(cell.status, BATCHD_OK);
+    ck_assert_int_eq(rint_cmd(c, "EXISTS %s", "m:x"), 1);
+    batchd_free(bc);
+    redisFree(c);
+    bd_test_daemon_stop(d);
+    bd_test_redis_free(r);
+}
+END_TEST
+
 /* host/port: the same sink over TCP on the loopback. */
 START_TEST(test_tcp)
 {
@@ -939,6 +974,7 @@ static Suite *redis_suite(void)
     bd_test_add(core, test_select_db);
     bd_test_add(core, test_command_timeout);
     bd_test_add(core, test_tcp);
+    bd_test_add(core, test_transient_error_retried);
     bd_test_add(core, test_connection_lost_mid_pipeline);
     bd_test_add(outage, test_restart_mid_load);
     bd_test_add(outage, test_down_at_start);

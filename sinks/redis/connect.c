@@ -110,8 +110,11 @@ int rs_conn_stale(const redisContext *c)
 
 int rs_error_is_transient(const char *msg, size_t len)
 {
+    /* The server's state, not the item, is at fault: loading its data,
+     * busy in a script, mid-failover, out of memory or unable to save. */
     static const char *const words[] = {
         "LOADING ", "BUSY ", "TRYAGAIN ", "MASTERDOWN ", "CLUSTERDOWN ",
+        "READONLY ", "NOREPLICAS ", "MISCONF ", "OOM ",
     };
 
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {

@@ -22,7 +22,8 @@ redisContext *rs_connect(const struct rs_options *o, char *err, size_t errlen);
 int rs_conn_stale(const redisContext *c);
 
 /* 1 for a Redis error reply that means "try again later" (LOADING,
- * BUSY, TRYAGAIN, MASTERDOWN, CLUSTERDOWN), not a fault of the item. */
+ * BUSY, TRYAGAIN, MASTERDOWN, CLUSTERDOWN, READONLY, NOREPLICAS,
+ * MISCONF, OOM), not a fault of the item. */
 int rs_error_is_transient(const char *msg, size_t len);
 
 #endif
