@@ -75,18 +75,29 @@ static int set_str(char **dst, const char *name, const char *v, char *err,
     return 0;
 }
 
+/* Where a string option goes, or NULL when k is not one. */
+static char **str_slot(struct rs_options *o, const char *k)
+{
+    if (strcmp(k, "socket") == 0)
+        return &o->socket;
+    if (strcmp(k, "host") == 0)
+        return &o->host;
+    if (strcmp(k, "username") == 0)
+        return &o->username;
+    if (strcmp(k, "password") == 0)
+        return &o->password;
+    return NULL;
+}
+
 /* One key = value. Returns 0 or -1 with err. */
 static int parse_one(struct rs_options *o, const char *k, const char *v,
                      char *err, size_t errlen)
 {
+    char **dst = str_slot(o, k);
     int n;
 
-    if (strcmp(k, "socket") == 0 || strcmp(k, "host") == 0 ||
-        strcmp(k, "username") == 0 || strcmp(k, "password") == 0) {
-        char **dst = k[0] == 's' ? &o->socket : k[0] == 'h' ? &o->host
-                   : k[0] == 'u' ? &o->username : &o->password;
-
-        if (v[0] == '\0' && k[0] != 'p') {
+    if (dst != NULL) {
+        if (v[0] == '\0') {
             snprintf(err, errlen, "option %s: empty", k);
             return -1;
         }
