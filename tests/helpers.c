@@ -189,7 +189,7 @@ static void write_file(const char *path, const char *text)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-static void remove_tree(const char *path)
+void bd_test_remove_tree(const char *path)
 {
     DIR *dir = opendir(path);
     struct dirent *e;
@@ -205,7 +205,7 @@ static void remove_tree(const char *path)
             continue;
         snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
         if (e->d_type == DT_DIR)
-            remove_tree(sub);
+            bd_test_remove_tree(sub);
         else
             unlink(sub);
     }
@@ -279,7 +279,7 @@ static void watcher_main(int rfd)
         /* The daemon may still be dying (and writing): retry a while. */
         for (int tries = 0; getenv("BATCHD_TEST_KEEP") == NULL && tries < 50 &&
              access(dirs[i], F_OK) == 0; tries++) {
-            remove_tree(dirs[i]);
+            bd_test_remove_tree(dirs[i]);
             if (access(dirs[i], F_OK) == 0)
                 usleep(100000);
         }
@@ -590,7 +590,7 @@ void bd_test_daemon_free(struct bd_test_daemon *d)
     }
     if (!d->reused) {
         if (getenv("BATCHD_TEST_KEEP") == NULL)
-            remove_tree(d->dir);
+            bd_test_remove_tree(d->dir);
         watcher_note('-', d->dir);
     }
     free(d);
@@ -697,6 +697,37 @@ int bd_test_run(const char *const *argv, int timeout_ms, char **out, char **err)
     unlink(opath);
     unlink(epath);
     return code;
+}
+
+pid_t bd_test_spawn(const char *const *argv, const char *log_path)
+{
+    pid_t parent = getpid(), pid;
+    int in, out;
+
+    fflush(NULL);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid != 0)
+        return pid;
+    child_setup(parent);
+    in = open("/dev/null", O_RDONLY);
+    out = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    execvp(argv[0], (char *const *)argv);
+    dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+int bd_test_wait_pid(pid_t pid, int timeout_ms)
+{
+    return wait_child(pid, scaled(timeout_ms));
+}
+
+void bd_test_track_dir(const char *dir, int add)
+{
+    watcher_note(add ? '+' : '-', dir);
 }
 
 /* ---- another process's numbers ------------------------------------------------- */

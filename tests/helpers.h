@@ -147,6 +147,22 @@ char *bd_test_read_file(const char *path, size_t *len);
  */
 int bd_test_run(const char *const *argv, int timeout_ms, char **out, char **err);
 
+/* Remove path and everything under it (no asserts). */
+void bd_test_remove_tree(const char *path);
+
+/* Start argv[0] (PATH lookup) in the background, stdin /dev/null, stdout
+ * and stderr appended to log_path; it dies with the test process
+ * (PR_SET_PDEATHSIG). Returns its pid: reap it with bd_test_wait_pid. */
+pid_t bd_test_spawn(const char *const *argv, const char *log_path);
+
+/* Wait up to timeout_ms (scaled) for child pid: its exit code, 128 +
+ * signal, or -1 on timeout (it keeps running). */
+int bd_test_wait_pid(pid_t pid, int timeout_ms);
+
+/* Have the watcher remove dir if the test process dies (add 1), or
+ * forget it (add 0) before removing it yourself. */
+void bd_test_track_dir(const char *dir, int add);
+
 /* ---- another process's numbers (/proc) ------------------------------------ */
 
 /* VmRSS of pid in KiB (/proc/PID/status), or -1. */
