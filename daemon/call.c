@@ -82,12 +82,14 @@ static double rnd01(struct bd_server *srv)
 }
 
 /*
- * Give it another attempt after a jittered backoff, or answer
- * RETRY_EXHAUSTED when its attempts, its deadline or delivery_timeout_ms
- * leave no room. A LOAD whose client left is cancelled instead. Takes it.
+ * Give it another attempt after a jittered backoff (at least min_wait_ns,
+ * the sink's host->retry_after hint), or answer RETRY_EXHAUSTED when its
+ * attempts, its deadline or delivery_timeout_ms leave no room for that
+ * wait. A LOAD whose client left is cancelled instead. Takes it.
  */
 static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
-                             struct bd_item *it, int final, const char *why)
+                             struct bd_item *it, int final, const char *why,
+                             uint64_t min_wait_ns)
 {
     const struct bd_route_conf *r = k->route;
     uint64_t now = srv->now_ns, wait, limit = it->deadline_ns;
@@ -106,6 +108,8 @@ static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
     /* At shutdown the backoff is skipped: the grace time is short. */
     wait = srv->state == BD_STATE_STOPPING ? 0 :
            bd_batch_backoff_ns(r, it->attempt, rnd01(srv));
+    if (srv->state != BD_STATE_STOPPING && wait < min_wait_ns)
+        wait = min_wait_ns;
     if (r->delivery_timeout_ms) {
         uint64_t dl = it->enq_ns + (uint64_t)r->delivery_timeout_ms * 1000000ull;
 
@@ -163,7 +167,8 @@ static enum verdict batch_verdict(struct bd_batch *b, char *buf, size_t n)
 
 /* One item of a batch the sink answered item by item. Takes it. */
 static void item_verdict(struct bd_server *srv, struct bd_key *k,
-                         struct bd_item *it, const struct bd_result *r)
+                         struct bd_item *it, const struct bd_result *r,
+                         uint64_t retry_after_ns)
 {
     switch (r->code) {
     case BATCHD_RESULT_OK:
@@ -172,7 +177,7 @@ static void item_verdict(struct bd_server *srv, struct bd_key *k,
         break;
     case BATCHD_RESULT_RETRY:
         retry_or_give_up(srv, k, it, BATCHD_RETRY_EXHAUSTED,
-                         "the sink asked to retry the item");
+                         "the sink asked to retry the item", retry_after_ns);
         break;
     default:
         bd_item_answer(srv, k->name, it, BATCHD_FAIL,
@@ -188,7 +193,7 @@ static void item_verdict(struct bd_server *srv, struct bd_key *k,
  */
 static void whole_verdict(struct bd_server *srv, struct bd_key *k,
                           struct bd_item *it, size_t nitems, int final,
-                          const char *msg)
+                          const char *msg, uint64_t retry_after_ns)
 {
     if (it->batch_fails < 255)
         it->batch_fails++;
@@ -196,7 +201,7 @@ static void whole_verdict(struct bd_server *srv, struct bd_key *k,
         it->cap = (uint32_t)(nitems / 2);
         srv->ctr.splits++;
     }
-    retry_or_give_up(srv, k, it, final, msg);
+    retry_or_give_up(srv, k, it, final, msg, retry_after_ns);
 }
 
 /* ---- the call ----------------------------------------------------------- */
@@ -288,7 +293,7 @@ static void timeout_item(struct bd_server *srv, struct bd_key *k,
     if (k->route->on_sink_timeout == BD_ON_TIMEOUT_RETRY &&
         it->attempt < k->route->max_attempts &&
         (copy = item_clone(it)) != NULL) {
-        retry_or_give_up(srv, k, copy, BATCHD_SINK_TIMEOUT, why);
+        retry_or_give_up(srv, k, copy, BATCHD_SINK_TIMEOUT, why, 0);
         return;
     }
     item_reply(srv, k->name, it, BATCHD_SINK_TIMEOUT, why, strlen(why), 1);
@@ -381,7 +386,8 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
     if (v == V_ITEMS) {
         /* The usual case, once per item: its own loop. */
         for (size_t i = 0; i < b->pub.nitems; i++)
-            item_verdict(srv, k, b->items[i], &b->results[i]);
+            item_verdict(srv, k, b->items[i], &b->results[i],
+                         b->retry_after_ns);
     }
     for (size_t i = 0; v != V_ITEMS && i < b->pub.nitems; i++) {
         struct bd_item *it = b->items[i];
@@ -390,9 +396,9 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
             bd_item_answer(srv, k->name, it, BATCHD_FAIL, msg, strlen(msg), 1);
         else if (v == V_WHOLE)
             whole_verdict(srv, k, it, b->pub.nitems, BATCHD_RETRY_EXHAUSTED,
-                          msg);
+                          msg, b->retry_after_ns);
         else
-            retry_or_give_up(srv, k, it, BATCHD_SINK_UNAVAILABLE, msg);
+            retry_or_give_up(srv, k, it, BATCHD_SINK_UNAVAILABLE, msg, 0);
     }
     bd_batch_free(b);
     bd_server_want_flush(srv);

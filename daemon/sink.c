@@ -8,6 +8,7 @@
  */
 #include <dlfcn.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,6 +95,19 @@ static void host_complete(struct batchd_batch *pb, int rc)
     complete_hook(b);
 }
 
+void bd_batch_set_retry_after(struct bd_batch *b, uint64_t ms)
+{
+    /* Clamp: a hint of centuries must not wrap to no wait at all. */
+    if (ms > BD_RETRY_AFTER_MAX_MS)
+        ms = BD_RETRY_AFTER_MAX_MS;
+    b->retry_after_ns = ms * 1000000ull;
+}
+
+static void host_retry_after(struct batchd_batch *pb, uint64_t ms)
+{
+    bd_batch_set_retry_after(pb->host_priv, ms);
+}
+
 /* ---- loading --------------------------------------------------------- */
 
 static char *resolve_path(const char *plugin, const char *dir)
@@ -108,6 +122,29 @@ static char *resolve_path(const char *plugin, const char *dir)
     if (p != NULL)
         snprintf(p, n, "%s/%s.so", dir, plugin);
     return p;
+}
+
+/*
+ * Bytes of struct batchd_sink a plugin of ABI version v provides. The
+ * daemon reads no member past this (bd_sink_has): a plugin built against
+ * an older header has a shorter table. Every version so far has the same
+ * table; a version that appends a member gets its own case here.
+ */
+static size_t sink_table_size(uint32_t v)
+{
+    switch (v) {
+    case 1:
+    case 2:
+        return offsetof(struct batchd_sink, shutdown) +
+               sizeof(((struct batchd_sink *)0)->shutdown);
+    default:
+        return sizeof(struct batchd_sink);
+    }
+}
+
+int bd_sink_has(const struct batchd_sink *vt, size_t off, size_t size)
+{
+    return off + size <= sink_table_size(vt->abi_version);
 }
 
 static int check_options(const char *name, const char *path,
@@ -155,14 +192,15 @@ int bd_sink_open(const char *name, const char *path,
                  BATCHD_SINK_ENTRY);
         goto out_close;
     }
-    if (vt->abi_version != BATCHD_SINK_ABI_VERSION) {
-        snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u",
-                 name, path, vt->abi_version,
+    if (vt->abi_version < BATCHD_SINK_ABI_MIN ||
+        vt->abi_version > BATCHD_SINK_ABI_VERSION) {
+        snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u to %u",
+                 name, path, vt->abi_version, (unsigned)BATCHD_SINK_ABI_MIN,
                  (unsigned)BATCHD_SINK_ABI_VERSION);
         goto out_close;
     }
-    if (vt->name == NULL || vt->init == NULL || vt->process == NULL ||
-        vt->shutdown == NULL) {
+    if (!BD_SINK_HAS(vt, shutdown) || vt->name == NULL || vt->init == NULL ||
+        vt->process == NULL || vt->shutdown == NULL) {
         snprintf(err, errlen,
                  "sink %s (%s): table lacks name, init, process or shutdown",
                  name, path);
@@ -204,6 +242,7 @@ static void host_fill(struct bd_sink *s)
     s->host.batch_error = host_batch_error;
     s->host.complete = host_complete;
     s->host.host_priv = s;
+    s->host.retry_after = host_retry_after;
 }
 
 static int init_one(struct bd_sink *s, const struct bd_sink_conf *sc,
