@@ -106,7 +106,10 @@ struct batchd_kv {
     const char *value;
 };
 
-/* A sink option, for the option table (like a config map). */
+/* A sink option, for the option table (like a config map). A name
+ * ending in ".*" ("header.*") stands for every key with that prefix and
+ * something after it ("header.X-Api-Key"); init() gets each such key as
+ * written. */
 struct batchd_sink_option {
     const char *name;         /* NULL ends the table */
     const char *def;          /* default shown in docs, NULL if required */

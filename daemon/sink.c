@@ -147,6 +147,18 @@ int bd_sink_has(const struct batchd_sink *vt, size_t off, size_t size)
     return off + size <= sink_table_size(vt->abi_version);
 }
 
+/* Does option name o (from the sink's table) cover config key k? "NAME"
+ * matches itself; "PREFIX.*" matches every "PREFIX.something" (the
+ * http sink's header.NAME, a client library's pass-through options). */
+static int option_matches(const char *o, const char *k)
+{
+    size_t n = strlen(o);
+
+    if (n >= 2 && o[n - 2] == '.' && o[n - 1] == '*')
+        return strncmp(o, k, n - 1) == 0 && k[n - 1] != '\0';
+    return strcmp(o, k) == 0;
+}
+
 static int check_options(const char *name, const char *path,
                          const struct batchd_kv *kv, size_t nkv,
                          const struct batchd_sink *vt, char *err,
@@ -155,7 +167,8 @@ static int check_options(const char *name, const char *path,
     for (size_t i = 0; i < nkv; i++) {
         const struct batchd_sink_option *o = vt->options;
 
-        while (o != NULL && o->name != NULL && strcmp(o->name, kv[i].key) != 0)
+        while (o != NULL && o->name != NULL &&
+               !option_matches(o->name, kv[i].key))
             o++;
         if (o == NULL || o->name == NULL) {
             snprintf(err, errlen, "sink %s (%s): unknown option '%s'",
