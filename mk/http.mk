@@ -23,3 +23,19 @@ LIBS_check_http := $(LIBS_http)
 HTTP_UNIT_OBJ := $(call obj,sinks/http/reply.c sinks/http/retry_after.c sinks/http/body.c)
 CFLAGS_check_http := $(CFLAGS_http) -Isinks
 $(BUILD)/tests/check_http: $(HTTPD_OBJ) $(HTTP_UNIT_OBJ)
+
+# libFuzzer targets for the pure parsers (fuzz/README.md), built like
+# the others by mk/fuzz.mk's rules (clang, BASE_CFLAGS, ASan + UBSan).
+FUZZ_TARGETS += http_reply http_retry_after
+FUZZ_HTTP_BINS := $(FUZZ_BUILD)/fuzz_http_reply $(FUZZ_BUILD)/fuzz_http_retry_after
+
+fuzz-build: $(FUZZ_HTTP_BINS)
+
+$(FUZZ_BUILD)/fuzz_http_reply: $(FUZZ_BUILD)/obj/fuzz/fuzz_http_reply.o \
+		$(call fuzz_obj,sinks/http/reply.c sinks/http/body.c proto/frame.c \
+		proto/buf.c proto/alloc.c)
+	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS_http)
+
+$(FUZZ_BUILD)/fuzz_http_retry_after: $(FUZZ_BUILD)/obj/fuzz/fuzz_http_retry_after.o \
+		$(call fuzz_obj,sinks/http/retry_after.c)
+	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS_http)
