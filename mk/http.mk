@@ -39,3 +39,11 @@ $(FUZZ_BUILD)/fuzz_http_reply: $(FUZZ_BUILD)/obj/fuzz/fuzz_http_reply.o \
 $(FUZZ_BUILD)/fuzz_http_retry_after: $(FUZZ_BUILD)/obj/fuzz/fuzz_http_retry_after.o \
 		$(call fuzz_obj,sinks/http/retry_after.c)
 	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS_http)
+
+# The HTTP benchmark (bench/httpbench.c, bench/README.md "HTTP"): the
+# test server, libbatchd, libcurl.
+CFLAGS_httpbench := $(CFLAGS_http)
+$(BUILD)/bench/httpbench: $(BUILD)/obj/bench/httpbench.o $(HTTPD_OBJ) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MSGPACK_LIBS) $(LIBS_http) \
+		$(shell pkg-config --libs libevent) -lm
