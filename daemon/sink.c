@@ -95,17 +95,20 @@ static void host_complete(struct batchd_batch *pb, int rc)
     complete_hook(b);
 }
 
-void bd_batch_set_retry_after(struct bd_batch *b, uint64_t ms)
+/* The longest host->retry_after taken (a day): past that any item's time
+ * runs out anyway, and ms * 10^6 must not overflow. */
+#define BD_RETRY_AFTER_MAX_MS (86400ull * 1000)
+
+/* ABI 2: the least wait before b's RETRY items go again (call.c). The
+ * isolation proxy calls this too, with the runner's hint. */
+static void host_retry_after(struct batchd_batch *pb, uint64_t ms)
 {
+    struct bd_batch *b = pb->host_priv;
+
     /* Clamp: a hint of centuries must not wrap to no wait at all. */
     if (ms > BD_RETRY_AFTER_MAX_MS)
         ms = BD_RETRY_AFTER_MAX_MS;
     b->retry_after_ns = ms * 1000000ull;
-}
-
-static void host_retry_after(struct batchd_batch *pb, uint64_t ms)
-{
-    bd_batch_set_retry_after(pb->host_priv, ms);
 }
 
 /* ---- loading --------------------------------------------------------- */

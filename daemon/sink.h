@@ -151,14 +151,6 @@ int bd_sink_has(const struct batchd_sink *vt, size_t off, size_t size);
     bd_sink_has((vt), offsetof(struct batchd_sink, m), \
                 sizeof(((struct batchd_sink *)0)->m))
 
-/* The longest host->retry_after the daemon takes (a day): past that any
- * item's time runs out anyway, and ms * 10^6 must not overflow. */
-#define BD_RETRY_AFTER_MAX_MS (86400ull * 1000)
-
-/* host->retry_after: record a minimum retry wait for b's RETRY items
- * (shared by the in-process host and the isolation proxy). */
-void bd_batch_set_retry_after(struct bd_batch *b, uint64_t ms);
-
 /* Completion hook installed by worker.c: where host->complete sends a
  * PENDING batch. */
 void bd_sink_set_complete_hook(void (*hook)(struct bd_batch *b));

@@ -21,7 +21,7 @@ const struct batchd_sink_option http_options[] = {
     { .name = "method", .def = "POST", .help = "POST, PUT or PATCH" },
     { .name = "header.*", .def = NULL, .help = "header.NAME = value: a request header" },
     { .name = "connect_timeout_ms", .def = "5000", .help = "connect timeout" },
-    { .name = "timeout_ms", .def = "30000", .help = "whole request timeout" },
+    { .name = "timeout_ms", .def = "20000", .help = "whole request timeout (keep it under sink_timeout_ms)" },
     { .name = "keepalive", .def = "yes", .help = "reuse connections between batches" },
     { .name = "tls_verify", .def = "yes", .help = "verify the server's certificate and name" },
     { .name = "ca_file", .def = NULL, .help = "CA bundle (PEM) to verify with" },
@@ -286,7 +286,7 @@ int http_conf_parse(struct http_conf *c, const struct batchd_kv *kv,
 
     memset(c, 0, sizeof(*c));
     c->connect_timeout_ms = 5000;
-    c->timeout_ms = 30000;
+    c->timeout_ms = 20000; /* under the route's default sink_timeout_ms */
     c->keepalive = 1;
     c->tls_verify = 1;
     c->max_response = 16u << 20;
