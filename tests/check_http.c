@@ -224,6 +224,42 @@ START_TEST(test_ndjson_status_reply_body)
 }
 END_TEST
 
+/* Response memory is bounded: reply_body copies over max_response_bytes
+ * in all are dropped (items still OK), a longer response FAILs. */
+START_TEST(test_response_bounds)
+{
+    static const char *const in[] = {"a", "b", "c"};
+    struct bd_httpd_step script[] = {{.status = 200, .body = "0123456789abcdef"}};
+    struct bd_httpd_conf sc = {.script = script, .nscript = 1,
+                               .dflt = {.status = 200, .body = "stored"}};
+    struct bd_test_reply out[3];
+    struct ht t = {.made = 0};
+
+    ht_start(&t, &sc, 0, "inproc", "reply_body = yes\nmax_response_bytes = 12\n",
+             ROUTE_DEF);
+    bd_test_load_all(t.d, "k", in, 3, NULL, 10000, out);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(out[i].status, BATCHD_FAIL);
+        ck_assert_msg(strstr(out[i].body, "over max_response_bytes (12)") != NULL,
+                      "%s", out[i].body);
+    }
+    bd_test_replies_free(out, 3);
+    /* 6 bytes x 3 items > 12: OK without the body. */
+    bd_test_load_all(t.d, "k", in, 3, NULL, 10000, out);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(out[i].status, BATCHD_OK);
+        ck_assert_str_eq(out[i].body, "");
+    }
+    bd_test_replies_free(out, 3);
+    /* One item: 6 <= 12, the body comes back. */
+    bd_test_load_all(t.d, "k", in, 1, NULL, 10000, out);
+    ck_assert_int_eq(out[0].status, BATCHD_OK);
+    ck_assert_str_eq(out[0].body, "stored");
+    bd_test_replies_free(out, 1);
+    ht_stop(&t);
+}
+END_TEST
+
 START_TEST(test_json_bad_items_fail_alone)
 {
     static const char *const in[] = {"{\"a\":1}", "not json", "[1,2]",
@@ -698,6 +734,7 @@ static Suite *http_suite(void)
     tcase_set_timeout(units, 60);
     bd_test_add(body, test_ndjson_status_reply_body);
     bd_test_add(body, test_json_bad_items_fail_alone);
+    bd_test_add(body, test_response_bounds);
     bd_test_add(body, test_msgpack_body_as_received);
     bd_test_add(body, test_auth_from_file);
     bd_test_add(body, test_unix_socket);

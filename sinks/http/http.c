@@ -182,10 +182,18 @@ static int good(const struct http_state *st, struct batchd_batch *b,
     char why[256], msg[HTTP_MSG_MAX];
 
     if (st->conf.reply == HTTP_REPLY_STATUS) {
+        /* Every item gets its own copy of the body: bound the total. */
+        int with_body = st->conf.reply_body &&
+                        r->len <= st->conf.max_response / body->nsent;
+
+        if (st->conf.reply_body && !with_body)
+            st->host->log(st->host, BATCHD_LOG_WARN, "reply_body: a %zu-byte "
+                          "body for %zu items is over max_response_bytes in "
+                          "all; the items are OK without it", r->len,
+                          body->nsent);
         for (size_t k = 0; k < body->nsent; k++)
             http_verdict_set(&v[body->sent[k]], BATCHD_RESULT_OK,
-                             st->conf.reply_body ? r->data : NULL,
-                             st->conf.reply_body ? r->len : 0);
+                             with_body ? r->data : NULL, with_body ? r->len : 0);
         return BATCHD_SINK_DONE;
     }
     iv = calloc(body->nsent, sizeof(*iv));
