@@ -34,8 +34,9 @@
  * and is the one calling result().
  *
  * Resources: acquire and release come together or not at all; acquire
- * returning NULL means "no resource now" (the batch is retried or
- * failed), so a resource is never NULL.
+ * returning NULL means "no resource now": the backend is unavailable, so
+ * the batch is retried whole, and items out of attempts are answered
+ * SINK_UNAVAILABLE with err. A resource is therefore never NULL.
  *
  * Growth: members are only ever appended, with a version bump.
  */
