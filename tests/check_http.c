@@ -635,6 +635,57 @@ START_TEST(test_dropped_and_slow_are_retried)
 }
 END_TEST
 
+/* Keeps the status of one reply in *arg (an int). */
+static void keep_status(struct batchd_client *c, const struct batchd_reply *r,
+                        void *arg)
+{
+    (void)c;
+    *(int *)arg = r ? r->status : -3;
+}
+
+/* A server that is down when the daemon starts (DESIGN 9): the daemon
+ * starts all the same, batches RETRY, and once the server is up the
+ * items go through. */
+START_TEST(test_server_down_at_start)
+{
+    static const char *const in[] = {"early"};
+    struct bd_httpd_conf sc = {.dflt = {.status = 200}};
+    struct batchd_client *c;
+    struct bd_test_reply out[1] = {{.status = -1}};
+    struct ht t = {.made = 0};
+    char *conf, *log;
+
+    ht_dir(&t);
+    ck_assert_int_ge(asprintf(&conf,
+        "[sink.h]\nplugin = http\nurl = http://localhost/bulk\n"
+        "unix_socket = %s\n[route.all]\nmatch = *\nsink = h\n"
+        "retry_base_ms = 100\nretry_cap_ms = 200\nmax_attempts = 100\n",
+        t.sock), 0);
+    t.d = bd_test_daemon_start(conf);
+    free(conf);
+    c = bd_test_connect(t.d);
+    ck_assert_int_eq(batchd_submit_load(c, "k", in[0], strlen(in[0]), NULL,
+                                        keep_status, &out[0].status, NULL),
+                     BATCHD_CLIENT_OK);
+    ck_assert_int_eq(batchd_flush(c), BATCHD_CLIENT_OK);
+    usleep(500 * 1000); /* a few attempts against nothing */
+    sc.record = t.record;
+    sc.unix_path = t.sock;
+    t.srv = bd_httpd_start(&sc);
+    ck_assert_ptr_nonnull(t.srv);
+    while (batchd_pending(c) > 0)
+        ck_assert_int_ge(batchd_process(c, 10000), 1);
+    batchd_free(c);
+    log = bd_test_daemon_log(t.d);
+    ck_assert_msg(strstr(log, "batches are retried until it answers") != NULL, "%s", log);
+    ck_assert_msg(strstr(log, "answers again") != NULL, "%s", log);
+    free(log);
+    ck_assert_int_eq(out[0].status, BATCHD_OK);
+    assert_exactly_ok(&t, in, out, 1, 0, 0);
+    ht_stop(&t);
+}
+END_TEST
+
 /* ---- units --------------------------------------------------------------------------- */
 
 START_TEST(test_retry_after_parser)
@@ -748,6 +799,7 @@ static Suite *http_suite(void)
     bd_test_add(verdicts, test_partial_item_failures_isolated);
     bd_test_add(verdicts, test_garbage_reply_fails_clearly);
     bd_test_add(verdicts, test_dropped_and_slow_are_retried);
+    bd_test_add(verdicts, test_server_down_at_start);
     bd_test_add(units, test_retry_after_parser);
     bd_test_add(units, test_items_reply_parser);
     bd_test_add(units, test_check_config_names_bad_option);
