@@ -8,7 +8,8 @@ set -euo pipefail
 what=${1:-build}
 
 build_pkgs=(build-essential pkg-config libevent-dev libmsgpack-dev
-    libsystemd-dev libinih-dev check libpq-dev libhiredis-dev libjansson-dev)
+    libsystemd-dev libinih-dev check libpq-dev libhiredis-dev
+    libcurl4-openssl-dev libjansson-dev)
 test_pkgs=(clang libclang-rt-14-dev valgrind cppcheck util-linux procps
     postgresql redis-server redis-tools)
 

@@ -38,7 +38,18 @@
  * the batch is retried whole, and items out of attempts are answered
  * SINK_UNAVAILABLE with err. A resource is therefore never NULL.
  *
- * Growth: members are only ever appended, with a version bump.
+ * Growth: members are only ever appended, with a version bump. The
+ * daemon loads plugins of every version from 1 to BATCHD_SINK_ABI_VERSION
+ * and reads only the members of struct batchd_sink that exist in the
+ * plugin's abi_version. host->abi_version says which members of struct
+ * batchd_host the daemon fills: a plugin built against a newer header
+ * checks it before calling a newer member (host->abi_version >= 2 for
+ * retry_after), so that it can also document what an older daemon lacks.
+ *
+ * Versions:
+ *   1  the tables as first published.
+ *   2  struct batchd_host gains retry_after (a minimum retry wait, e.g.
+ *      from an HTTP Retry-After header). struct batchd_sink is unchanged.
  */
 #ifndef BATCHD_SINK_H
 #define BATCHD_SINK_H
@@ -46,7 +57,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BATCHD_SINK_ABI_VERSION 1
+#define BATCHD_SINK_ABI_VERSION 2
 
 /* flags */
 #define BATCHD_SINK_NONBLOCKING 0x1u  /* process() never blocks (see above) */
@@ -97,7 +108,10 @@ struct batchd_kv {
     const char *value;
 };
 
-/* A sink option, for the option table (like a config map). */
+/* A sink option, for the option table (like a config map). A name
+ * ending in ".*" ("header.*") stands for every key with that prefix and
+ * something after it ("header.X-Api-Key"); init() gets each such key as
+ * written. */
 struct batchd_sink_option {
     const char *name;         /* NULL ends the table */
     const char *def;          /* default shown in docs, NULL if required */
@@ -121,6 +135,19 @@ struct batchd_host {
      * rc is BATCHD_SINK_DONE, _FAIL or _RETRY as process() would return. */
     void (*complete)(struct batchd_batch *b, int rc);
     void *host_priv;          /* the daemon's; do not touch */
+
+    /* ---- ABI version 2 (check host->abi_version >= 2 first) ---------- */
+
+    /* The backend asked for a pause (HTTP 429/503 Retry-After, a
+     * throttling reply): the batch's RETRY items, or the whole batch on
+     * BATCHD_SINK_RETRY, are not tried again for at least ms
+     * milliseconds. The daemon waits the larger of this and its own
+     * jittered backoff, and still never past an item's deadline or the
+     * route's delivery_timeout_ms: an item that cannot wait that long
+     * ends as when its time runs out (RETRY_EXHAUSTED). Call it like
+     * result() (the thread that owns the batch, before process() returns
+     * or before complete()); the last call wins, 0 clears it. */
+    void (*retry_after)(struct batchd_batch *b, uint64_t ms);
 };
 
 struct batchd_sink {

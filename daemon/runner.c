@@ -325,9 +325,15 @@ int bd_runner_decode_result(const uint8_t *body, size_t len,
     memset(r, 0, sizeof(*r));
     if (unpack(body, len, zone, &o) != 0)
         return result_bad(err, errlen, "not one msgpack object");
-    if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size != 4)
-        return result_bad(err, errlen, "must be an array of 4");
+    if (o.type != MSGPACK_OBJECT_ARRAY ||
+        (o.via.array.size != 4 && o.via.array.size != 5))
+        return result_bad(err, errlen, "must be an array of 4 or 5");
     a = o.via.array.ptr;
+    if (o.via.array.size == 5) {
+        if (a[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return result_bad(err, errlen, "retry_after_ms must be an integer");
+        r->retry_after_ms = a[4].via.u64;
+    }
     if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return result_bad(err, errlen, "seq must be an integer");
     r->seq = a[0].via.u64;
@@ -383,6 +389,7 @@ struct rbatch {
     struct batchd_item *items;  /* payloads point into the frame body */
     struct bd_result *res;       /* one per item, as the daemon keeps them */
     char *error;              /* batch_error text, owned */
+    uint64_t retry_after_ms;  /* host->retry_after, 0 = none */
     int rc;                   /* from complete() */
     int done;                 /* complete() was called */
 };
@@ -434,6 +441,13 @@ static void rhost_batch_error(struct batchd_batch *pb, const char *msg)
     struct rbatch *b = pb->host_priv;
 
     bd_error_set(&b->error, msg);
+}
+
+static void rhost_retry_after(struct batchd_batch *pb, uint64_t ms)
+{
+    struct rbatch *b = pb->host_priv;
+
+    b->retry_after_ms = ms;
 }
 
 static void rhost_complete(struct batchd_batch *pb, int rc)
@@ -518,6 +532,7 @@ static int start_plugin(struct runner *r)
     r->host.batch_error = rhost_batch_error;
     r->host.complete = rhost_complete;
     r->host.host_priv = r;
+    r->host.retry_after = rhost_retry_after;
     r->state = r->vt->init(&r->host, r->kv, r->nkv, why, sizeof(why));
     if (r->state == NULL) {
         snprintf(err, sizeof(err), "sink %s (%s): init failed: %s", r->name,
@@ -641,7 +656,7 @@ static int encode_result(struct bd_buf *out, uint64_t seq,
     struct bd_enc e;
 
     bd_enc_begin(&e, out);
-    BD_ENC(&e, msgpack_pack_array(&e.pk, 4));
+    BD_ENC(&e, msgpack_pack_array(&e.pk, 5));
     BD_ENC(&e, msgpack_pack_uint64(&e.pk, seq));
     BD_ENC(&e, msgpack_pack_int(&e.pk, rc));
     if (b->error == NULL)
@@ -658,6 +673,7 @@ static int encode_result(struct bd_buf *out, uint64_t seq,
             bd_enc_bin(&e, b->res[i].len ? (const void *)b->res[i].data : "",
                     b->res[i].len);
     }
+    BD_ENC(&e, msgpack_pack_uint64(&e.pk, b->retry_after_ms));
     return enc_end_bounded(&e);
 }
 

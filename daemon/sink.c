@@ -8,6 +8,7 @@
  */
 #include <dlfcn.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,6 +95,22 @@ static void host_complete(struct batchd_batch *pb, int rc)
     complete_hook(b);
 }
 
+/* The longest host->retry_after taken (a day): past that any item's time
+ * runs out anyway, and ms * 10^6 must not overflow. */
+#define BD_RETRY_AFTER_MAX_MS (86400ull * 1000)
+
+/* ABI 2: the least wait before b's RETRY items go again (call.c). The
+ * isolation proxy calls this too, with the runner's hint. */
+static void host_retry_after(struct batchd_batch *pb, uint64_t ms)
+{
+    struct bd_batch *b = pb->host_priv;
+
+    /* Clamp: a hint of centuries must not wrap to no wait at all. */
+    if (ms > BD_RETRY_AFTER_MAX_MS)
+        ms = BD_RETRY_AFTER_MAX_MS;
+    b->retry_after_ns = ms * 1000000ull;
+}
+
 /* ---- loading --------------------------------------------------------- */
 
 static char *resolve_path(const char *plugin, const char *dir)
@@ -110,6 +127,41 @@ static char *resolve_path(const char *plugin, const char *dir)
     return p;
 }
 
+/*
+ * Bytes of struct batchd_sink a plugin of ABI version v provides. The
+ * daemon reads no member past this (bd_sink_has): a plugin built against
+ * an older header has a shorter table. Every version so far has the same
+ * table; a version that appends a member gets its own case here.
+ */
+static size_t sink_table_size(uint32_t v)
+{
+    switch (v) {
+    case 1:
+    case 2:
+        return offsetof(struct batchd_sink, shutdown) +
+               sizeof(((struct batchd_sink *)0)->shutdown);
+    default:
+        return sizeof(struct batchd_sink);
+    }
+}
+
+int bd_sink_has(const struct batchd_sink *vt, size_t off, size_t size)
+{
+    return off + size <= sink_table_size(vt->abi_version);
+}
+
+/* Does option name o (from the sink's table) cover config key k? "NAME"
+ * matches itself; "PREFIX.*" matches every "PREFIX.something" (the
+ * http sink's header.NAME, a client library's pass-through options). */
+static int option_matches(const char *o, const char *k)
+{
+    size_t n = strlen(o);
+
+    if (n >= 2 && o[n - 2] == '.' && o[n - 1] == '*')
+        return strncmp(o, k, n - 1) == 0 && k[n - 1] != '\0';
+    return strcmp(o, k) == 0;
+}
+
 static int check_options(const char *name, const char *path,
                          const struct batchd_kv *kv, size_t nkv,
                          const struct batchd_sink *vt, char *err,
@@ -118,7 +170,8 @@ static int check_options(const char *name, const char *path,
     for (size_t i = 0; i < nkv; i++) {
         const struct batchd_sink_option *o = vt->options;
 
-        while (o != NULL && o->name != NULL && strcmp(o->name, kv[i].key) != 0)
+        while (o != NULL && o->name != NULL &&
+               !option_matches(o->name, kv[i].key))
             o++;
         if (o == NULL || o->name == NULL) {
             snprintf(err, errlen, "sink %s (%s): unknown option '%s'",
@@ -155,14 +208,15 @@ int bd_sink_open(const char *name, const char *path,
                  BATCHD_SINK_ENTRY);
         goto out_close;
     }
-    if (vt->abi_version != BATCHD_SINK_ABI_VERSION) {
-        snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u",
-                 name, path, vt->abi_version,
+    if (vt->abi_version < BATCHD_SINK_ABI_MIN ||
+        vt->abi_version > BATCHD_SINK_ABI_VERSION) {
+        snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u to %u",
+                 name, path, vt->abi_version, (unsigned)BATCHD_SINK_ABI_MIN,
                  (unsigned)BATCHD_SINK_ABI_VERSION);
         goto out_close;
     }
-    if (vt->name == NULL || vt->init == NULL || vt->process == NULL ||
-        vt->shutdown == NULL) {
+    if (!BD_SINK_HAS(vt, shutdown) || vt->name == NULL || vt->init == NULL ||
+        vt->process == NULL || vt->shutdown == NULL) {
         snprintf(err, errlen,
                  "sink %s (%s): table lacks name, init, process or shutdown",
                  name, path);
@@ -204,6 +258,7 @@ static void host_fill(struct bd_sink *s)
     s->host.batch_error = host_batch_error;
     s->host.complete = host_complete;
     s->host.host_priv = s;
+    s->host.retry_after = host_retry_after;
 }
 
 static int init_one(struct bd_sink *s, const struct bd_sink_conf *sc,

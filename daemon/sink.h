@@ -74,6 +74,8 @@ struct bd_batch {
     char *error;              /* host->batch_error text, owned */
     uint64_t wait_ns;         /* BD_SINK_NOT_STARTED: wait this long */
     uint64_t start_ns;        /* dispatch time */
+    uint64_t retry_after_ns;  /* host->retry_after: least wait before its
+                               * RETRY items go again; 0 = none */
     struct bd_item **items;   /* nitems entries, owned by the batch */
     struct batchd_item *pitems;
     struct bd_result *results;
@@ -150,6 +152,16 @@ void bd_batch_free(struct bd_batch *b);
  * non-blocking sinks, by the loop.
  */
 int bd_sink_run(struct bd_batch *b);
+
+/* The oldest plugin ABI the daemon still loads (batchd_sink.h). */
+#define BATCHD_SINK_ABI_MIN 1
+
+/* Does vt's ABI version provide the member at off (offsetof) of size
+ * bytes? The daemon reads no member of a plugin's table without it. */
+int bd_sink_has(const struct batchd_sink *vt, size_t off, size_t size);
+#define BD_SINK_HAS(vt, m) \
+    bd_sink_has((vt), offsetof(struct batchd_sink, m), \
+                sizeof(((struct batchd_sink *)0)->m))
 
 /* Completion hook installed by worker.c: where host->complete sends a
  * PENDING batch. */

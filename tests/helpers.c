@@ -951,6 +951,63 @@ void bd_test_assert_load(struct bd_test_daemon *d, const char *key,
     batchd_free(c);
 }
 
+/* bd_test_load_all's callback: arg is the reply slot of one item. */
+static void load_all_cb(struct batchd_client *c, const struct batchd_reply *r,
+                        void *arg)
+{
+    struct bd_test_reply *out = arg;
+
+    (void)c;
+    if (out->status != -1) {
+        out->status = -2; /* a second reply: the assert below names it */
+        return;
+    }
+    out->status = r ? r->status : -3;
+    out->len = r ? r->len : 0;
+    out->body = malloc(out->len + 1);
+    if (out->body != NULL) {
+        if (out->len)
+            memcpy(out->body, r->data, out->len);
+        out->body[out->len] = '\0';
+    }
+}
+
+void bd_test_load_all(struct bd_test_daemon *d, const char *key,
+                      const char *const *payloads, size_t n,
+                      const struct batchd_opts *opts, int timeout_ms,
+                      struct bd_test_reply *out)
+{
+    struct batchd_client *c = bd_test_connect(d);
+    double until = bd_test_now_ms() + scaled(timeout_ms);
+
+    for (size_t i = 0; i < n; i++) {
+        out[i].status = -1;
+        out[i].body = NULL;
+        out[i].len = 0;
+        ck_assert_int_eq(batchd_submit_load(c, key, payloads[i],
+                                            strlen(payloads[i]), opts,
+                                            load_all_cb, &out[i], NULL),
+                         BATCHD_CLIENT_OK);
+    }
+    while (batchd_pending(c) > 0 && bd_test_now_ms() < until)
+        if (batchd_process(c, 100) < 0)
+            break;
+    ck_assert_msg(batchd_pending(c) == 0, "%zu of %zu items unanswered: %s",
+                  batchd_pending(c), n, batchd_errstr(c));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(out[i].status >= 0, "item %zu: reply %d", i,
+                      out[i].status);
+    batchd_free(c);
+}
+
+void bd_test_replies_free(struct bd_test_reply *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(r[i].body);
+        r[i].body = NULL;
+    }
+}
+
 char *bd_test_stats_json(struct bd_test_daemon *d)
 {
     static const char *const kv[] = {"format", "json"};

@@ -216,6 +216,7 @@ int bd_test_child_fail(int idx, const char *fmt, ...)
 /* ---- the client library, shortcuts (test process) ------------------------ */
 
 struct batchd_client;
+struct batchd_opts;
 
 /* Connect and HELLO through libbatchd; asserts success. */
 struct batchd_client *bd_test_connect(struct bd_test_daemon *d);
@@ -224,6 +225,25 @@ struct batchd_client *bd_test_connect(struct bd_test_daemon *d);
  * that the payload came back (echo-like sinks). */
 void bd_test_assert_load(struct bd_test_daemon *d, const char *key,
                          const char *payload, int status);
+
+/* One reply of bd_test_load_all: body is a NUL-terminated copy. */
+struct bd_test_reply {
+    int status;               /* enum batchd_status; -1 when none came */
+    char *body;               /* owned (bd_test_replies_free) */
+    size_t len;
+};
+
+/*
+ * LOAD payloads[0..n) (strings) for key, all submitted at once on one
+ * connection (so they can share batches), opts may be NULL; wait up to
+ * timeout_ms for every reply. out[i] gets payload i's reply. Asserts
+ * that every item got exactly one reply.
+ */
+void bd_test_load_all(struct bd_test_daemon *d, const char *key,
+                      const char *const *payloads, size_t n,
+                      const struct batchd_opts *opts, int timeout_ms,
+                      struct bd_test_reply *out);
+void bd_test_replies_free(struct bd_test_reply *r, size_t n);
 
 /* CONTROL stats {"format": "json"}: a new string (free()). Asserts OK. */
 char *bd_test_stats_json(struct bd_test_daemon *d);
