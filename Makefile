@@ -100,7 +100,11 @@ $(BUILD)/sinks/%.so: $(BUILD)/obj/sinks/%.o
 # Keep objects that only pattern rules name (multi-file sinks, suites).
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/sinks/%.so: $$(call obj,$$(wildcard sinks/$$*/*.c))
+# A static pattern (only the sinks/NAME/ directories): as a plain pattern
+# rule its empty prerequisite list would win for single-file sinks too
+# and link them from nothing.
+$(patsubst sinks/%,$(BUILD)/sinks/%.so,$(sort $(SINK_DIRS))): $(BUILD)/sinks/%.so: \
+		$$(call obj,$$(wildcard sinks/$$*/*.c))
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ -lpthread $(LIBS_$*)
 

@@ -1,0 +1,11 @@
+# mk/postgres.mk - the postgres sink (sinks/postgres/) and its suite
+# (tests/check_pg.c), included by the Makefile. Flags from pkg-config.
+#
+# The sink links libpq and jansson (result = json); the suite talks to
+# the throwaway server with libpq to check what landed.
+
+CFLAGS_postgres := $(shell pkg-config --cflags libpq jansson)
+LIBS_postgres := $(shell pkg-config --libs libpq jansson)
+CFLAGS_check_pg := $(shell pkg-config --cflags libpq)
+CFLAGS_pgserver := $(shell pkg-config --cflags libpq)
+LIBS_check_pg := $(shell pkg-config --libs libpq)

@@ -1,0 +1,190 @@
+/*
+ * pg_copy.c - the postgres sink's write path: one batch, one COPY FROM
+ * STDIN (see pg.h).
+ *
+ * Each payload is one row in COPY text or CSV format. The COPY runs as
+ * its own transaction (autocommit): the server reports it complete only
+ * after the commit, and only then are the items answered OK.
+ *
+ * One bad row must not fail its neighbours. When the server refuses the
+ * data (SQLSTATE class 22 or 23) it names the row in the error's CONTEXT
+ * ("COPY t, line N"): that item gets FAIL with the server's message and
+ * the COPY runs again without it, in the same call, until the rest lands
+ * (the failed attempts rolled back, so the good rows land exactly once,
+ * in one transaction). When the row cannot be told, the whole batch is
+ * answered RETRY and the daemon's poison split isolates the item.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pg.h"
+
+const char *pg_copy_row_check(int fmt, const char *data, size_t len)
+{
+    int quoted = 0;
+
+    if (memchr(data, '\0', len) != NULL)
+        return "payload holds a NUL byte, which COPY cannot store";
+    if (len == 2 && data[0] == '\\' && data[1] == '.')
+        return "payload \"\\.\" is COPY's end-of-data marker";
+    for (size_t i = 0; i < len; i++) {
+        if (fmt == PG_FORMAT_CSV && data[i] == '"')
+            quoted = !quoted;   /* "" inside quotes toggles twice */
+        else if ((data[i] == '\n' || data[i] == '\r') && !quoted)
+            return fmt == PG_FORMAT_CSV
+                   ? "payload holds a line break outside quotes: more than one CSV row"
+                   : "payload holds a raw line break: write it as \\n in COPY text format";
+    }
+    if (quoted)
+        return "payload has an unterminated CSV quote";
+    return NULL;
+}
+
+/* The rows of items idx[0..n-1], each followed by '\n', into one new
+ * buffer (free with free). NULL when memory is short. */
+static char *rows_build(const struct batchd_batch *b, const size_t *idx, size_t n,
+                        size_t *outlen)
+{
+    size_t total = 0, i;
+    char *buf, *p;
+
+    for (i = 0; i < n; i++)
+        total += b->items[idx[i]].len + 1;
+    buf = malloc(total > 0 ? total : 1);
+    if (buf == NULL)
+        return NULL;
+    p = buf;
+    for (i = 0; i < n; i++) {
+        const struct batchd_item *it = &b->items[idx[i]];
+
+        if (it->len > 0)
+            memcpy(p, it->data, it->len);
+        p += it->len;
+        *p++ = '\n';
+    }
+    *outlen = total;
+    return buf;
+}
+
+/*
+ * One COPY of the rows idx[0..n-1]. Returns the final result of the
+ * statement (PQclear it): PGRES_COMMAND_OK when it committed. NULL when
+ * the connection broke before any result.
+ */
+static PGresult *copy_once(struct pg_pool *p, struct pg_conn *c,
+                           const struct batchd_batch *b, const size_t *idx,
+                           size_t n, int *oom)
+{
+    PGresult *r, *last = NULL;
+    size_t len = 0;
+    char *buf;
+
+    *oom = 0;
+    buf = rows_build(b, idx, n, &len);
+    if (buf == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    r = PQexec(c->pg, p->conf->copy_sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        free(buf);
+        return r;               /* the COPY itself failed (no table, ...) */
+    }
+    PQclear(r);
+    /* One call for the whole batch: libpq buffers and flushes it. A
+     * failure here surfaces in the results read below. */
+    if (len > 0 && len <= 0x7fffffff)
+        (void)PQputCopyData(c->pg, buf, (int)len);
+    (void)PQputCopyEnd(c->pg, len > 0x7fffffff ? "batch over 2 GiB" : NULL);
+    free(buf);
+    /* Read to the end so that the connection is idle again; keep the
+     * first error (or the completion). */
+    while ((r = PQgetResult(c->pg)) != NULL) {
+        if (last == NULL || (PQresultStatus(last) == PGRES_COMMAND_OK &&
+                             PQresultStatus(r) != PGRES_COMMAND_OK)) {
+            PQclear(last);
+            last = r;
+        } else {
+            PQclear(r);
+        }
+    }
+    return last;
+}
+
+/* Drop idx[k] from idx[0..*n-1], keeping the order. */
+static void drop_row(size_t *idx, size_t *n, size_t k)
+{
+    memmove(&idx[k], &idx[k + 1], (*n - k - 1) * sizeof(*idx));
+    (*n)--;
+}
+
+/* Refuse rows that cannot be one COPY row; keep the others in idx. */
+static size_t precheck(struct pg_pool *p, struct batchd_batch *b, size_t *idx)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < b->nitems; i++) {
+        const char *why = pg_copy_row_check(p->conf->format, b->items[i].data
+                                            ? b->items[i].data : "", b->items[i].len);
+
+        if (why != NULL)
+            p->host->result(b, i, BATCHD_RESULT_FAIL, why, strlen(why));
+        else
+            idx[n++] = i;
+    }
+    return n;
+}
+
+int pg_copy_run(struct pg_pool *p, struct pg_conn *c, struct batchd_batch *b)
+{
+    size_t *idx = malloc(b->nitems * sizeof(*idx));
+    size_t n;
+    char msg[1024];
+    int rc = BATCHD_SINK_DONE;
+
+    if (idx == NULL) {
+        p->host->batch_error(b, "postgres: out of memory");
+        return BATCHD_SINK_RETRY;
+    }
+    n = precheck(p, b, idx);
+    /* Each round either commits or drops one row: at most n + 1 rounds. */
+    while (n > 0) {
+        int oom;
+        PGresult *r = copy_once(p, c, b, idx, n, &oom);
+        unsigned long line;
+        int cls;
+
+        if (oom) {
+            p->host->batch_error(b, "postgres: out of memory");
+            rc = BATCHD_SINK_RETRY;
+            break;
+        }
+        if (PQresultStatus(r) == PGRES_COMMAND_OK) {
+            PQclear(r);
+            for (size_t i = 0; i < n; i++)
+                p->host->result(b, idx[i], BATCHD_RESULT_OK, "", 0);
+            break;
+        }
+        cls = pg_fail_describe(p, c, r, msg, sizeof(msg));
+        line = 0;
+        if (r != NULL) {
+            const char *ctx = PQresultErrorField(r, PG_DIAG_CONTEXT);
+
+            line = pg_copy_error_line(ctx, ctx ? strlen(ctx) : 0);
+        }
+        PQclear(r);
+        if (cls == PG_ERR_DATA && n == 1)
+            line = 1;           /* one row left: it is the one */
+        if (cls == PG_ERR_DATA && line >= 1 && line <= n) {
+            p->host->result(b, idx[line - 1], BATCHD_RESULT_FAIL, msg, strlen(msg));
+            drop_row(idx, &n, line - 1);
+            continue;
+        }
+        /* Row unknown (data error): RETRY, and the daemon's split finds it. */
+        rc = pg_batch_verdict(p->host, b, cls == PG_ERR_DATA ? PG_ERR_RETRY : cls, msg);
+        break;
+    }
+    free(idx);
+    return rc;
+}
