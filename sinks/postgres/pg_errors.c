@@ -21,12 +21,15 @@ int pg_err_classify(const char *s)
 }
 
 /* Digits at p (up to end) as a line number ending at ',', ':' or end;
- * 0 when there are none, they overflow, or something else follows. */
+ * 0 when there are none, they overflow, start with 0 (the server never
+ * writes that), or something else follows. */
 static unsigned long line_at(const char *p, const char *end)
 {
     unsigned long n = 0;
     const char *start = p;
 
+    if (p < end && *p == '0')
+        return 0;
     while (p < end && *p >= '0' && *p <= '9') {
         if (n > (~0UL - 9) / 10)
             return 0;

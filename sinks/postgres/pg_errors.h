@@ -29,9 +29,10 @@ int pg_err_classify(const char *sqlstate);
  * Row number of a COPY FROM error, from the error's CONTEXT field as the
  * server writes it ("COPY t, line 3, column b: \"x\"", "COPY t, line 3:
  * \"...\"", "COPY t, line 3"). Only the first context line is read (the
- * innermost frame); the number must follow ", line " and end at ',', ':'
- * or the end of that line. Returns the 1-based line (>= 1), or 0 when
- * ctx (len bytes, need not be NUL-terminated; may be NULL) holds none.
+ * innermost frame); the number must follow ", line ", be written as the
+ * server does (no leading 0) and end at ',', ':' or the end of that line.
+ * Returns the 1-based line (>= 1), or 0 when ctx (len bytes, need not be
+ * NUL-terminated; may be NULL) holds none.
  */
 unsigned long pg_copy_error_line(const char *ctx, size_t len);
 
