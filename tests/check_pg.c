@@ -477,6 +477,52 @@ START_TEST(test_query_insert_returning)
 }
 END_TEST
 
+/* conf/examples/postgres.conf works as shipped: against this server (its
+ * conninfo swapped in, the socket the test's), one write and one lookup. */
+START_TEST(test_example_config_works)
+{
+    char path[512], body[128], *text, *conf, *at;
+    const char *const from = "host=/var/run/postgresql dbname=postgres";
+    const char *const sock = "socket = /tmp/batchd-pg.sock\n";
+    struct bd_test_daemon *d;
+    size_t n = 0;
+
+    snprintf(path, sizeof(path), "%s/conf/examples/postgres.conf", bd_test_src_dir());
+    text = bd_test_read_file(path, NULL);
+    ck_assert_msg(text != NULL, "read %s", path);
+    at = strstr(text, sock);
+    ck_assert_ptr_nonnull(at);
+    memset(at, ' ', strlen(sock) - 1);
+    conf = calloc(1, strlen(text) * 2 + 1);
+    ck_assert_ptr_nonnull(conf);
+    for (const char *p = text; *p != '\0';) {
+        if (strncmp(p, from, strlen(from)) == 0) {
+            n += (size_t)sprintf(conf + n, "%s", bd_pg_conninfo(pg));
+            p += strlen(from);
+        } else {
+            conf[n++] = *p++;
+        }
+    }
+    /* Its own tables (test_query_lookups has a users table too). */
+    sql_exec("DROP TABLE IF EXISTS events, users");
+    sql_exec("CREATE TABLE events (id bigint, kind text, body text)");
+    sql_exec("CREATE TABLE users (id bigint PRIMARY KEY, name text)");
+    sql_exec("INSERT INTO users VALUES (42, 'Ada')");
+    d = bd_test_daemon_start(conf);
+    ck_assert_int_eq(load_one(d, "events.click", "1\tclick\thello", body, sizeof(body)),
+                     BATCHD_OK);
+    ck_assert_int_eq(load_one(d, "user", "42", body, sizeof(body)), BATCHD_OK);
+    ck_assert_str_eq(body, "Ada");
+    ck_assert_int_eq(load_one(d, "user", "43", body, sizeof(body)), BATCHD_FAIL);
+    ck_assert_str_eq(body, "not found");
+    sql_exec("DO $$ BEGIN IF (SELECT count(*) FROM events WHERE kind = 'click') <> 1 "
+             "THEN RAISE 'no row'; END IF; END $$");
+    bd_test_daemon_stop(d);
+    free(conf);
+    free(text);
+}
+END_TEST
+
 START_TEST(test_isolation_process)
 {
     struct bd_test_daemon *d;
@@ -647,6 +693,7 @@ static Suite *pg_suite(void)
     bd_test_add(core, test_query_lookups);
     bd_test_add(core, test_query_insert_returning);
     bd_test_add(core, test_isolation_process);
+    bd_test_add(core, test_example_config_works);
     suite_add_tcase(s, core);
 
     tcase_set_timeout(failures, 240);
