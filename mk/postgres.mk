@@ -7,5 +7,12 @@
 CFLAGS_postgres := $(shell pkg-config --cflags libpq jansson)
 LIBS_postgres := $(shell pkg-config --libs libpq jansson)
 CFLAGS_check_pg := $(shell pkg-config --cflags libpq)
-CFLAGS_pgserver := $(shell pkg-config --cflags libpq)
 LIBS_check_pg := $(shell pkg-config --libs libpq)
+
+# bench/pgload (bench/pg_bench.sh): libbatchd, the test server helper and
+# libpq. An explicit rule, so it wins over the Makefile's bench pattern.
+CFLAGS_pgload := $(shell pkg-config --cflags libpq)
+
+$(BUILD)/bench/pgload: $(BUILD)/obj/bench/pgload.o $(BUILD)/obj/tests/pgserver.o $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MSGPACK_LIBS) $(LIBS_check_pg) -lm
