@@ -84,7 +84,7 @@ struct load {
     int pause_us;             /* between submits, to spread the load */
     int replies[MAX_ITEMS];   /* replies per item (must end at 1) */
     int status[MAX_ITEMS];    /* last status per item */
-    char body[MAX_ITEMS][48]; /* first bytes of each reply */
+    char body[MAX_ITEMS][128]; /* first bytes of each reply */
 };
 
 /* Item id -> payload: "<id>\tv<id>" (a row of table (id int, v text)). */
@@ -121,10 +121,13 @@ static int load_client(int idx, void *arg)
     int next = 0, answered = 0;
     double until = bd_test_now_ms() + 90000;
 
+    /* A client process: on failure it exits at once, the OS frees all. */
     if (slots == NULL || batchd_err(c) != BATCHD_ERR_NONE)
         return bd_test_child_fail(idx, "connect: %s", batchd_errstr(c));
-    if (bd_test_procs_barrier() != 0)
+    if (bd_test_procs_barrier() != 0) {
+        free(slots);
         return bd_test_child_fail(idx, "barrier");
+    }
     while (answered < ld->per) {
         while (next < ld->per && next - answered < ld->depth) {
             char p[48];
@@ -332,6 +335,55 @@ START_TEST(test_copy_bad_rows_fail_alone)
         for (int i = 0; i < 10; i++)
             ck_assert_int_eq(counts[i], i == 3 ? 0 : 1);
     }
+    bd_test_daemon_stop(d);
+    bd_test_shared_free(ld, sizeof(*ld));
+}
+END_TEST
+
+/* A foreign key is checked after the last row: the error names no line.
+ * The batch is answered RETRY, the daemon's poison split isolates the
+ * bad row, and it fails alone once it is alone; the others land. */
+START_TEST(test_copy_unknown_row_split)
+{
+    struct bd_test_daemon *d;
+    struct batchd_client *c;
+    struct slot slots[8];
+    struct load *ld;
+    int answered = 0, counts[8];
+
+    sql_exec("CREATE TABLE t_parent (k text PRIMARY KEY)");
+    sql_exec("INSERT INTO t_parent SELECT 'v' || g FROM generate_series(0, 7) g");
+    sql_exec("CREATE TABLE t_fk (id int, v text REFERENCES t_parent (k))");
+    d = daemon_copy("t_fk", "", "policy = size\nmax_items = 8\nmax_attempts = 10\n"
+                    "retry_base_ms = 20\nretry_cap_ms = 100\n");
+    ld = load_new(d, "rows", 1, 8, 8);
+    c = bd_test_connect(d);
+    for (int i = 0; i < 8; i++) {
+        char p[48];
+
+        if (i == 5)
+            snprintf(p, sizeof(p), "5\tno such parent");
+        else
+            row_of(i, p, sizeof(p));
+        slots[i] = (struct slot){ .ld = ld, .id = i, .answered = &answered };
+        ck_assert_int_eq(batchd_submit_load(c, "rows", p, strlen(p), NULL, reply_cb,
+                                            &slots[i], NULL), BATCHD_CLIENT_OK);
+    }
+    while (answered < 8)
+        ck_assert_int_ge(batchd_process(c, 30000), 1);
+    batchd_free(c);
+    for (int i = 0; i < 8; i++) {
+        if (i == 5) {
+            ck_assert_int_eq(ld->status[i], BATCHD_FAIL);
+            ck_assert_msg(strstr(ld->body[i], "foreign key") != NULL, "%s", ld->body[i]);
+        } else {
+            ck_assert_msg(ld->status[i] == BATCHD_OK, "item %d: %s %s", i,
+                          batchd_status_name(ld->status[i]), ld->body[i]);
+        }
+    }
+    sql_count_ids("t_fk", counts, 8);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(counts[i], i == 5 ? 0 : 1);
     bd_test_daemon_stop(d);
     bd_test_shared_free(ld, sizeof(*ld));
 }
@@ -689,6 +741,7 @@ static Suite *pg_suite(void)
     tcase_set_timeout(core, 180);
     bd_test_add(core, test_copy_rows_land_exactly);
     bd_test_add(core, test_copy_bad_rows_fail_alone);
+    bd_test_add(core, test_copy_unknown_row_split);
     bd_test_add(core, test_copy_refuses_multi_line_payload);
     bd_test_add(core, test_query_lookups);
     bd_test_add(core, test_query_insert_returning);

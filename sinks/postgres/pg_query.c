@@ -142,8 +142,8 @@ static int match_key(const struct batchd_batch *b, const PGresult *r, int col,
 
         if (PQgetisnull(r, row, col))
             continue;
-        want.data = PQgetvalue(r, row, col);
-        want.len = (size_t)PQgetlength(r, row, col);
+        want = (struct key_ref){ .data = PQgetvalue(r, row, col),
+                                 .len = (size_t)PQgetlength(r, row, col) };
         hit = bsearch(&want, refs, n, sizeof(*refs), key_cmp);
         if (hit == NULL)
             continue;
