@@ -92,11 +92,14 @@ static PGresult *copy_once(struct pg_pool *p, struct pg_conn *c,
         return r;               /* the COPY itself failed (no table, ...) */
     }
     PQclear(r);
-    /* One call for the whole batch: libpq buffers and flushes it. A
+    /* The whole batch in as few calls as libpq's int length allows; a
      * failure here surfaces in the results read below. */
-    if (len > 0 && len <= 0x7fffffff)
-        (void)PQputCopyData(c->pg, buf, (int)len);
-    (void)PQputCopyEnd(c->pg, len > 0x7fffffff ? "batch over 2 GiB" : NULL);
+    for (size_t off = 0, part; off < len; off += part) {
+        part = len - off < (1u << 30) ? len - off : (1u << 30);
+        if (PQputCopyData(c->pg, buf + off, (int)part) != 1)
+            break;
+    }
+    (void)PQputCopyEnd(c->pg, NULL);
     free(buf);
     /* Read to the end so that the connection is idle again; keep the
      * first error (or the completion). */

@@ -210,8 +210,10 @@ static void answer_json(struct pg_pool *p, struct batchd_batch *b, size_t i,
         json_object_set_new(o, PQfname(r, col), json_cell(r, row, col));
     if (o != NULL)
         s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    /* Not RETRY: the statement ran (and may have written) already. */
     if (s == NULL)
-        p->host->result(b, i, BATCHD_RESULT_RETRY, NULL, 0);
+        p->host->result(b, i, BATCHD_RESULT_FAIL, "postgres: out of memory for the JSON reply",
+                        strlen("postgres: out of memory for the JSON reply"));
     else
         p->host->result(b, i, BATCHD_RESULT_OK, s, strlen(s));
     free(s);
