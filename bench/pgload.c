@@ -416,7 +416,7 @@ static void parse(int argc, char **argv, struct args *a)
 
     *a = (struct args){ .reps = 3, .seconds = 2, .clients = 32, .depth = 64,
                         .rows = 1000000, .batchd = "build/batchd", .sink_dir = "build/sinks",
-                        .wconc = 2, .rconc = 1 };
+                        .wconc = 2, .rconc = 1, .rmin = 24 };
     while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (o) {
         case 'r': a->reps = atoi(optarg); break;
