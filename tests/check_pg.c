@@ -650,6 +650,30 @@ START_TEST(test_down_at_start)
 }
 END_TEST
 
+/* A server that never comes: the daemon runs, every item gets one final
+ * answer naming the reason (SINK_UNAVAILABLE once the daemon treats a
+ * failed acquire so; RETRY_EXHAUSTED before that), never OK. */
+START_TEST(test_down_for_good)
+{
+    char *conf = conf_copy("t_never", bd_pg_conninfo_nowhere(pg), "",
+                           "policy = immediate\nmax_attempts = 2\nretry_base_ms = 10\n");
+    struct bd_test_daemon *d = bd_test_daemon_start(conf);
+    char body[256];
+
+    for (int i = 0; i < 3; i++) {
+        int st = load_one(d, "rows", "1\tx", body, sizeof(body));
+
+        ck_assert_msg(st == BATCHD_SINK_UNAVAILABLE || st == BATCHD_RETRY_EXHAUSTED,
+                      "status %s: %s", batchd_status_name(st), body);
+        ck_assert_msg(strstr(body, "No such file or directory") != NULL, "%s", body);
+    }
+    bd_test_daemon_assert_alive(d);
+    ck_assert_int_eq(log_count(d, "cannot connect"), 1);
+    bd_test_daemon_stop(d);
+    free(conf);
+}
+END_TEST
+
 START_TEST(test_pool_of_one)
 {
     struct bd_test_daemon *d;
@@ -752,6 +776,7 @@ static Suite *pg_suite(void)
     tcase_set_timeout(failures, 240);
     bd_test_add(failures, test_restart_mid_load);
     bd_test_add(failures, test_down_at_start);
+    bd_test_add(failures, test_down_for_good);
     bd_test_add(failures, test_pool_of_one);
     suite_add_tcase(s, failures);
 
