@@ -6,8 +6,11 @@
 
 CFLAGS_postgres := $(shell pkg-config --cflags libpq jansson)
 LIBS_postgres := $(shell pkg-config --libs libpq jansson)
-CFLAGS_check_pg := $(shell pkg-config --cflags libpq)
+CFLAGS_check_pg := $(shell pkg-config --cflags libpq) -Isinks/postgres
 LIBS_check_pg := $(shell pkg-config --libs libpq)
+
+# The suite also tests the sink's pure error readers directly.
+$(BUILD)/tests/check_pg: $(BUILD)/obj/sinks/postgres/pg_errors.o
 
 # bench/pgload (bench/pg_bench.sh): libbatchd, the test server helper and
 # libpq. An explicit rule, so it wins over the Makefile's bench pattern.

@@ -26,6 +26,7 @@
 
 #include "batchd.h"
 #include "helpers.h"
+#include "pg_errors.h"
 #include "pgserver.h"
 
 static struct bd_pg *pg;      /* the suite's server (main) */
@@ -267,6 +268,44 @@ static int load_one(struct bd_test_daemon *d, const char *key, const char *paylo
 }
 
 /* ================================ core ======================================= */
+
+/* The sink's error readers on the server's own words (no server needed). */
+START_TEST(test_error_readers)
+{
+    static const struct { const char *ctx; unsigned long line; } lines[] = {
+        { "COPY t_bad, line 3, column id: \"three\"", 3 },
+        { "COPY t_bad, line 8", 8 },
+        { "COPY t, line 12: \"a\tb\"\nSQL statement \"COPY t, line 99\"", 12 },
+        { "COPY \"a, line 9x\", line 4, column v: \", line 7\"", 4 },
+        { "COPY t, line 0", 0 },
+        { "COPY t, line 007", 0 },
+        { "COPY t, line 99999999999999999999999", 0 },
+        { "PL/pgSQL function f() line 3 at RAISE", 0 },
+        { "SQL statement \"x\"\nCOPY t, line 5", 0 },
+        { "", 0 },
+    };
+    char msg[] = "server closed the connection unexpectedly\n\tThis probably means\n";
+
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+        ck_assert_msg(pg_copy_error_line(lines[i].ctx, strlen(lines[i].ctx)) == lines[i].line,
+                      "'%s': want %lu", lines[i].ctx, lines[i].line);
+    /* Not NUL-terminated: the length bounds the read. */
+    ck_assert_uint_eq(pg_copy_error_line("COPY t, line 42", 14), 4);
+    ck_assert_uint_eq(pg_copy_error_line(NULL, 0), 0);
+    ck_assert_int_eq(pg_err_classify("40001"), PG_ERR_RETRY);
+    ck_assert_int_eq(pg_err_classify("40P01"), PG_ERR_RETRY);
+    ck_assert_int_eq(pg_err_classify("57P01"), PG_ERR_RETRY);
+    ck_assert_int_eq(pg_err_classify("53300"), PG_ERR_RETRY);
+    ck_assert_int_eq(pg_err_classify("08006"), PG_ERR_RETRY);
+    ck_assert_int_eq(pg_err_classify(NULL), PG_ERR_RETRY);
+    ck_assert_int_eq(pg_err_classify("22P02"), PG_ERR_DATA);
+    ck_assert_int_eq(pg_err_classify("23505"), PG_ERR_DATA);
+    ck_assert_int_eq(pg_err_classify("42P01"), PG_ERR_FATAL);
+    ck_assert_int_eq(pg_err_classify("42501"), PG_ERR_FATAL);
+    pg_one_line(msg);
+    ck_assert_str_eq(msg, "server closed the connection unexpectedly This probably means");
+}
+END_TEST
 
 START_TEST(test_copy_rows_land_exactly)
 {
@@ -763,6 +802,7 @@ static Suite *pg_suite(void)
     TCase *malformed = tcase_create("malformed");
 
     tcase_set_timeout(core, 180);
+    bd_test_add(core, test_error_readers);
     bd_test_add(core, test_copy_rows_land_exactly);
     bd_test_add(core, test_copy_bad_rows_fail_alone);
     bd_test_add(core, test_copy_unknown_row_split);
