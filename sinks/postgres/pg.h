@@ -85,9 +85,10 @@ int pg_pool_init(struct pg_pool *p, const struct batchd_host *host,
 void pg_pool_destroy(struct pg_pool *p);
 
 /*
- * Open one connection and close it again: what init and --check-config
- * do to tell an unreachable server early. Returns 0, or -1 with the
+ * Open the pool's first connection now: what init (and so --check-config)
+ * does to tell an unreachable server early. Returns 0, or -1 with the
  * reason in err (never fatal: the pool connects again when needed).
+ * Call before any acquire.
  */
 int pg_pool_probe(struct pg_pool *p, char *err, size_t errlen);
 

@@ -148,7 +148,11 @@ int pg_pool_probe(struct pg_pool *p, char *err, size_t errlen)
 
     if (pg == NULL)
         return -1;
-    PQfinish(pg);
+    /* Keep it: the first batch need not connect again. */
+    pthread_mutex_lock(&p->lock);
+    p->conns[0].pg = pg;
+    p->conns[0].epoch = p->outages;
+    pthread_mutex_unlock(&p->lock);
     return 0;
 }
 
