@@ -53,6 +53,41 @@ int pg_batch_verdict(const struct batchd_host *host, struct batchd_batch *b,
     return cls == PG_ERR_RETRY ? BATCHD_SINK_RETRY : BATCHD_SINK_FAIL;
 }
 
+/*
+ * With the server there at init, try what batches will run: the query
+ * prepared (kept on the connection), or the COPY's table and columns
+ * read. A failure is a warning, not an error: a migration may create the
+ * table after the daemon starts; the batches then say why they fail.
+ */
+static void check_statement(struct pg_state *st)
+{
+    struct pg_conn *c = &st->pool.conns[0];
+    char msg[1024], sql[1024];
+    int cls = PG_ERR_FATAL;
+
+    if (st->conf.mode == PG_MODE_QUERY) {
+        if (pg_query_prepare(&st->pool, c, msg, sizeof(msg), &cls) == 0)
+            return;
+    } else {
+        PGresult *r;
+
+        snprintf(sql, sizeof(sql), "SELECT %s FROM %s LIMIT 0",
+                 st->conf.columns && st->conf.columns[0] ? st->conf.columns : "*",
+                 st->conf.table);
+        r = PQexec(c->pg, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+            PQclear(r);
+            return;
+        }
+        cls = pg_fail_describe(&st->pool, c, r, msg, sizeof(msg));
+        PQclear(r);
+    }
+    if (cls != PG_ERR_RETRY)
+        st->host->log(st->host, BATCHD_LOG_WARN, "%s: %s",
+                      st->conf.mode == PG_MODE_QUERY ? "sql does not prepare"
+                                                     : "table or columns not readable", msg);
+}
+
 static void *pgs_init(const struct batchd_host *host, const struct batchd_kv *kv,
                       size_t nkv, char *err, size_t errlen)
 {
@@ -69,9 +104,11 @@ static void *pgs_init(const struct batchd_host *host, const struct batchd_kv *kv
     if (pg_pool_init(&st->pool, host, &st->conf, err, errlen) != 0)
         goto out_free_conf;
     /* A warning only (logged by the pool): the server may come later. */
-    if (pg_pool_probe(&st->pool, why, sizeof(why)) == 0)
+    if (pg_pool_probe(&st->pool, why, sizeof(why)) == 0) {
         host->log(host, BATCHD_LOG_INFO, "mode %s, pool of %u, server reachable",
                   st->conf.mode == PG_MODE_COPY ? "copy" : "query", st->conf.pool_size);
+        check_statement(st);
+    }
     return st;
 
 out_free_conf:
