@@ -1,7 +1,7 @@
 /*
  * fuzz_pgerr.c - libFuzzer target for the postgres sink's pure error
- * readers (sinks/postgres/pg_errors.c): the COPY line parser, the
- * SQLSTATE classifier and the one-line squasher.
+ * readers (sinks/postgres/pg_errors.c): the COPY line parser, the CSV
+ * line-break counter, the SQLSTATE classifier and the one-line squasher.
  *
  * The input is untrusted in the real sink too: it is the CONTEXT field
  * and message text a server (or anything on the socket) sent. Checks:
@@ -58,6 +58,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int cls;
 
     check_line((const char *)data, size);
+    /* Never more breaks than bytes, whatever the quotes. */
+    if (pg_csv_breaks((const char *)data, size, size % 2) > size)
+        abort();
     check_squash(data, size);
     if (size >= 5) {
         memcpy(state, data, 5);

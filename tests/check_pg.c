@@ -309,6 +309,12 @@ START_TEST(test_error_readers)
     ck_assert_int_eq(pg_err_classify("23505"), PG_ERR_DATA);
     ck_assert_int_eq(pg_err_classify("42P01"), PG_ERR_FATAL);
     ck_assert_int_eq(pg_err_classify("42501"), PG_ERR_FATAL);
+    /* CSV records: breaks inside quotes, '\r' in the first, '\n' after. */
+    ck_assert_uint_eq(pg_csv_breaks("1,\"a\nb\"", 7, 0), 1);
+    ck_assert_uint_eq(pg_csv_breaks("1,\"a\nb\"", 7, 1), 0);
+    ck_assert_uint_eq(pg_csv_breaks("1,\"a\rb\"", 7, 1), 1);
+    ck_assert_uint_eq(pg_csv_breaks("1,\"a\r\nb\"\"\n\"", 11, 0), 2);
+    ck_assert_uint_eq(pg_csv_breaks("1,a", 3, 0), 0);
     pg_one_line(msg);
     ck_assert_str_eq(msg, "server closed the connection unexpectedly This probably means");
 }
@@ -430,6 +436,55 @@ START_TEST(test_copy_unknown_row_split)
     sql_count_ids("t_fk", counts, 8);
     for (int i = 0; i < 8; i++)
         ck_assert_int_eq(counts[i], i == 5 ? 0 : 1);
+    bd_test_daemon_stop(d);
+    bd_test_shared_free(ld, sizeof(*ld));
+}
+END_TEST
+
+/* CSV: quoted commas, quotes and line breaks inside one record; the bad
+ * row comes after a two-line record, so only a record count (what the
+ * server reports) finds it. */
+START_TEST(test_copy_csv)
+{
+    static const char *const rows[] = {
+        "0,\"a,b\"", "1,\"two\nlines\"", "notanint,x", "3,\"say \"\"hi\"\"\"", "4,",
+    };
+    static const char *const want[] = { "a,b", "two\nlines", NULL, "say \"hi\"", NULL };
+    struct bd_test_daemon *d;
+    struct batchd_client *c;
+    struct slot slots[5];
+    struct load *ld;
+    int answered = 0;
+
+    sql_exec("CREATE TABLE t_csv (id int, v text)");
+    d = daemon_copy("t_csv", "format = csv\n", "policy = size\nmax_items = 5\nmax_attempts = 1\n");
+    ld = load_new(d, "rows", 1, 5, 5);
+    c = bd_test_connect(d);
+    for (int i = 0; i < 5; i++) {
+        slots[i] = (struct slot){ .ld = ld, .id = i, .answered = &answered };
+        ck_assert_int_eq(batchd_submit_load(c, "rows", rows[i], strlen(rows[i]), NULL,
+                                            reply_cb, &slots[i], NULL), BATCHD_CLIENT_OK);
+    }
+    while (answered < 5)
+        ck_assert_int_ge(batchd_process(c, 10000), 1);
+    batchd_free(c);
+    for (int i = 0; i < 5; i++) {
+        char q[160];
+
+        if (i == 2) {
+            ck_assert_int_eq(ld->status[i], BATCHD_FAIL);
+            ck_assert_msg(strstr(ld->body[i], "notanint") != NULL, "%s", ld->body[i]);
+            continue;
+        }
+        ck_assert_msg(ld->status[i] == BATCHD_OK, "row %d: %s %s", i,
+                      batchd_status_name(ld->status[i]), ld->body[i]);
+        /* NULL for an empty unquoted CSV field, the text as sent otherwise. */
+        snprintf(q, sizeof(q), "DO $$ BEGIN IF (SELECT count(*) FROM t_csv WHERE id = %d AND "
+                 "v IS NOT DISTINCT FROM %s) <> 1 THEN RAISE 'row %d'; END IF; END $$", i,
+                 want[i] == NULL ? "NULL" : i == 0 ? "'a,b'" : i == 1 ? "E'two\\nlines'"
+                 : "'say \"hi\"'", i);
+        sql_exec(q);
+    }
     bd_test_daemon_stop(d);
     bd_test_shared_free(ld, sizeof(*ld));
 }
@@ -837,6 +892,7 @@ static Suite *pg_suite(void)
     bd_test_add(core, test_copy_rows_land_exactly);
     bd_test_add(core, test_copy_bad_rows_fail_alone);
     bd_test_add(core, test_copy_unknown_row_split);
+    bd_test_add(core, test_copy_csv);
     bd_test_add(core, test_copy_refuses_multi_line_payload);
     bd_test_add(core, test_query_lookups);
     bd_test_add(core, test_query_insert_returning);

@@ -8,7 +8,9 @@
  *
  * One bad row must not fail its neighbours. When the server refuses the
  * data (SQLSTATE class 22 or 23) it names the row in the error's CONTEXT
- * ("COPY t, line N"): that item gets FAIL with the server's message and
+ * ("COPY t, line N"; in CSV, line breaks inside quotes count as lines,
+ * the way the server counts them, see pg_csv_breaks): that item gets
+ * FAIL with the server's message and
  * the COPY runs again without it, in the same call, until the rest lands
  * (the failed attempts rolled back, so the good rows land exactly once,
  * in one transaction). When the row cannot be told, the whole batch is
@@ -115,6 +117,31 @@ static PGresult *copy_once(struct pg_pool *p, struct pg_conn *c,
     return last;
 }
 
+/*
+ * The position in idx[0..n-1] of the row that the server's COPY line
+ * 'line' (1-based) falls in, or n when none. Text rows are one line each
+ * (raw line breaks were refused); CSV rows may hold line breaks in quotes,
+ * counted as the server counts them (pg_csv_breaks).
+ */
+static size_t row_at_line(int fmt, const struct batchd_batch *b, const size_t *idx,
+                          size_t n, unsigned long line)
+{
+    unsigned long start = 1;
+
+    if (fmt != PG_FORMAT_CSV)
+        return line >= 1 && line <= n ? (size_t)line - 1 : n;
+    for (size_t k = 0; k < n; k++) {
+        const struct batchd_item *it = &b->items[idx[k]];
+        unsigned long next = start + 1 +
+            pg_csv_breaks(it->data ? it->data : "", it->len, k == 0);
+
+        if (line >= start && line < next)
+            return k;
+        start = next;
+    }
+    return n;
+}
+
 /* Drop idx[k] from idx[0..*n-1], keeping the order. */
 static void drop_row(size_t *idx, size_t *n, size_t k)
 {
@@ -156,6 +183,7 @@ int pg_copy_run(struct pg_pool *p, struct pg_conn *c, struct batchd_batch *b)
         int oom;
         PGresult *r = copy_once(p, c, b, idx, n, &oom);
         unsigned long line;
+        size_t bad;
         int cls;
 
         if (oom) {
@@ -177,11 +205,10 @@ int pg_copy_run(struct pg_pool *p, struct pg_conn *c, struct batchd_batch *b)
             line = pg_copy_error_line(ctx, ctx ? strlen(ctx) : 0);
         }
         PQclear(r);
-        if (cls == PG_ERR_DATA && n == 1)
-            line = 1;           /* one row left: it is the one */
-        if (cls == PG_ERR_DATA && line >= 1 && line <= n) {
-            p->host->result(b, idx[line - 1], BATCHD_RESULT_FAIL, msg, strlen(msg));
-            drop_row(idx, &n, line - 1);
+        bad = n == 1 ? 0 : row_at_line(p->conf->format, b, idx, n, line);
+        if (cls == PG_ERR_DATA && bad < n) {    /* one row left: it is the one */
+            p->host->result(b, idx[bad], BATCHD_RESULT_FAIL, msg, strlen(msg));
+            drop_row(idx, &n, bad);
             continue;
         }
         /* Row unknown (data error): RETRY, and the daemon's split finds it. */

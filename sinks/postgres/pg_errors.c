@@ -88,3 +88,18 @@ void pg_one_line(char *s)
         w--;
     *w = '\0';
 }
+
+size_t pg_csv_breaks(const char *data, size_t len, int first)
+{
+    char counted = first ? '\r' : '\n';
+    size_t n = 0;
+    int quoted = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '"')
+            quoted = !quoted;   /* "" inside quotes toggles twice */
+        else if (quoted && data[i] == counted)
+            n++;
+    }
+    return n;
+}

@@ -36,6 +36,18 @@ int pg_err_classify(const char *sqlstate);
  */
 unsigned long pg_copy_error_line(const char *ctx, size_t len);
 
+/*
+ * Physical lines that PostgreSQL 15 counts inside one CSV record of COPY
+ * FROM (data, len bytes, the record without its terminating '\n'; quote
+ * and escape '"'): the line breaks inside quotes. The server's counter is
+ * "fragile" (its own word, copyfromparse.c): until it has seen the first
+ * end of line it counts '\r' inside quotes, afterwards '\n'. first says
+ * whether this record is the first of the COPY. A record k then starts at
+ * line 1 + sum over earlier records (1 + breaks), and its errors name a
+ * line from that start to the start of the next record, exclusive.
+ */
+size_t pg_csv_breaks(const char *data, size_t len, int first);
+
 /* Make s one line for a log or a reply: runs of '\n', '\r', '\t' and
  * spaces become one space; no space at either end. In place. */
 void pg_one_line(char *s);
