@@ -163,6 +163,8 @@ struct run {
     const struct args *a;
     double deadline;          /* now_ms() value at which to stop */
     int idx;
+    struct batchd_client *bc; /* batchd cells: connected before the start */
+    PGconn *pc;               /* direct cells: connected (and prepared) before */
 };
 
 static unsigned long long rng_state;
@@ -194,7 +196,7 @@ static void write_cb(struct batchd_client *c, const struct batchd_reply *r, void
 /* batchd-copy: D one-row LOADs in flight until the deadline, then drain. */
 static void run_bcopy(struct run *r)
 {
-    struct batchd_client *c = batchd_connect_unix(sock, 10000);
+    struct batchd_client *c = r->bc;
     long sent = 0, answered = 0;
     struct wslot w = { &sh->done[r->idx], &sh->bad[r->idx], &answered };
     char p[96];
@@ -222,7 +224,7 @@ out:
 /* batchd-lookup: one LOAD at a time, random ids, check the name. */
 static void run_blookup(struct run *r)
 {
-    struct batchd_client *c = batchd_connect_unix(sock, 10000);
+    struct batchd_client *c = r->bc;
 
     while (now_ms() < r->deadline) {
         struct batchd_reply *rep = NULL;
@@ -245,21 +247,32 @@ static void run_blookup(struct run *r)
     batchd_free(c);
 }
 
+/* direct cells: a connection with the statement prepared, before the
+ * start, so that the timed window holds only the statements. */
+static PGconn *direct_connect(enum cell cell)
+{
+    PGconn *c = db();
+    PGresult *res = PQprepare(c, "s", cell == C_INSERT
+                              ? "INSERT INTO w_rows (id, v) VALUES ($1, $2)"
+                              : "SELECT name FROM ids WHERE id = $1",
+                              cell == C_INSERT ? 2 : 1, NULL);
+
+    PQclear(res);
+    return c;
+}
+
 /* direct-insert / direct-lookup: one statement at a time on our own
  * connection. */
 static void run_direct(struct run *r)
 {
-    PGconn *c = db();
-    const char *q = r->cell == C_INSERT ? "INSERT INTO w_rows (id, v) VALUES ($1, $2)"
-                                        : "SELECT name FROM ids WHERE id = $1";
-    PGresult *res = PQprepare(c, "s", q, r->cell == C_INSERT ? 2 : 1, NULL);
+    PGconn *c = r->pc;
     long i = 0;
 
-    PQclear(res);
     while (now_ms() < r->deadline) {
         char id[24], v[64];
         const char *params[2] = { id, v };
         long k = r->cell == C_INSERT ? (long)r->idx * 100000000L + i++ : rand_id(r->a->rows);
+        PGresult *res;
 
         snprintf(id, sizeof(id), "%ld", k);
         snprintf(v, sizeof(v), "payload of a row written directly %d", r->idx);
@@ -279,13 +292,13 @@ static void run_direct(struct run *r)
  * answers per second, or -1 when any answer was wrong. */
 static double timed_cell(const struct args *a, enum cell cell, long *total)
 {
-    int go[2];
+    int go[2], ready[2];
     pid_t pids[MAX_CLIENTS];
     double start, last = 0;
     long bad = 0;
 
     memset(sh, 0, sizeof(*sh));
-    if (pipe(go) != 0)
+    if (pipe(go) != 0 || pipe(ready) != 0)
         return -1;
     for (int i = 0; i < a->clients; i++) {
         pids[i] = fork();
@@ -295,6 +308,16 @@ static double timed_cell(const struct args *a, enum cell cell, long *total)
 
             close(go[1]);
             rng_state = 0x9e3779b97f4a7c15ull ^ ((unsigned long long)getpid() << 20);
+            if (cell == C_BCOPY || cell == C_BLOOKUP)
+                r.bc = batchd_connect_unix(sock, 10000);
+            else
+                r.pc = direct_connect(cell);
+            /* Connected: say so (and let go of the pipe, so that the
+             * parent sees EOF if a client dies), then wait for the start. */
+            close(ready[0]);
+            if (write(ready[1], "r", 1) != 1)
+                _exit(1);
+            close(ready[1]);
             if (read(go[0], &b, 1) < 0)
                 _exit(1);
             r.deadline = now_ms() + a->seconds * 1000;
@@ -309,7 +332,14 @@ static double timed_cell(const struct args *a, enum cell cell, long *total)
         }
     }
     close(go[0]);
-    usleep(300000);           /* let every client connect */
+    close(ready[1]);
+    for (int i = 0; i < a->clients; i++) {
+        char b;
+
+        if (read(ready[0], &b, 1) != 1)
+            break;              /* a client died: its count shows it */
+    }
+    close(ready[0]);
     start = now_ms();
     close(go[1]);             /* EOF wakes them all */
     for (int i = 0; i < a->clients; i++)
@@ -390,6 +420,9 @@ static void setup_tables(const struct args *a)
              "generate_series(1, %ld) g", a->rows);
     sql(c, q);
     sql(c, "VACUUM ANALYZE ids");
+    /* Into shared_buffers (128 MB), so that no cell pays the first reads. */
+    sql(c, "CREATE EXTENSION IF NOT EXISTS pg_prewarm");
+    sql(c, "SELECT pg_prewarm('ids'), pg_prewarm('ids_pkey')");
     PQfinish(c);
 }
 

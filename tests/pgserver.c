@@ -101,7 +101,7 @@ static int configure(struct bd_pg *s)
     fprintf(f, "\n# throwaway test server (tests/pgserver.c)\n"
             "listen_addresses = ''\nunix_socket_directories = '%s'\n"
             "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-            "max_connections = 100\nshared_buffers = 32MB\n", s->dir);
+            "max_connections = 100\nshared_buffers = 128MB\n", s->dir);
     return fclose(f);
 }
 
