@@ -261,6 +261,10 @@ static void host_fill(struct bd_sink *s)
     s->host.retry_after = host_retry_after;
 }
 
+/* do_init: LOAD_RUN (the daemon), LOAD_CHECK (--check-config: init in
+ * this process, whatever the isolation). */
+enum { LOAD_RUN = 1, LOAD_CHECK = 2 };
+
 static int init_one(struct bd_sink *s, const struct bd_sink_conf *sc,
                     const char *dir, int do_init, char *err, size_t errlen)
 {
@@ -272,18 +276,16 @@ static int init_one(struct bd_sink *s, const struct bd_sink_conf *sc,
         snprintf(err, errlen, "sink %s: out of memory", sc->name);
         return -1;
     }
-    if (do_init && sc->isolation == BD_ISOLATION_PROCESS) {
+    if (do_init == LOAD_RUN && sc->isolation == BD_ISOLATION_PROCESS) {
         /* The plugin is only ever loaded by the runner child; the
          * daemon gets the proxy table (isolate.c). --check-config
-         * (do_init 0) still dlopens it here: it never calls init. */
+         * (LOAD_CHECK) loads and inits it here, then shuts it down. */
         s->isolation = sc->isolation;
         host_fill(s);
         return bd_isolate_load(s, sc, &s->host, err, errlen);
     }
     if (open_plugin(s, sc, err, errlen) != 0)
         return -1;
-    if (!do_init)
-        return 0;
     host_fill(s);
     s->state = s->vt->init(&s->host, sc->kv, sc->nkv, why, sizeof(why));
     if (s->state == NULL) {
@@ -325,13 +327,13 @@ struct bd_sink *bd_sink_load_all(const struct bd_config *cfg,
                                  const char *sink_dir, char *err,
                                  size_t errlen)
 {
-    return load(cfg, sink_dir, 1, err, errlen);
+    return load(cfg, sink_dir, LOAD_RUN, err, errlen);
 }
 
 int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
                       char *err, size_t errlen)
 {
-    struct bd_sink *s = load(cfg, sink_dir, 0, err, errlen);
+    struct bd_sink *s = load(cfg, sink_dir, LOAD_CHECK, err, errlen);
 
     if (s == NULL)
         return -1;

@@ -105,7 +105,10 @@ int bd_sink_open(const char *name, const char *path,
                  const struct batchd_kv *kv, size_t nkv, void **dl,
                  const struct batchd_sink **vt, char *err, size_t errlen);
 
-/* Like bd_sink_load_all but stops before init: for --check-config. */
+/* For --check-config: like bd_sink_load_all, but every plugin is loaded
+ * in this process (whatever its isolation), init'ed so that it checks
+ * its option values (a sink may log warnings, e.g. a server it cannot
+ * reach), then shut down again. */
 int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
                       char *err, size_t errlen);
 
