@@ -696,11 +696,8 @@ START_TEST(test_query_data_error)
     {
         int st = load_one(d, "k", "x", body, sizeof(body));
 
-        /* A whole-batch FAIL is final (DESIGN 4); until issue 10 item 5
-         * lands in the daemon it still reads RETRY_EXHAUSTED after one
-         * attempt. Either way, the server's words. */
-        ck_assert_msg(st == BATCHD_FAIL || st == BATCHD_RETRY_EXHAUSTED, "%s: %s",
-                      batchd_status_name(st), body);
+        /* A whole-batch FAIL is final (DESIGN 4), in the server's words. */
+        ck_assert_msg(st == BATCHD_FAIL, "%s: %s", batchd_status_name(st), body);
     }
     ck_assert_msg(strstr(body, "invalid input syntax for type integer") &&
                   strstr(body, "22P02"), "%s", body);
@@ -786,8 +783,7 @@ START_TEST(test_down_at_start)
 END_TEST
 
 /* A server that never comes: the daemon runs, every item gets one final
- * answer naming the reason (SINK_UNAVAILABLE once the daemon treats a
- * failed acquire so; RETRY_EXHAUSTED before that), never OK. */
+ * SINK_UNAVAILABLE naming the reason (a failed acquire), never OK. */
 START_TEST(test_down_for_good)
 {
     char *conf = conf_copy("t_never", bd_pg_conninfo_nowhere(pg), "",
@@ -798,8 +794,8 @@ START_TEST(test_down_for_good)
     for (int i = 0; i < 3; i++) {
         int st = load_one(d, "rows", "1\tx", body, sizeof(body));
 
-        ck_assert_msg(st == BATCHD_SINK_UNAVAILABLE || st == BATCHD_RETRY_EXHAUSTED,
-                      "status %s: %s", batchd_status_name(st), body);
+        ck_assert_msg(st == BATCHD_SINK_UNAVAILABLE, "status %s: %s",
+                      batchd_status_name(st), body);
         ck_assert_msg(strstr(body, "No such file or directory") != NULL, "%s", body);
     }
     bd_test_daemon_assert_alive(d);
