@@ -100,6 +100,9 @@ $(BUILD)/sinks/%.so: $(BUILD)/obj/sinks/%.o
 # Keep objects that only pattern rules name (multi-file sinks, suites).
 .SECONDARY:
 .SECONDEXPANSION:
+# A static pattern rule: a plain pattern rule with no prerequisites would
+# also match single-file sinks and link them empty.
+$(patsubst sinks/%,$(BUILD)/sinks/%.so,$(sort $(SINK_DIRS))): \
 $(BUILD)/sinks/%.so: $$(call obj,$$(wildcard sinks/$$*/*.c))
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -shared -o $@ $^ -lpthread $(LIBS_$*)
