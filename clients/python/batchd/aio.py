@@ -241,6 +241,10 @@ class AsyncClient:
         """Register the ids, write the frame, wait. The frame is written
         synchronously right after the ids are registered, so a cancelled
         caller always leaves a known id behind, never a stray reply."""
+        if conn.error is None and conn.writer.transport.is_closing():
+            # Lost, and the reader task has not run since: do not write
+            # into a dead transport (asyncio would log every write).
+            conn.die(ConnectionError("the daemon closed the connection"))
         if conn.error is not None:      # died while we waited to connect
             raise conn.error
         conn.pending.update(ids)

@@ -1,0 +1,69 @@
+"""32 processes at once, each with its own Client (the case the client
+is for: many workers asking for one thing at a time)."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+import unittest
+
+import batchd
+from .daemon import Daemon
+from .test_async import ledger_batches
+
+PROCS = 32
+LOADS = 200      # per process
+
+
+def _worker(path: str, idx: int, start, results) -> None:
+    """One process: wait for the start signal, then LOAD one at a time."""
+    try:
+        with batchd.Client(path, timeout=60) as c:
+            start.wait(30)
+            ok = 0
+            for i in range(LOADS):
+                payload = b"p%d-%d" % (idx, i)
+                if c.load("k%d" % (idx % 4), payload) == payload:
+                    ok += 1
+            c.send("k0", b"s%d" % idx)
+        results.put((idx, ok, ""))
+    except BaseException as e:   # reported to the test, never lost
+        results.put((idx, -1, repr(e)))
+
+
+class ProcsTest(unittest.TestCase):
+    def test_32_processes(self):
+        ctx = multiprocessing.get_context("fork")
+        body = """[sink.rec]
+plugin = @TSINKS@/record.so
+ledger = @DIR@/rec.ledger
+
+[route.default]
+match = *
+sink = rec
+policy = immediate
+"""
+        with Daemon(body) as d:
+            start = ctx.Event()
+            results = ctx.Queue()
+            procs = [ctx.Process(target=_worker, args=(d.socket, i, start, results))
+                     for i in range(PROCS)]
+            for p in procs:
+                p.start()
+            start.set()
+            got = sorted(results.get(timeout=120) for _ in procs)
+            for p in procs:
+                p.join(30)
+                self.assertEqual(p.exitcode, 0)
+            self.assertEqual(got, [(i, LOADS, "") for i in range(PROCS)])
+            # Every item reached the sink once; the SENDs may land a bit
+            # after their ACCEPTED.
+            ledger = os.path.join(d.dir, "rec.ledger")
+            end = time.monotonic() + 30
+            while sum(ledger_batches(ledger)) < PROCS * (LOADS + 1) and time.monotonic() < end:
+                time.sleep(0.05)
+            self.assertEqual(sum(ledger_batches(ledger)), PROCS * (LOADS + 1))
+
+
+if __name__ == "__main__":
+    unittest.main()
