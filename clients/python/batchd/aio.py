@@ -61,6 +61,22 @@ class _Conn:
         self.next_id = 2                  # 1 was the HELLO
         self.error: Optional[BatchdError] = None  # set once it is dead
         self.task: Optional[asyncio.Task] = None  # the reader, owned
+        self.out: List[bytes] = []        # frames not yet handed to writer
+        self.flush_due = False            # a flush is scheduled on the loop
+
+    def queue(self, data: bytes) -> None:
+        """Write data with the frames of the other calls made in this
+        turn of the loop: one write (one send) for all of them."""
+        self.out.append(data)
+        if not self.flush_due:
+            self.flush_due = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_due = False
+        out, self.out = self.out, []
+        if self.error is None and out:
+            self.writer.write(b"".join(out))
 
     async def run(self) -> None:
         """The reader task: hand each reply to its waiter until the
@@ -238,9 +254,10 @@ class AsyncClient:
 
     async def _submit(self, conn: _Conn, data: bytes, ids: Dict[int, Any],
                       waiter: Any):
-        """Register the ids, write the frame, wait. The frame is written
-        synchronously right after the ids are registered, so a cancelled
-        caller always leaves a known id behind, never a stray reply."""
+        """Register the ids, queue the frame, wait. The frame is queued
+        right after the ids are registered, with no await in between, so
+        a cancelled caller always leaves a known id behind (its reply is
+        dropped), never a stray reply."""
         if conn.error is None and conn.writer.transport.is_closing():
             # Lost, and the reader task has not run since: do not write
             # into a dead transport (asyncio would log every write).
@@ -248,7 +265,7 @@ class AsyncClient:
         if conn.error is not None:      # died while we waited to connect
             raise conn.error
         conn.pending.update(ids)
-        conn.writer.write(data)
+        conn.queue(data)
         try:
             await conn.writer.drain()
         except OSError:

@@ -172,7 +172,8 @@ class Client:
     def _send(self, data: bytes, deadline: Optional[float]) -> None:
         sock = self._sock
         assert sock is not None
-        sock.settimeout(_left(deadline))
+        if deadline is not None:    # else the socket stays blocking
+            sock.settimeout(_left(deadline))
         try:
             sock.sendall(data)
         except _socket.timeout:
@@ -187,7 +188,8 @@ class Client:
     def _recv(self, deadline: Optional[float]) -> List[bytes]:
         sock = self._sock
         assert sock is not None
-        sock.settimeout(_left(deadline))
+        if deadline is not None:
+            sock.settimeout(_left(deadline))
         try:
             chunk = sock.recv(self._reader.want())
         except _socket.timeout:
@@ -236,9 +238,11 @@ class Client:
             self._sock.detach()     # the parent's descriptor; not ours
             self._sock = None
             return
+        # select, not recv(MSG_DONTWAIT): a socket with a timeout polls
+        # for the whole timeout whatever the flags say.
         ready, _, _ = select.select([self._sock], [], [], 0)
         if ready:
-            self._drop()
+            self._drop()        # EOF, an unsolicited frame, or an error
 
     def _drop(self) -> None:
         if self._sock is not None:
