@@ -7,7 +7,7 @@ frame over max_frame) and the connection stays as it was.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, TypeVar, Union
 
 from . import protocol as p
 from .errors import BatchdError, FrameTooLarge, error_for
@@ -17,6 +17,8 @@ DEFAULT_SOCKET = "/run/batchd/batchd.sock"
 CLIENT_NAME = "batchd-python/0.1.0"
 
 Payload = Union[bytes, bytearray, memoryview, str]
+Build = Callable[[int], bytes]    # first request id -> the framed request
+T = TypeVar("T")
 
 
 def socket_path(path: Optional[str]) -> str:
@@ -145,3 +147,10 @@ def hello_error(status: int, data: Optional[bytes]) -> BatchdError:
         msg = "daemon does not speak protocol version %d: %s" % (
             p.PROTOCOL_VERSION, msg)
     return error_for(status, msg)
+
+
+def value(result: Union[T, BatchdError]) -> T:
+    """Raise an item's error, or return its value."""
+    if isinstance(result, BatchdError):
+        raise result
+    return result

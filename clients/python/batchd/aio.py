@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import socket as _socket
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _request as rq
 from . import protocol as p
 from .errors import BatchdError, ConnectionError, ProtocolError, error_for
 from .status import Status
+
+
+_Answer = Tuple[int, Optional[bytes]]   # status, body
 
 
 class _One:
@@ -60,7 +63,7 @@ class _Conn:
         self.pending: Dict[int, Any] = {}  # id -> _One/_Many (one entry per id)
         self.next_id = 2                  # 1 was the HELLO
         self.error: Optional[BatchdError] = None  # set once it is dead
-        self.task: Optional[asyncio.Task] = None  # the reader, owned
+        self.task: Optional["asyncio.Task[None]"] = None  # the reader, owned
         self.out: List[bytes] = []        # frames not yet handed to writer
         self.flush_due = False            # a flush is scheduled on the loop
 
@@ -141,7 +144,7 @@ class AsyncClient:
         self.reply_max = reply_max          # largest reply body we accept
         self.server = ""                    # HELLO answer, "batchd 0.1.0"
         self._conn: Optional[_Conn] = None  # owned; None or dead = reconnect
-        self._connecting: Optional[asyncio.Future] = None  # a connect under way
+        self._connecting: Optional["asyncio.Future[_Conn]"] = None  # a connect under way
 
     # ---- public calls ------------------------------------------------------
 
@@ -158,7 +161,7 @@ class AsyncClient:
         opts = rq.make_opts(deadline_ms, priority, dedup_id, trace)
         st, data = await self._one(
             lambda i: rq.item_frame(p.LOAD, i, key, payload, opts, self.max_frame))
-        return _value(rq.load_result(st, data))
+        return rq.value(rq.load_result(st, data))
 
     async def send(self, key: str, payload: rq.Payload, *,
                    deadline_ms: Optional[int] = None,
@@ -206,7 +209,7 @@ class AsyncClient:
         """As Client.control."""
         st, data = await self._one(
             lambda i: rq.control_frame(i, command, args, self.max_frame))
-        return _value(rq.control_result(st, data))
+        return rq.value(rq.control_result(st, data))
 
     async def close(self) -> None:
         """Close the connection; waiting calls raise ConnectionError. A
@@ -234,26 +237,27 @@ class AsyncClient:
 
     # ---- requests ------------------------------------------------------------
 
-    async def _one(self, build: Callable[[int], bytes]):
+    async def _one(self, build: rq.Build) -> _Answer:
         conn = await self._live()
         rid = conn.next_id
         data = build(rid)               # may raise: nothing registered
         conn.next_id += 1
         waiter = _One(asyncio.get_running_loop())
-        return await self._submit(conn, data, {rid: waiter}, waiter)
+        answer: _Answer = await self._submit(conn, data, {rid: waiter}, waiter)
+        return answer
 
-    async def _many(self, build: Callable[[int], bytes], n: int):
+    async def _many(self, build: rq.Build, n: int) -> List[_Answer]:
         conn = await self._live()
         first = conn.next_id
         data = build(first)
         conn.next_id += n
         waiter = _Many(asyncio.get_running_loop(), first, n)
-        return await self._submit(conn, data,
-                                  dict.fromkeys(range(first, first + n), waiter),
-                                  waiter)
+        answers: List[_Answer] = await self._submit(
+            conn, data, dict.fromkeys(range(first, first + n), waiter), waiter)
+        return answers
 
     async def _submit(self, conn: _Conn, data: bytes, ids: Dict[int, Any],
-                      waiter: Any):
+                      waiter: Any) -> Any:
         """Register the ids, queue the frame, wait. The frame is queued
         right after the ids are registered, with no await in between, so
         a cancelled caller always leaves a known id behind (its reply is
@@ -287,11 +291,11 @@ class AsyncClient:
             self._connecting = asyncio.ensure_future(self._open())
         try:
             # shield: one caller's cancellation must not abort the others'
-            conn = await asyncio.shield(self._connecting)
+            new = await asyncio.shield(self._connecting)
         finally:
             if self._connecting is not None and self._connecting.done():
                 self._connecting = None
-        return conn
+        return new
 
     async def _open(self) -> _Conn:
         old, self._conn = self._conn, None
@@ -348,8 +352,3 @@ class AsyncClient:
         self.server = p.text(data)
         return sock
 
-
-def _value(result):
-    if isinstance(result, BatchdError):
-        raise result
-    return result

@@ -68,7 +68,7 @@ class Client:
         (st, data), = self._call(
             lambda i: rq.item_frame(p.LOAD, i, key, payload, opts,
                                     self.max_frame), 1)
-        return _value(rq.load_result(st, data))
+        return rq.value(rq.load_result(st, data))
 
     def send(self, key: str, payload: rq.Payload, *,
              deadline_ms: Optional[int] = None, priority: Optional[int] = None,
@@ -118,7 +118,7 @@ class Client:
         reload): returns its text (JSON for stats and health)."""
         (st, data), = self._call(
             lambda i: rq.control_frame(i, command, args, self.max_frame), 1)
-        return _value(rq.control_result(st, data))
+        return rq.value(rq.control_result(st, data))
 
     def close(self) -> None:
         """Close the connection. A later call opens a new one."""
@@ -133,7 +133,7 @@ class Client:
 
     # ---- one exchange ----------------------------------------------------------
 
-    def _call(self, build, n: int) -> List[_Answer]:
+    def _call(self, build: rq.Build, n: int) -> List[_Answer]:
         """Send the frame build(first_id) makes (n ids) and wait for the n
         replies. Reconnects first when the connection is gone."""
         with self._lock:
@@ -260,8 +260,3 @@ def _left(deadline: Optional[float]) -> Optional[float]:
         raise Timeout("timed out")
     return left
 
-
-def _value(result):
-    if isinstance(result, BatchdError):
-        raise result
-    return result

@@ -149,7 +149,7 @@ class FrameReader:
         """Bytes worth asking the socket for: the rest of a big frame at
         once, else one chunk."""
         if len(self._buf) >= HDR:
-            (n,) = _LEN.unpack_from(self._buf, 0)
+            n: int = _LEN.unpack_from(self._buf, 0)[0]
             if 0 < n <= self.limit:
                 return max(HDR + n - len(self._buf), 65536)
         return 65536
@@ -158,7 +158,8 @@ class FrameReader:
 # ---- requests ----------------------------------------------------------------
 
 def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
 
 
 def encode_hello(req_id: int, name: str) -> bytes:

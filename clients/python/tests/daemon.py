@@ -109,20 +109,24 @@ class Daemon:
         with open(os.path.join(self.dir, "stderr.log"), errors="replace") as f:
             return f.read()
 
-    def close(self) -> None:
-        """Kill the daemon if it runs, remove the directory."""
+    def close(self, check: bool = True) -> None:
+        """Stop the daemon if it runs (SIGTERM) and remove the directory.
+        With check, an exit code other than 0 fails the test (under ASan a
+        leak makes the daemon exit non-zero, as in tests/helpers.c)."""
+        code = 0
         if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+            code = self.stop(signal.SIGTERM)
+        log = self.log() if code != 0 else ""
         if not os.environ.get("BATCHD_TEST_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
+        if check and code != 0:
+            raise AssertionError("batchd exited with %d:\n%s" % (code, log))
 
     def __enter__(self) -> "Daemon":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.close(check=exc_type is None)   # do not hide the first failure
 
 
 ECHO = """[sink.echo]

@@ -65,5 +65,30 @@ policy = immediate
             self.assertEqual(sum(ledger_batches(ledger)), PROCS * (LOADS + 1))
 
 
+    def test_client_shared_across_fork(self):
+        # A child that uses its parent's Client opens its own connection
+        # and leaves the parent's alone.
+        ctx = multiprocessing.get_context("fork")
+        with Daemon("[sink.echo]\nplugin = echo\n\n[route.default]\nmatch = *\n"
+                    "sink = echo\npolicy = immediate\n") as d:
+            with batchd.Client(d.socket, timeout=30) as c:
+                self.assertEqual(c.load("k", b"parent"), b"parent")
+                sock = c._sock
+                results = ctx.Queue()
+                p = ctx.Process(target=_fork_child, args=(c, results))
+                p.start()
+                self.assertEqual(results.get(timeout=60), [b"child"] * 50)
+                p.join(30)
+                self.assertEqual(c.load("k", b"parent again"), b"parent again")
+                self.assertIs(c._sock, sock)     # the parent's connection lived on
+
+
+def _fork_child(c, results) -> None:
+    try:
+        results.put([c.load("k", b"child") for _ in range(50)])
+    except BaseException as e:
+        results.put(repr(e))
+
+
 if __name__ == "__main__":
     unittest.main()
