@@ -98,6 +98,9 @@ class _Conn:
         except asyncio.CancelledError:
             self.die(ConnectionError("client closed"))
             raise
+        except Exception as e:  # a bug here must not leave callers waiting
+            self.die(ProtocolError("reply reader failed: %r" % e))
+            raise
 
     def dispatch(self, body: bytes) -> None:
         mtype, rid, status, data = p.decode_reply(body)
@@ -123,8 +126,8 @@ class AsyncClient:
     """An asyncio batchd client; the calls are coroutines.
 
     Calls from many tasks share one connection and are pipelined: each
-    writes its frame at once and waits for its own reply (matched by
-    req_id). Cancelling a waiting call is safe: its reply, when it comes,
+    queues its frame at once (the frames of one turn of the event loop go
+    out in one write) and waits for its own reply (matched by req_id). Cancelling a waiting call is safe: its reply, when it comes,
     is dropped (the item itself may still be done by the daemon). Use
     asyncio.wait_for for timeouts. When the connection breaks, the calls
     waiting on it raise ConnectionError (or the ERROR frame's exception)
