@@ -12,6 +12,10 @@ export BATCHD_BIN=${BATCHD_BIN:-$top/$BUILD/batchd}
 export BATCHD_SINK_DIR=${BATCHD_SINK_DIR:-$top/$BUILD/sinks}
 export BATCHD_TEST_SINK_DIR=${BATCHD_TEST_SINK_DIR:-$top/$BUILD/tests/sinks}
 export PYTHONDONTWRITEBYTECODE=1
+# Against the sanitizer build, a daemon that leaks exits non-zero, which
+# fails the test that stopped it (tests/daemon.py), as in tests/run.sh.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 # The first interpreter that has msgpack: $PYTHON, python3 on the PATH
 # (may be a pyenv shim without it), then Debian's.
