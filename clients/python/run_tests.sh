@@ -36,8 +36,13 @@ import unittest
 
 names = sys.argv[1:]
 loader = unittest.TestLoader()
-suite = (loader.loadTestsFromNames(names) if names
-         else loader.discover("tests", top_level_dir="."))
+try:
+    suite = (loader.loadTestsFromNames(names) if names
+             else loader.discover("tests", top_level_dir="."))
+except Exception as e:   # a name that does not exist, a syntax error
+    print("cannot load the tests: %r" % e)
+    print("0 passed, 1 failed")
+    sys.exit(1)
 result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
 # A test with failing subtests counts once.
 bad = {getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors}
