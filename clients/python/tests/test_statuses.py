@@ -5,6 +5,7 @@ with the fake server in test_broken_server.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -180,7 +181,9 @@ class StatusTest(unittest.TestCase):
                           "command: unknown", self.c.control, "nosuch")
         self.assertEqual(self.c.control("ping"), "pong")
         self.assertIn('"status":"ok"', self.c.control("health"))
-        self.assertIn("echo.a", self.c.control("stats", {"format": "text"}) + "echo.a")
+        self.c.load("echo.stats", b"x")
+        self.assertIn("echo.stats", self.c.control("stats", {"format": "text"}))
+        self.assertIn("echo.stats", json.loads(self.c.control("stats")).get("keys", {}))
 
     def test_no_route(self):
         self.check_raises(batchd.NoRoute, batchd.Status.NO_ROUTE, "",
