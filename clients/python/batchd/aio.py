@@ -265,10 +265,6 @@ class AsyncClient:
         right after the ids are registered, with no await in between, so
         a cancelled caller always leaves a known id behind (its reply is
         dropped), never a stray reply."""
-        if conn.error is None and conn.writer.transport.is_closing():
-            # Lost, and the reader task has not run since: do not write
-            # into a dead transport (asyncio would log every write).
-            conn.die(ConnectionError("the daemon closed the connection"))
         if conn.error is not None:      # died while we waited to connect
             raise conn.error
         conn.pending.update(ids)
@@ -288,6 +284,10 @@ class AsyncClient:
         """The current connection, or a new one when there is none or it
         died. Concurrent callers share one connect attempt."""
         conn = self._conn
+        if conn is not None and conn.error is None and conn.writer.transport.is_closing():
+            # Lost, and the reader task has not run since to say so: do not
+            # write into a dead transport (asyncio would log every write).
+            conn.die(ConnectionError("the daemon closed the connection"))
         if conn is not None and conn.error is None:
             return conn
         if self._connecting is None:
