@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 import unittest
 
 import batchd
-from .daemon import Daemon
+from .daemon import ECHO, Daemon
 from .test_async import ledger_batches
 
 PROCS = 32
@@ -69,8 +70,7 @@ policy = immediate
         # A child that uses its parent's Client opens its own connection
         # and leaves the parent's alone.
         ctx = multiprocessing.get_context("fork")
-        with Daemon("[sink.echo]\nplugin = echo\n\n[route.default]\nmatch = *\n"
-                    "sink = echo\npolicy = immediate\n") as d:
+        with Daemon(ECHO) as d:
             with batchd.Client(d.socket, timeout=30) as c:
                 self.assertEqual(c.load("k", b"parent"), b"parent")
                 sock = c._sock
@@ -81,6 +81,29 @@ policy = immediate
                 p.join(30)
                 self.assertEqual(c.load("k", b"parent again"), b"parent again")
                 self.assertIs(c._sock, sock)     # the parent's connection lived on
+
+    def test_threads_share_a_client(self):
+        # Client is documented thread safe: its lock serialises the calls,
+        # so every thread gets its own answers back.
+        with Daemon(ECHO) as d:
+            with batchd.Client(d.socket, timeout=60) as c:
+                wrong = []
+
+                def run(idx: int) -> None:
+                    for i in range(200):
+                        p = b"t%d-%d" % (idx, i)
+                        try:
+                            if c.load("k", p) != p:
+                                wrong.append(p)
+                        except batchd.BatchdError as e:
+                            wrong.append(e)
+                threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                self.assertEqual(wrong, [])
+                self.assertFalse(any(t.is_alive() for t in threads))
 
 
 def _fork_child(c, results) -> None:

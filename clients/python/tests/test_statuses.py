@@ -13,7 +13,7 @@ import time
 import unittest
 
 import batchd
-from .daemon import Daemon
+from .daemon import ECHO, Daemon
 
 ROUTES = """[daemon]
 max_frame = 4K
@@ -290,7 +290,7 @@ class RefusedConnectionTest(unittest.TestCase):
     def test_permission_denied(self):
         # Only uid 65534 may connect; the test runs as another user.
         self.assertNotEqual(os.getuid(), 65534)
-        with Daemon("[daemon]\nallow_uids = 65534\n" + "\n" + ECHO_ONLY) as d:
+        with Daemon("[daemon]\nallow_uids = 65534\n" + "\n" + ECHO) as d:
             with self.assertRaises(batchd.PermissionDenied) as cm:
                 batchd.Client(d.socket, timeout=30)
             self.assertEqual(cm.exception.status, batchd.Status.PERMISSION_DENIED)
@@ -299,7 +299,7 @@ class RefusedConnectionTest(unittest.TestCase):
                 asyncio.run(_async_ping(d.socket))
 
     def test_too_many_connections(self):
-        with Daemon("[daemon]\nmax_conns = 1\n\n" + ECHO_ONLY) as d:
+        with Daemon("[daemon]\nmax_conns = 1\n\n" + ECHO) as d:
             with _first_client(d.socket) as first:
                 with self.assertRaises(batchd.TooManyConnections) as cm:
                     batchd.Client(d.socket, timeout=30)
@@ -318,7 +318,7 @@ class RefusedConnectionTest(unittest.TestCase):
             asyncio.run(_async_ping(path))
 
     def test_socket_from_environment(self):
-        with Daemon(ECHO_ONLY) as d:
+        with Daemon(ECHO) as d:
             old = os.environ.get("BATCHD_SOCKET")
             os.environ["BATCHD_SOCKET"] = d.socket
             try:
@@ -331,16 +331,6 @@ class RefusedConnectionTest(unittest.TestCase):
                 else:
                     os.environ["BATCHD_SOCKET"] = old
             self.assertEqual(batchd.AsyncClient("/x").path, "/x")
-
-
-ECHO_ONLY = """[sink.echo]
-plugin = echo
-
-[route.default]
-match = *
-sink = echo
-policy = immediate
-"""
 
 
 def _first_client(path: str) -> batchd.Client:
