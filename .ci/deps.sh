@@ -11,7 +11,7 @@ build_pkgs=(build-essential pkg-config libevent-dev libmsgpack-dev
     libsystemd-dev libinih-dev check libpq-dev libhiredis-dev
     libcurl4-openssl-dev libjansson-dev)
 test_pkgs=(clang libclang-rt-14-dev valgrind cppcheck util-linux procps
-    postgresql redis-server redis-tools)
+    postgresql redis-server redis-tools python3 python3-msgpack)
 
 case $what in
 build) pkgs=("${build_pkgs[@]}") ;;
