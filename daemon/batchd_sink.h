@@ -97,7 +97,8 @@ struct batchd_kv {
 
 /* A sink option, for the option table (like a config map). */
 struct batchd_sink_option {
-    const char *name;         /* NULL ends the table */
+    const char *name;         /* NULL ends the table; "pfx.*" takes
+                               * every key "pfx.X" (X not empty) */
     const char *def;          /* default shown in docs, NULL if required */
     const char *help;
 };

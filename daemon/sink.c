@@ -110,17 +110,33 @@ static char *resolve_path(const char *plugin, const char *dir)
     return p;
 }
 
+/* Does option name o take key? "rdkafka.*" takes "rdkafka.X" (X not
+ * empty); any other name only itself. */
+static int option_takes(const char *o, const char *key)
+{
+    size_t n = strlen(o);
+
+    if (n >= 2 && o[n - 2] == '.' && o[n - 1] == '*')
+        return strncmp(o, key, n - 1) == 0 && key[n - 1] != '\0';
+    return strcmp(o, key) == 0;
+}
+
+const struct batchd_sink_option *
+bd_sink_option_find(const struct batchd_sink_option *opts, const char *key)
+{
+    for (; opts != NULL && opts->name != NULL; opts++)
+        if (option_takes(opts->name, key))
+            return opts;
+    return NULL;
+}
+
 static int check_options(const char *name, const char *path,
                          const struct batchd_kv *kv, size_t nkv,
                          const struct batchd_sink *vt, char *err,
                          size_t errlen)
 {
     for (size_t i = 0; i < nkv; i++) {
-        const struct batchd_sink_option *o = vt->options;
-
-        while (o != NULL && o->name != NULL && strcmp(o->name, kv[i].key) != 0)
-            o++;
-        if (o == NULL || o->name == NULL) {
+        if (bd_sink_option_find(vt->options, kv[i].key) == NULL) {
             snprintf(err, errlen, "sink %s (%s): unknown option '%s'",
                      name, path, kv[i].key);
             return -1;

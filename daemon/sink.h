@@ -91,6 +91,12 @@ int bd_sink_open(const char *name, const char *path,
                  const struct batchd_kv *kv, size_t nkv, void **dl,
                  const struct batchd_sink **vt, char *err, size_t errlen);
 
+/* The entry of a sink's option table that takes key, or NULL. A name
+ * ending in ".*" takes every key with that prefix and something after
+ * it ("rdkafka.*" takes "rdkafka.linger.ms", not "rdkafka."). */
+const struct batchd_sink_option *
+bd_sink_option_find(const struct batchd_sink_option *opts, const char *key);
+
 /* Like bd_sink_load_all but stops before init: for --check-config. */
 int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
                       char *err, size_t errlen);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "batchd_sink.h"
+#include "sink.h"
 
 /* ---- the test host ------------------------------------------------------- */
 
@@ -1226,6 +1227,30 @@ START_TEST(test_option_tables_match)
 }
 END_TEST
 
+/* An option name ending in ".*" takes every key with that prefix and
+ * something after it; other names take only themselves. */
+START_TEST(test_option_prefix_wildcard)
+{
+    static const struct batchd_sink_option opts[] = {
+        { .name = "brokers", .help = "h" },
+        { .name = "rdkafka.*", .help = "h" },
+        { .name = "x*", .help = "h" },      /* no dot: a plain name */
+        { .name = NULL },
+    };
+
+    ck_assert_ptr_eq(bd_sink_option_find(opts, "brokers"), &opts[0]);
+    ck_assert_ptr_eq(bd_sink_option_find(opts, "rdkafka.linger.ms"), &opts[1]);
+    ck_assert_ptr_eq(bd_sink_option_find(opts, "rdkafka.x"), &opts[1]);
+    ck_assert_ptr_null(bd_sink_option_find(opts, "rdkafka."));
+    ck_assert_ptr_null(bd_sink_option_find(opts, "rdkafka"));
+    ck_assert_ptr_null(bd_sink_option_find(opts, "rdkafkaXlinger"));
+    ck_assert_ptr_null(bd_sink_option_find(opts, "brokers.x"));
+    ck_assert_ptr_null(bd_sink_option_find(opts, "xy"));
+    ck_assert_ptr_eq(bd_sink_option_find(opts, "x*"), &opts[2]);
+    ck_assert_ptr_null(bd_sink_option_find(NULL, "brokers"));
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------- */
 
 static Suite *sinks_suite(void)
@@ -1277,6 +1302,7 @@ static Suite *sinks_suite(void)
     tcase_add_test(malformed, test_async_bad_options);
     tcase_add_test(malformed, test_unknown_options_refused);
     tcase_add_test(malformed, test_option_tables_match);
+    tcase_add_test(malformed, test_option_prefix_wildcard);
     suite_add_tcase(s, malformed);
     return s;
 }
