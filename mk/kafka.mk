@@ -1,0 +1,21 @@
+# mk/kafka.mk - the kafka sink (sinks/kafka/), its suite and its benchmark,
+# all linked with librdkafka (Debian librdkafka-dev). Included by the
+# Makefile.
+#
+#   build/sinks/kafka.so      the sink
+#   build/tests/check_kafka   the suite (runs librdkafka's mock cluster)
+#   build/bench/kafka         items/s and latency into the mock cluster
+
+RDKAFKA_CFLAGS := $(shell pkg-config --cflags rdkafka)
+RDKAFKA_LIBS := $(shell pkg-config --libs rdkafka)
+
+CFLAGS_kafka := $(RDKAFKA_CFLAGS)
+CFLAGS_check_kafka := $(RDKAFKA_CFLAGS)
+LIBS_kafka := $(RDKAFKA_LIBS)
+LIBS_check_kafka := $(RDKAFKA_LIBS)
+
+# The generic bench rule links libbatchd and msgpack only; this one (an
+# explicit rule wins over the pattern) adds librdkafka.
+$(BUILD)/bench/kafka: $(BUILD)/obj/bench/kafka.o $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MSGPACK_LIBS) $(RDKAFKA_LIBS) -lm -lpthread
