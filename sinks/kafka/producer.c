@@ -149,29 +149,36 @@ out_free:
     return NULL;
 }
 
-/* The batch's topic handle (a new reference: destroy it), or NULL with
- * the batch's error set. */
+/* The batch's topic handle (the fixed one, or a new reference to
+ * destroy), or NULL with the reason in why. */
 static rd_kafka_topic_t *batch_topic(struct kafka_sink *ks,
-                                     struct batchd_batch *b)
+                                     const struct batchd_batch *b, char *why,
+                                     size_t whylen)
 {
-    char name[KAFKA_TOPIC_MAX + 2], why[384];
+    char name[KAFKA_TOPIC_MAX + 2];
     rd_kafka_topic_t *rkt;
 
     if (!ks->opts.topic_has_key)
         return ks->fixed;
     if (kafka_topic_for_key(ks->opts.topic, b->key, b->key_len, name,
-                            sizeof(name), why, sizeof(why)) != 0) {
-        ks->host->batch_error(b, why);
+                            sizeof(name), why, whylen) != 0)
         return NULL;
-    }
     /* A lookup after the first time: librdkafka keeps one per name. */
     rkt = rd_kafka_topic_new(ks->rk, name, NULL);
-    if (rkt == NULL) {
-        snprintf(why, sizeof(why), "kafka: topic %s: %s", name,
+    if (rkt == NULL)
+        snprintf(why, whylen, "kafka: topic %s: %s", name,
                  rd_kafka_err2str(rd_kafka_last_error()));
-        ks->host->batch_error(b, why);
-    }
     return rkt;
+}
+
+/* Every item FAIL with why: final, where a whole-batch FAIL would be
+ * retried by the daemon (DESIGN §4) and fail the same way again. */
+static int fail_all(const struct kafka_sink *ks, struct batchd_batch *b,
+                    const char *why)
+{
+    for (size_t i = 0; i < b->nitems; i++)
+        ks->host->result(b, i, BATCHD_RESULT_FAIL, why, strlen(why));
+    return BATCHD_SINK_DONE;
 }
 
 /* Produce item i; a refusal settles its slot at once (no report comes). */
@@ -198,18 +205,19 @@ static int kafka_process(void *state, void *res, struct batchd_batch *b)
     struct kafka_sink *ks = state;
     struct kafka_batch *kb;
     rd_kafka_topic_t *rkt;
+    char why[384];
     int last = 0;
 
     (void)res;
+    rkt = batch_topic(ks, b, why, sizeof(why));
+    if (rkt == NULL)
+        return fail_all(ks, b, why);
     kb = malloc(sizeof(*kb) + b->nitems * sizeof(kb->slots[0]));
     if (kb == NULL) {
+        if (rkt != ks->fixed)
+            rd_kafka_topic_destroy(rkt);
         ks->host->batch_error(b, "kafka: out of memory");
         return BATCHD_SINK_RETRY;
-    }
-    rkt = batch_topic(ks, b);
-    if (rkt == NULL) {
-        free(kb);
-        return BATCHD_SINK_FAIL;
     }
     kb->ks = ks;
     kb->b = b;
