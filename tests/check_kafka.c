@@ -15,8 +15,9 @@
  *              key that makes no valid topic; isolation = process.
  * "errors":    permanent broker errors and an oversized message -> FAIL;
  *              retriable broker errors retried inside librdkafka without
- *              duplicates; a broker down -> RETRY, then OK once it is
- *              back; down for good -> RETRY_EXHAUSTED.
+ *              duplicates; a full producer queue -> RETRY; a broker down
+ *              -> RETRY, then OK once it is back; down for good ->
+ *              RETRY_EXHAUSTED.
  * "config":    --check-config names a bad key and takes rdkafka.*; a bad
  *              rdkafka.* value or a conflict stops the daemon at start
  *              with librdkafka's words.
@@ -371,7 +372,7 @@ static struct bd_test_daemon *kafka_daemon(const struct mock *mk, const char *to
 
     ck_assert_int_ge(asprintf(&body,
                               "[sink.k]\nplugin = kafka\nbrokers = %s\ntopic = %s\n%s\n"
-                              "[route.all]\nmatch = *\nsink = k\nmax_items = 100\n%s\n",
+                              "[route.all]\nmatch = *\nsink = k\n%s\n",
                               mk->boot, topic, sink_extra, route_extra), 0);
     d = bd_test_daemon_start(body);
     free(body);
@@ -565,6 +566,39 @@ START_TEST(test_retriable_errors_no_duplicates)
 }
 END_TEST
 
+/* A producer queue of 10 messages and batches of 40: what does not fit
+ * is answered RETRY at once (process() never waits for room), retried
+ * by the daemon, and in the end every item is OK exactly once. */
+START_TEST(test_queue_full_retries)
+{
+    struct mock mk;
+    struct bd_test_daemon *d;
+    struct plan *pl;
+    struct topic_dump td;
+    long long retries = 0;
+    char *js;
+
+    mock_start(&mk, 1);
+    mock_topic(&mk, "full", 2);
+    d = kafka_daemon(&mk, "full", "rdkafka.queue.buffering.max.messages = 10",
+                     "max_items = 40\nmax_attempts = 100\nretry_base_ms = 5\n"
+                     "retry_cap_ms = 50\n");
+    pl = plan_new(d, 2, 150);
+    plan_run(pl);
+    ck_assert_int_eq(plan_count(pl, BATCHD_OK), 2 * 150);
+    js = bd_test_stats_json(d);
+    ck_assert_int_eq(bd_test_json_int(js, "retries", &retries), 0);
+    free(js);
+    ck_assert_msg(retries >= 1, "the queue never filled");
+    td = consume_all(&mk, "full", 2);
+    plan_verify(pl, &td);
+    dump_free(&td);
+    bd_test_daemon_stop(d);
+    bd_test_shared_free(pl, sizeof(*pl));
+    mock_stop(&mk);
+}
+END_TEST
+
 /* The one broker down: messages time out in librdkafka (RETRY), batchd
  * retries them, the broker comes back, every item is OK exactly once. */
 START_TEST(test_broker_down_then_up)
@@ -678,6 +712,8 @@ START_TEST(test_bad_values_stop_start)
     bd_test_expect_start_failure(SINK_HEAD "compression = brotli\n" ROUTE,
                                  "kafka: compression = brotli: Invalid value");
     bd_test_expect_start_failure(SINK_HEAD "acks = 1\n" ROUTE, "acks");
+    bd_test_expect_start_failure(SINK_HEAD "rdkafka.delivery.report.only.error = true\n"
+                                 ROUTE, "the sink needs every delivery report");
     bd_test_expect_start_failure(SINK_HEAD "message_key = maybe\n" ROUTE,
                                  "message_key = maybe: use 'key' or 'none'");
     bd_test_expect_start_failure("[sink.k]\nplugin = kafka\nbrokers = x:1\n"
@@ -706,6 +742,7 @@ static Suite *kafka_suite(void)
     tcase_set_timeout(errors, 180);
     bd_test_add(errors, test_permanent_errors_fail);
     bd_test_add(errors, test_retriable_errors_no_duplicates);
+    bd_test_add(errors, test_queue_full_retries);
     bd_test_add(errors, test_broker_down_then_up);
     bd_test_add(errors, test_broker_down_exhausted);
     suite_add_tcase(s, errors);

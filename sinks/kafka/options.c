@@ -124,8 +124,15 @@ static int parse_one(struct kafka_opts *opts, rd_kafka_conf_t *conf,
 {
     size_t plen = strlen(RDKAFKA_PREFIX);
 
-    if (strncmp(kv->key, RDKAFKA_PREFIX, plen) == 0)
+    if (strncmp(kv->key, RDKAFKA_PREFIX, plen) == 0) {
+        /* Verdicts come from the report of every message. */
+        if (strcmp(kv->key + plen, "delivery.report.only.error") == 0) {
+            snprintf(err, errlen, "kafka: %s: the sink needs every delivery "
+                     "report; leave it unset", kv->key);
+            return -1;
+        }
         return conf_set(conf, kv->key, kv->key + plen, kv->value, err, errlen);
+    }
     for (size_t i = 0; i < sizeof(shortcuts) / sizeof(shortcuts[0]); i++)
         if (strcmp(kv->key, shortcuts[i].name) == 0)
             return conf_set(conf, kv->key, shortcuts[i].prop, kv->value, err,

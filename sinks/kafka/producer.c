@@ -58,15 +58,23 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
     ks->host->log(ks->host, log_level(level), "rdkafka %s: %s", fac, buf);
 }
 
-/* Client-level errors (brokers down, a fatal idempotence error). */
+/*
+ * Client-level errors. librdkafka logs each connection failure through
+ * log_cb already; this adds the two that matter to an operator: every
+ * broker down (once per outage, not per item) and a fatal idempotence
+ * error, after which every item fails until the daemon restarts.
+ */
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     const struct kafka_sink *ks = opaque;
 
     (void)rk;
-    ks->host->log(ks->host, err == RD_KAFKA_RESP_ERR__FATAL ? BATCHD_LOG_ERROR
-                                                             : BATCHD_LOG_WARN,
-                  "%s: %s", rd_kafka_err2name(err), reason);
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        ks->host->log(ks->host, BATCHD_LOG_ERROR,
+                      "fatal producer error, items fail until a restart: %s",
+                      reason);
+    else if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        ks->host->log(ks->host, BATCHD_LOG_WARN, "%s", reason);
 }
 
 static void *poll_main(void *arg)
