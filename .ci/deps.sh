@@ -8,7 +8,7 @@ set -euo pipefail
 what=${1:-build}
 
 build_pkgs=(build-essential pkg-config libevent-dev libmsgpack-dev
-    libsystemd-dev libinih-dev check libpq-dev libhiredis-dev)
+    libsystemd-dev libinih-dev check libpq-dev libhiredis-dev librdkafka-dev)
 test_pkgs=(clang libclang-rt-14-dev valgrind cppcheck util-linux procps
     postgresql redis-server redis-tools)
 
