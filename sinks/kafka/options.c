@@ -36,12 +36,17 @@ static const struct {
  * broker before its report says "timed out" (RETRY in batchd): librdkafka's
  * 300 s default would outlive batchd's default sink_timeout_ms (30 s),
  * and a call abandoned there is answered SINK_TIMEOUT while the message
- * may still be delivered.
+ * may still be delivered. linger.ms = 1: batchd has formed the batch
+ * already and process() queues it in one burst, so librdkafka's 5 ms
+ * default mostly adds 5 ms to every item; 0 sends so many small requests
+ * under load that both items/s and p99 suffer (measured in
+ * bench/README.md, "Kafka").
  */
 static const char *const defaults[][2] = {
     { "enable.idempotence", "true" },
     { "acks", "all" },
     { "message.timeout.ms", "20000" },
+    { "linger.ms", "1" },
     { "client.id", "batchd" },
 };
 
