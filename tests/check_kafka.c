@@ -22,6 +22,7 @@
  *              rdkafka.* value or a conflict stops the daemon at start
  *              with librdkafka's words.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -666,6 +667,52 @@ START_TEST(test_broker_down_exhausted)
 }
 END_TEST
 
+/* SIGTERM while a broker is down and messages wait in librdkafka: after
+ * shutdown_grace_ms the daemon answers them SHUTTING_DOWN and exits 0,
+ * without waiting for message.timeout.ms; nothing reaches the topic. */
+START_TEST(test_sigterm_broker_down)
+{
+    struct mock mk;
+    struct bd_test_daemon *d;
+    struct plan *pl;
+    struct bd_test_procs *p;
+    struct topic_dump td;
+    long long inflight = 0;
+    double end, t0;
+
+    mock_start(&mk, 1);
+    mock_topic(&mk, "term", 1);
+    ck_assert_int_eq(rd_kafka_mock_broker_set_down(mk.mc, 1), 0);
+    d = kafka_daemon(&mk, "term", "rdkafka.message.timeout.ms = 60000\n"
+                     "[daemon]\nshutdown_grace_ms = 1000",
+                     "sink_timeout_ms = 90000\n");
+    pl = plan_new(d, 1, 30);
+    p = bd_test_procs_start(1, load_client, pl);
+    end = bd_test_now_ms() + bd_test_scaled(20000);
+    while (inflight < 1 && bd_test_now_ms() < end) {
+        char *js = bd_test_stats_json(d);
+
+        bd_test_json_int(js, "inflight", &inflight);
+        free(js);
+        usleep(50 * 1000);
+    }
+    ck_assert_msg(inflight >= 1, "no call in flight");
+    t0 = bd_test_now_ms();
+    ck_assert_int_eq(bd_test_daemon_kill(d, SIGTERM), 0);
+    ck_assert_msg(bd_test_now_ms() - t0 < 30000, "exit took %.0f ms",
+                  bd_test_now_ms() - t0);
+    ck_assert_int_eq(bd_test_procs_wait(p, 30000, NULL), 0);
+    ck_assert_int_eq(plan_count(pl, BATCHD_SHUTTING_DOWN), 30);
+    bd_test_daemon_free(d);
+    ck_assert_int_eq(rd_kafka_mock_broker_set_up(mk.mc, 1), 0);
+    td = consume_all(&mk, "term", 1);
+    ck_assert_int_eq((int)td.n, 0);
+    dump_free(&td);
+    bd_test_shared_free(pl, sizeof(*pl));
+    mock_stop(&mk);
+}
+END_TEST
+
 /* ================================ config ==================================== */
 
 static int check_config(const char *body, char **err)
@@ -712,6 +759,8 @@ START_TEST(test_bad_values_stop_start)
     bd_test_expect_start_failure(SINK_HEAD "compression = brotli\n" ROUTE,
                                  "kafka: compression = brotli: Invalid value");
     bd_test_expect_start_failure(SINK_HEAD "acks = 1\n" ROUTE, "acks");
+    bd_test_expect_start_failure(SINK_HEAD "partitioner = bogus\n" ROUTE,
+                                 "kafka: partitioner = bogus: Invalid value");
     bd_test_expect_start_failure(SINK_HEAD "rdkafka.delivery.report.only.error = true\n"
                                  ROUTE, "the sink needs every delivery report");
     bd_test_expect_start_failure(SINK_HEAD "message_key = maybe\n" ROUTE,
@@ -745,6 +794,7 @@ static Suite *kafka_suite(void)
     bd_test_add(errors, test_queue_full_retries);
     bd_test_add(errors, test_broker_down_then_up);
     bd_test_add(errors, test_broker_down_exhausted);
+    bd_test_add(errors, test_sigterm_broker_down);
     suite_add_tcase(s, errors);
 
     tcase_set_timeout(config, 120);

@@ -642,6 +642,7 @@ START_TEST(test_tables_well_formed)
         { "null", 0, BATCHD_SINK_NONBLOCKING }, { "echo", 0, BATCHD_SINK_NONBLOCKING },
         { "file", 0, 0 }, { "example", 0, 0 },
         { "record", 1, 0 }, { "async", 1, BATCHD_SINK_NONBLOCKING },
+        { "kafka", 0, BATCHD_SINK_NONBLOCKING },
     };
     size_t i, j;
 
@@ -1209,6 +1210,8 @@ START_TEST(test_option_tables_match)
         { "file", 0, "path,format,fsync,mode," }, { "example", 0, "prefix," },
         { "record", 1, "ledger,delay_ms,fail_payload,retry_payload," },
         { "async", 1, "delay_ms," },
+        { "kafka", 0, "brokers,topic,message_key,partitioner,acks,compression,"
+                      "flush_timeout_ms,rdkafka.*," },
     };
     size_t i, j;
 
