@@ -5,6 +5,7 @@
 #   build/sinks/kafka.so      the sink
 #   build/tests/check_kafka   the suite (runs librdkafka's mock cluster)
 #   build/bench/kafka_mock    the mock cluster as a process (bench/kafka.sh)
+#   build/bench/kafka_direct  the baseline: clients producing without batchd
 
 RDKAFKA_CFLAGS := $(shell pkg-config --cflags rdkafka)
 RDKAFKA_LIBS := $(shell pkg-config --libs rdkafka)
@@ -22,6 +23,8 @@ LIBS_check_kafka := $(RDKAFKA_LIBS)
 # The generic bench rule links libbatchd and msgpack only; this one (an
 # explicit rule wins over the pattern) adds librdkafka.
 CFLAGS_kafka_mock := $(RDKAFKA_CFLAGS)
-$(BUILD)/bench/kafka_mock: $(BUILD)/obj/bench/kafka_mock.o $(LIBA)
+CFLAGS_kafka_direct := $(RDKAFKA_CFLAGS)
+$(BUILD)/bench/kafka_mock $(BUILD)/bench/kafka_direct: $(BUILD)/bench/%: \
+		$(BUILD)/obj/bench/%.o $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MSGPACK_LIBS) $(RDKAFKA_LIBS) -lm -lpthread
