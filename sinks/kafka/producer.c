@@ -189,9 +189,10 @@ static int fail_all(const struct kafka_sink *ks, struct batchd_batch *b,
     return BATCHD_SINK_DONE;
 }
 
-/* Produce item i; a refusal settles its slot at once (no report comes). */
-static int produce_one(struct kafka_sink *ks, rd_kafka_topic_t *rkt,
-                       struct kafka_batch *kb, size_t i)
+/* Produce item i; a refusal settles its slot at once (no report comes).
+ * process() still holds its own count, so this is never the last one. */
+static void produce_one(struct kafka_sink *ks, rd_kafka_topic_t *rkt,
+                        struct kafka_batch *kb, size_t i)
 {
     const struct batchd_batch *b = kb->b;
     const struct batchd_item *it = &b->items[i];
@@ -199,13 +200,13 @@ static int produce_one(struct kafka_sink *ks, rd_kafka_topic_t *rkt,
     int keyed = ks->opts.key_as_message_key;
 
     slot->kb = kb;
-    /* msgflags 0: no copy; the payload and key outlive the report. */
+    /* msgflags 0: the payload is not copied; it outlives the report.
+     * (librdkafka always copies the key.) */
     if (rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, 0,
                          (void *)(it->len > 0 ? it->data : ""), it->len,
                          keyed ? b->key : NULL, keyed ? b->key_len : 0,
-                         slot) == 0)
-        return 0;
-    return kafka_slot_settle(slot, rd_kafka_last_error(), -1, -1);
+                         slot) != 0)
+        kafka_slot_settle(slot, rd_kafka_last_error(), -1, -1);
 }
 
 static int kafka_process(void *state, void *res, struct batchd_batch *b)
