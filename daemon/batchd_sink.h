@@ -113,7 +113,8 @@ struct batchd_kv {
  * something after it ("header.X-Api-Key"); init() gets each such key as
  * written. */
 struct batchd_sink_option {
-    const char *name;         /* NULL ends the table */
+    const char *name;         /* NULL ends the table; "pfx.*" takes
+                               * every key "pfx.X" (X not empty) */
     const char *def;          /* default shown in docs, NULL if required */
     const char *help;
 };

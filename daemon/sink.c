@@ -150,16 +150,25 @@ int bd_sink_has(const struct batchd_sink *vt, size_t off, size_t size)
     return off + size <= sink_table_size(vt->abi_version);
 }
 
-/* Does option name o (from the sink's table) cover config key k? "NAME"
- * matches itself; "PREFIX.*" matches every "PREFIX.something" (the
- * http sink's header.NAME, a client library's pass-through options). */
-static int option_matches(const char *o, const char *k)
+/* Does option name o take key? "NAME" takes itself; "PREFIX.*" takes
+ * every "PREFIX.something" (the http sink's header.NAME, the kafka
+ * sink's rdkafka.* pass-through). */
+static int option_takes(const char *o, const char *key)
 {
     size_t n = strlen(o);
 
     if (n >= 2 && o[n - 2] == '.' && o[n - 1] == '*')
-        return strncmp(o, k, n - 1) == 0 && k[n - 1] != '\0';
-    return strcmp(o, k) == 0;
+        return strncmp(o, key, n - 1) == 0 && key[n - 1] != '\0';
+    return strcmp(o, key) == 0;
+}
+
+const struct batchd_sink_option *
+bd_sink_option_find(const struct batchd_sink_option *opts, const char *key)
+{
+    for (; opts != NULL && opts->name != NULL; opts++)
+        if (option_takes(opts->name, key))
+            return opts;
+    return NULL;
 }
 
 static int check_options(const char *name, const char *path,
@@ -168,12 +177,7 @@ static int check_options(const char *name, const char *path,
                          size_t errlen)
 {
     for (size_t i = 0; i < nkv; i++) {
-        const struct batchd_sink_option *o = vt->options;
-
-        while (o != NULL && o->name != NULL &&
-               !option_matches(o->name, kv[i].key))
-            o++;
-        if (o == NULL || o->name == NULL) {
+        if (bd_sink_option_find(vt->options, kv[i].key) == NULL) {
             snprintf(err, errlen, "sink %s (%s): unknown option '%s'",
                      name, path, kv[i].key);
             return -1;

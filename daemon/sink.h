@@ -105,6 +105,12 @@ int bd_sink_open(const char *name, const char *path,
                  const struct batchd_kv *kv, size_t nkv, void **dl,
                  const struct batchd_sink **vt, char *err, size_t errlen);
 
+/* The entry of a sink's option table that takes key, or NULL. A name
+ * ending in ".*" takes every key with that prefix and something after
+ * it ("rdkafka.*" takes "rdkafka.linger.ms", not "rdkafka."). */
+const struct batchd_sink_option *
+bd_sink_option_find(const struct batchd_sink_option *opts, const char *key);
+
 /* For --check-config: like bd_sink_load_all, but every plugin is loaded
  * in this process (whatever its isolation), init'ed so that it checks
  * its option values (a sink may log warnings, e.g. a server it cannot

@@ -580,6 +580,21 @@ void bd_test_daemon_stop(struct bd_test_daemon *d)
     bd_test_daemon_free(d);
 }
 
+void bd_test_expect_start_failure(const char *body, const char *want)
+{
+    struct bd_test_daemon *d = bd_test_daemon_new(body);
+    char *log;
+    int code;
+
+    bd_test_daemon_spawn(d, NULL);
+    code = bd_test_daemon_wait_exit(d, 20000);
+    log = bd_test_daemon_log(d);
+    ck_assert_msg(code == 1, "exit %d, want 1 (log: %s)", code, log);
+    ck_assert_msg(strstr(log, want) != NULL, "log lacks '%s': %s", want, log);
+    free(log);
+    bd_test_daemon_free(d);
+}
+
 void bd_test_daemon_free(struct bd_test_daemon *d)
 {
     if (d == NULL)

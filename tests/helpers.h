@@ -114,6 +114,10 @@ int bd_test_daemon_kill(struct bd_test_daemon *d, int sig);
 /* SIGTERM, assert exit code 0 (so leaks fail under ASan/valgrind), free. */
 void bd_test_daemon_stop(struct bd_test_daemon *d);
 
+/* Start a daemon on config_body and assert that it refuses to start:
+ * exit code 1 within 20 s, and want in its log. */
+void bd_test_expect_start_failure(const char *config_body, const char *want);
+
 /* Kill the daemon if it still runs, remove the directory, free. NULL ok. */
 void bd_test_daemon_free(struct bd_test_daemon *d);
 
