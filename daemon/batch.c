@@ -23,11 +23,11 @@
 #include "batch.h"
 #include "bytes.h"
 #include "call.h"
-#include "conn.h"
+#include "waiter.h"
 #include "hist.h"
 #include "log.h"
 #include "msg.h"
-#include "server.h"
+#include "core.h"
 #include "sink.h"
 #include "siphash.h"
 
@@ -94,22 +94,22 @@ uint64_t bd_batch_backoff_ns(const struct bd_route_conf *r, uint32_t attempt,
  * cannot be predicted from outside, so a client cannot pick keys that
  * share one chain (with the unkeyed FNV-1a used before, 40 000 such keys
  * took 8 s to admit and froze the loop). The hash runs only when the
- * key is not the previous one (srv->key_last).
+ * key is not the previous one (core->key_last).
  */
-uint32_t bd_batch_key_hash(const struct bd_server *srv, const char *s,
+uint32_t bd_batch_key_hash(const struct bd_core *core, const char *s,
                            size_t n)
 {
-    return (uint32_t)bd_siphash13(&srv->hash_key, s, n);
+    return (uint32_t)bd_siphash13(&core->hash_key, s, n);
 }
 
-static struct bd_key *key_find(struct bd_server *srv, const char *name,
+static struct bd_key *key_find(struct bd_core *core, const char *name,
                                size_t len, uint32_t h)
 {
     struct bd_key *k;
 
-    if (srv->keytab == NULL)
+    if (core->keytab == NULL)
         return NULL;
-    for (k = srv->keytab[h & (srv->keytab_size - 1)]; k; k = k->hnext)
+    for (k = core->keytab[h & (core->keytab_size - 1)]; k; k = k->hnext)
         if (k->hash == h && k->len == len && bd_bytes_eq(k->name, name, len))
             return k;
     return NULL;
@@ -117,14 +117,14 @@ static struct bd_key *key_find(struct bd_server *srv, const char *name,
 
 /* Rehash into nsize buckets (a power of two). On no memory the table
  * stays as it was: -1. */
-static int keytab_resize(struct bd_server *srv, size_t nsize)
+static int keytab_resize(struct bd_core *core, size_t nsize)
 {
     struct bd_key **nt = bd_calloc(nsize, sizeof(*nt));
 
     if (nt == NULL)
         return -1;
-    for (size_t i = 0; i < srv->keytab_size; i++) {
-        struct bd_key *k = srv->keytab[i], *next;
+    for (size_t i = 0; i < core->keytab_size; i++) {
+        struct bd_key *k = core->keytab[i], *next;
 
         for (; k; k = next) {
             next = k->hnext;
@@ -132,25 +132,25 @@ static int keytab_resize(struct bd_server *srv, size_t nsize)
             nt[k->hash & (nsize - 1)] = k;
         }
     }
-    bd_free(srv->keytab);
-    srv->keytab = nt;
-    srv->keytab_size = nsize;
+    bd_free(core->keytab);
+    core->keytab = nt;
+    core->keytab_size = nsize;
     return 0;
 }
 
 /* Grow at load 3/4; shrink at load 1/8 (see key_free), so that a table
  * blown up by a burst of keys does not stay large: every walk over all
  * keys (a client's disconnect, stats, shutdown) visits every bucket. */
-static int keytab_grow(struct bd_server *srv)
+static int keytab_grow(struct bd_core *core)
 {
-    return keytab_resize(srv, srv->keytab_size ? srv->keytab_size * 2 :
+    return keytab_resize(core, core->keytab_size ? core->keytab_size * 2 :
                          BD_KEYTAB_MIN);
 }
 
-static void keytab_maybe_shrink(struct bd_server *srv)
+static void keytab_maybe_shrink(struct bd_core *core)
 {
-    if (srv->keytab_size > BD_KEYTAB_MIN && srv->nkeys < srv->keytab_size / 8)
-        keytab_resize(srv, srv->keytab_size / 2); /* no memory: stays */
+    if (core->keytab_size > BD_KEYTAB_MIN && core->nkeys < core->keytab_size / 8)
+        keytab_resize(core, core->keytab_size / 2); /* no memory: stays */
 }
 
 static const struct bd_route_conf *route_match(const struct bd_config *cfg,
@@ -165,26 +165,26 @@ static const struct bd_route_conf *route_match(const struct bd_config *cfg,
     return NULL;
 }
 
-static inline void key_wake(struct bd_server *srv, struct bd_key *k);
+static inline void key_wake(struct bd_core *core, struct bd_key *k);
 
 /* Find or create the key. NULL with a->status set when it has no route
  * or memory is short. */
-static struct bd_key *key_get(struct bd_server *srv, const char *name,
+static struct bd_key *key_get(struct bd_core *core, const char *name,
                               size_t len, struct bd_admit *a)
 {
-    struct bd_key *k = srv->key_last;
+    struct bd_key *k = core->key_last;
     const struct bd_route_conf *r;
     uint32_t h;
 
     if (k != NULL && k->len == len && bd_bytes_eq(k->name, name, len)) {
-        key_wake(srv, k);
+        key_wake(core, k);
         return k;
     }
-    h = bd_batch_key_hash(srv, name, len);
-    k = key_find(srv, name, len, h);
+    h = bd_batch_key_hash(core, name, len);
+    k = key_find(core, name, len, h);
     if (k != NULL) {
-        key_wake(srv, k);
-        srv->key_last = k;
+        key_wake(core, k);
+        core->key_last = k;
         return k;
     }
     k = bd_malloc(sizeof(*k) + len + 1);
@@ -195,25 +195,25 @@ static struct bd_key *key_get(struct bd_server *srv, const char *name,
     k->name[len] = '\0';
     k->len = len;
     k->hash = h;
-    r = route_match(srv->cfg, k->name);
+    r = route_match(core->cfg, k->name);
     if (r == NULL) {
         a->status = BATCHD_NO_ROUTE;
         snprintf(a->msg, sizeof(a->msg), "no route matches key '%s'", k->name);
         bd_free(k);
         return NULL;
     }
-    if ((srv->keytab == NULL || srv->nkeys + 1 > srv->keytab_size / 4 * 3) &&
-        keytab_grow(srv) != 0) {
+    if ((core->keytab == NULL || core->nkeys + 1 > core->keytab_size / 4 * 3) &&
+        keytab_grow(core) != 0) {
         bd_free(k);
         goto out_oom;
     }
-    k->srv = srv;
+    k->core = core;
     k->route = r;
-    k->sink = &srv->sinks[r->sink_idx];
-    k->hnext = srv->keytab[h & (srv->keytab_size - 1)];
-    srv->keytab[h & (srv->keytab_size - 1)] = k;
-    srv->nkeys++;
-    srv->key_last = k;
+    k->sink = &core->sinks[r->sink_idx];
+    k->hnext = core->keytab[h & (core->keytab_size - 1)];
+    core->keytab[h & (core->keytab_size - 1)] = k;
+    core->nkeys++;
+    core->key_last = k;
     return k;
 
 out_oom:
@@ -222,35 +222,35 @@ out_oom:
     return NULL;
 }
 
-static void idle_unlink(struct bd_server *srv, struct bd_key *k)
+static void idle_unlink(struct bd_core *core, struct bd_key *k)
 {
     if (k->iprev)
         k->iprev->inext = k->inext;
     else
-        srv->idle_head = k->inext;
+        core->idle_head = k->inext;
     if (k->inext)
         k->inext->iprev = k->iprev;
     else
-        srv->idle_tail = k->iprev;
+        core->idle_tail = k->iprev;
     k->inext = k->iprev = NULL;
     k->flags &= ~BD_KEY_IDLE;
-    srv->nidle--;
+    core->nidle--;
 }
 
-static inline void key_wake(struct bd_server *srv, struct bd_key *k)
+static inline void key_wake(struct bd_core *core, struct bd_key *k)
 {
     if (k->flags & BD_KEY_IDLE)
-        idle_unlink(srv, k);
+        idle_unlink(core, k);
 }
 
 /* Unlink from the table and free (idle keys only). */
-static void key_free(struct bd_server *srv, struct bd_key *k)
+static void key_free(struct bd_core *core, struct bd_key *k)
 {
     struct bd_key **pp;
 
     if (k->flags & BD_KEY_IDLE)
-        idle_unlink(srv, k);
-    for (pp = &srv->keytab[k->hash & (srv->keytab_size - 1)]; *pp;
+        idle_unlink(core, k);
+    for (pp = &core->keytab[k->hash & (core->keytab_size - 1)]; *pp;
          pp = &(*pp)->hnext) {
         if (*pp == k) {
             *pp = k->hnext;
@@ -259,49 +259,49 @@ static void key_free(struct bd_server *srv, struct bd_key *k)
     }
     if (k->timer != NULL)
         event_free(k->timer);
-    if (srv->key_last == k)
-        srv->key_last = NULL;
-    srv->nkeys--;
+    if (core->key_last == k)
+        core->key_last = NULL;
+    core->nkeys--;
     bd_free(k);
-    keytab_maybe_shrink(srv);
+    keytab_maybe_shrink(core);
 }
 
 /* A key with nothing queued, waiting, running, or listed goes on the
  * idle list; the sweep frees it later unless it is used again. */
-static void key_maybe_free(struct bd_server *srv, struct bd_key *k)
+static void key_maybe_free(struct bd_core *core, struct bd_key *k)
 {
     if (k->nqueued || k->nretry || k->inflight ||
         (k->flags & (BD_KEY_DIRTY | BD_KEY_WAITING | BD_KEY_IDLE)))
         return;
     k->flags |= BD_KEY_IDLE;
-    k->idle_since_ns = srv->now_ns;
+    k->idle_since_ns = core->clock.now_ns;
     k->inext = NULL;
-    k->iprev = srv->idle_tail;
-    if (srv->idle_tail)
-        srv->idle_tail->inext = k;
+    k->iprev = core->idle_tail;
+    if (core->idle_tail)
+        core->idle_tail->inext = k;
     else
-        srv->idle_head = k;
-    srv->idle_tail = k;
-    srv->nidle++;
-    if (srv->nidle > BD_KEY_IDLE_MAX)
-        key_free(srv, srv->idle_head);
+        core->idle_head = k;
+    core->idle_tail = k;
+    core->nidle++;
+    if (core->nidle > BD_KEY_IDLE_MAX)
+        key_free(core, core->idle_head);
 }
 
-void bd_batch_sweep_idle(struct bd_server *srv)
+void bd_batch_sweep_idle(struct bd_core *core)
 {
-    while (srv->idle_head != NULL &&
-           srv->now_ns - srv->idle_head->idle_since_ns > BD_KEY_IDLE_NS)
-        key_free(srv, srv->idle_head);
+    while (core->idle_head != NULL &&
+           core->clock.now_ns - core->idle_head->idle_since_ns > BD_KEY_IDLE_NS)
+        key_free(core, core->idle_head);
 }
 
-void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k)
+void bd_batch_mark_dirty(struct bd_core *core, struct bd_key *k)
 {
     if (k->flags & BD_KEY_DIRTY)
         return;
     k->flags |= BD_KEY_DIRTY;
-    k->dnext = srv->dirty;
-    srv->dirty = k;
-    bd_server_want_flush(srv);
+    k->dnext = core->dirty;
+    core->dirty = k;
+    bd_core_want_flush(core);
 }
 
 /* ---- admission -------------------------------------------------------- */
@@ -327,11 +327,11 @@ static int refuse(struct bd_admit *a, int status, int reason, const char *fmt,
 
 /* Check every bound; the message names the one that was hit. Items
  * waiting for a retry still hold memory, so they count too. */
-static int within_bounds(struct bd_server *srv, struct bd_key *k, size_t len,
+static int within_bounds(struct bd_core *core, struct bd_key *k, size_t len,
                          struct bd_admit *a)
 {
     const struct bd_route_conf *r = k->route;
-    const struct bd_config *cfg = srv->cfg;
+    const struct bd_config *cfg = core->cfg;
 
     if (k->sink->unhealthy)
         return refuse(a, BATCHD_SINK_UNAVAILABLE, BD_REJECT_UNHEALTHY,
@@ -350,11 +350,11 @@ static int within_bounds(struct bd_server *srv, struct bd_key *k, size_t len,
         return refuse(a, BATCHD_OVERLOADED, BD_REJECT_KEY_BYTES,
                       "key queue full: key_max_bytes=%llu",
                       (unsigned long long)r->key_max_bytes);
-    if (srv->nqueued + srv->nretry + 1 > cfg->max_queued_items)
+    if (core->nqueued + core->nretry + 1 > cfg->max_queued_items)
         return refuse(a, BATCHD_OVERLOADED, BD_REJECT_QUEUED_ITEMS,
                       "daemon queue full: max_queued_items=%llu",
                       (unsigned long long)cfg->max_queued_items);
-    if (srv->qbytes + srv->rbytes + len > cfg->max_queued_bytes)
+    if (core->qbytes + core->rbytes + len > cfg->max_queued_bytes)
         return refuse(a, BATCHD_OVERLOADED, BD_REJECT_QUEUED_BYTES,
                       "daemon queue full: max_queued_bytes=%llu",
                       (unsigned long long)cfg->max_queued_bytes);
@@ -375,35 +375,35 @@ static uint64_t item_deadline(const struct bd_route_conf *r,
 
 /* Queue and retry-list totals, per key and for the daemon: every move
  * of an item in or out goes through these two. */
-static void count_queued(struct bd_server *srv, struct bd_key *k, size_t len,
+static void count_queued(struct bd_core *core, struct bd_key *k, size_t len,
                          int in)
 {
     if (in) {
         k->nqueued++;
         k->qbytes += len;
-        srv->nqueued++;
-        srv->qbytes += len;
+        core->nqueued++;
+        core->qbytes += len;
     } else {
         k->nqueued--;
         k->qbytes -= len;
-        srv->nqueued--;
-        srv->qbytes -= len;
+        core->nqueued--;
+        core->qbytes -= len;
     }
 }
 
-static void count_retry(struct bd_server *srv, struct bd_key *k, size_t len,
+static void count_retry(struct bd_core *core, struct bd_key *k, size_t len,
                         int in)
 {
     if (in) {
         k->nretry++;
         k->rbytes += len;
-        srv->nretry++;
-        srv->rbytes += len;
+        core->nretry++;
+        core->rbytes += len;
     } else {
         k->nretry--;
         k->rbytes -= len;
-        srv->nretry--;
-        srv->rbytes -= len;
+        core->nretry--;
+        core->rbytes -= len;
     }
 }
 
@@ -415,7 +415,7 @@ static void note_deadline(struct bd_key *k, const struct bd_item *it)
         k->min_deadline_ns = it->deadline_ns;
 }
 
-static void queue_push(struct bd_server *srv, struct bd_key *k,
+static void queue_push(struct bd_core *core, struct bd_key *k,
                        struct bd_item *it)
 {
     it->next = NULL;
@@ -424,12 +424,12 @@ static void queue_push(struct bd_server *srv, struct bd_key *k,
     else
         k->head = it;
     k->tail = it;
-    count_queued(srv, k, it->len, 1);
+    count_queued(core, k, it->len, 1);
     note_deadline(k, it);
 }
 
-void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
-                    const struct bd_opts *opts, struct bd_conn *conn,
+void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
+                    const struct bd_opts *opts, struct bd_waiter *w,
                     struct bd_admit *a)
 {
     size_t len = in->payload_len;
@@ -437,13 +437,13 @@ void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
     struct bd_item *it;
 
     a->status = BATCHD_OK;
-    k = key_get(srv, in->key, in->key_len, a);
+    k = key_get(core, in->key, in->key_len, a);
     if (k == NULL) {
         if (a->status == BATCHD_OVERLOADED)
-            srv->ctr.rejects[BD_REJECT_NO_MEMORY]++;
+            core->ctr.rejects[BD_REJECT_NO_MEMORY]++;
         return;
     }
-    if (!within_bounds(srv, k, len, a))
+    if (!within_bounds(core, k, len, a))
         goto out_reject;
     it = bd_item_new(len);
     if (it == NULL) {
@@ -454,12 +454,12 @@ void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
     }
     /* Every field set here (no memset: this runs once per item). */
     it->next = NULL;
-    it->conn = conn;
-    if (conn != NULL)
-        bd_conn_ref(conn);
+    it->waiter = w;
+    if (w != NULL)
+        bd_waiter_hold(w);
     it->req_id = in->req_id;
-    it->id = ++srv->next_item_id;
-    it->enq_ns = srv->now_ns;
+    it->id = ++core->next_item_id;
+    it->enq_ns = core->clock.now_ns;
     it->deadline_ns = item_deadline(k->route, opts, it->enq_ns);
     it->due_ns = 0;
     it->attempt = 0;
@@ -470,23 +470,23 @@ void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
     it->len = len;
     if (len)
         memcpy(it->data, in->payload, len);
-    queue_push(srv, k, it);
-    srv->ctr.items_in++;
-    bd_batch_mark_dirty(srv, k);
+    queue_push(core, k, it);
+    core->ctr.items_in++;
+    bd_batch_mark_dirty(core, k);
     return;
 
 out_reject:
     k->rejects[a->reason]++;
-    srv->ctr.rejects[a->reason]++;
+    core->ctr.rejects[a->reason]++;
     if (a->reason <= BD_REJECT_QUEUED_BYTES) {
         /* At a queue bound (the key's or the daemon's) the queue cannot
          * grow: its batch must leave, or a size route whose bound is
          * below its batch size would wait forever (issue 10). */
         k->flags |= BD_KEY_FULL;
-        bd_batch_mark_dirty(srv, k);
+        bd_batch_mark_dirty(core, k);
         return;
     }
-    key_maybe_free(srv, k);
+    key_maybe_free(core, k);
 }
 
 /* ---- queue helpers ---------------------------------------------------- */
@@ -517,8 +517,8 @@ struct bd_item *bd_item_new(size_t len)
 
 void bd_item_free(struct bd_item *it)
 {
-    if (it->conn != NULL)
-        bd_conn_unref(it->conn);
+    if (it->waiter != NULL)
+        bd_waiter_release(it->waiter);
     if (it->len <= ITEM_SMALL && item_pooled < ITEM_POOL_MAX) {
         it->next = item_pool;
         item_pool = it;
@@ -549,8 +549,8 @@ static void recompute_deadline(struct bd_key *k)
 /* Remove from k's queue (retry 0) or retry list (retry 1) every item
  * for which drop() says so; drop() answers or frees it. Returns how
  * many went. */
-static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
-                          int (*drop)(struct bd_server *, struct bd_key *,
+static size_t list_filter(struct bd_core *core, struct bd_key *k, int retry,
+                          int (*drop)(struct bd_core *, struct bd_key *,
                                       struct bd_item *, const void *),
                           const void *arg)
 {
@@ -563,7 +563,7 @@ static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
         struct bd_item *next = it->next; /* drop() may free it */
         size_t len = it->len;
 
-        if (!drop(srv, k, it, arg)) {
+        if (!drop(core, k, it, arg)) {
             *tail = it;
             pp = &it->next;
             continue;
@@ -571,22 +571,22 @@ static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
         *pp = next;
         n++;
         if (retry)
-            count_retry(srv, k, len, 0);
+            count_retry(core, k, len, 0);
         else
-            count_queued(srv, k, len, 0);
+            count_queued(core, k, len, 0);
     }
     return n;
 }
 
-static size_t queue_filter(struct bd_server *srv, struct bd_key *k,
-                           int (*drop)(struct bd_server *, struct bd_key *,
+static size_t queue_filter(struct bd_core *core, struct bd_key *k,
+                           int (*drop)(struct bd_core *, struct bd_key *,
                                        struct bd_item *, const void *),
                            const void *arg)
 {
-    return list_filter(srv, k, 0, drop, arg);
+    return list_filter(core, k, 0, drop, arg);
 }
 
-static int drop_expired(struct bd_server *srv, struct bd_key *k,
+static int drop_expired(struct bd_core *core, struct bd_key *k,
                         struct bd_item *it, const void *arg)
 {
     uint64_t now = *(const uint64_t *)arg;
@@ -594,18 +594,18 @@ static int drop_expired(struct bd_server *srv, struct bd_key *k,
 
     if (it->deadline_ns == 0 || it->deadline_ns > now)
         return 0;
-    bd_item_answer(srv, k->name, it, BATCHD_DEADLINE_EXCEEDED, msg,
+    bd_item_answer(core, k->name, it, BATCHD_DEADLINE_EXCEEDED, msg,
                    sizeof(msg) - 1, 1);
     return 1;
 }
 
 /* An expired item is answered by the timer, never sent to the sink. */
-static void expire_deadlines(struct bd_server *srv, struct bd_key *k,
+static void expire_deadlines(struct bd_core *core, struct bd_key *k,
                              uint64_t now)
 {
     if (k->min_deadline_ns == 0 || k->min_deadline_ns > now)
         return;
-    queue_filter(srv, k, drop_expired, &now);
+    queue_filter(core, k, drop_expired, &now);
     recompute_deadline(k);
 }
 
@@ -613,7 +613,7 @@ static void expire_deadlines(struct bd_server *srv, struct bd_key *k,
  * forced) to the front of the queue, in the order they failed: they are
  * the oldest work. A failed batch's items share one due time, so they
  * come back together and in their batch order. */
-static void release_retries(struct bd_server *srv, struct bd_key *k,
+static void release_retries(struct bd_core *core, struct bd_key *k,
                             uint64_t now, int force)
 {
     struct bd_item **pp = &k->retry, *it, *front = NULL, *front_tail = NULL;
@@ -626,14 +626,14 @@ static void release_retries(struct bd_server *srv, struct bd_key *k,
             continue;
         }
         *pp = it->next;
-        count_retry(srv, k, it->len, 0);
+        count_retry(core, k, it->len, 0);
         it->next = NULL;
         if (front_tail)
             front_tail->next = it;
         else
             front = it;
         front_tail = it;
-        count_queued(srv, k, it->len, 1);
+        count_queued(core, k, it->len, 1);
         note_deadline(k, it);
     }
     if (front == NULL)
@@ -644,19 +644,19 @@ static void release_retries(struct bd_server *srv, struct bd_key *k,
         k->tail = front_tail;
 }
 
-void bd_batch_requeue_front(struct bd_server *srv, struct bd_key *k,
+void bd_batch_requeue_front(struct bd_core *core, struct bd_key *k,
                             struct bd_item *it)
 {
     it->next = k->head;
     k->head = it;
     if (k->tail == NULL)
         k->tail = it;
-    count_queued(srv, k, it->len, 1);
+    count_queued(core, k, it->len, 1);
     note_deadline(k, it);
-    bd_batch_mark_dirty(srv, k);
+    bd_batch_mark_dirty(core, k);
 }
 
-void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
+void bd_batch_retry_later(struct bd_core *core, struct bd_key *k,
                           struct bd_item *it, uint64_t due_ns)
 {
     it->due_ns = due_ns;
@@ -666,24 +666,24 @@ void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
     else
         k->retry = it;
     k->rtail = it;
-    count_retry(srv, k, it->len, 1);
-    bd_batch_mark_dirty(srv, k);
+    count_retry(core, k, it->len, 1);
+    bd_batch_mark_dirty(core, k);
 }
 
 /* ---- dispatch --------------------------------------------------------- */
 
-static int flushing(const struct bd_server *srv)
+static int flushing(const struct bd_core *core)
 {
-    return srv->state == BD_STATE_STOPPING;
+    return core->state == BD_STATE_STOPPING;
 }
 
 /* A LOAD whose client is gone is cancelled here, before the sink sees it. */
-static int item_cancelled(struct bd_server *srv, struct bd_item *it)
+static int item_cancelled(struct bd_core *core, struct bd_item *it)
 {
-    if (it->conn == NULL || !bd_conn_is_closed(it->conn))
+    if (it->waiter == NULL || !bd_waiter_gone(it->waiter))
         return 0;
-    srv->ctr.cancelled++;
-    srv->ctr.status[BATCHD_CANCELLED]++;
+    core->ctr.cancelled++;
+    core->ctr.status[BATCHD_CANCELLED]++;
     bd_item_free(it);
     return 1;
 }
@@ -718,7 +718,7 @@ static size_t head_batch_len(const struct bd_key *k, uint64_t *bytes,
 
 /* Unlink the n head items up to last (n >= 1) as one list; the queue
  * totals drop once for all of them. */
-static struct bd_item *queue_cut(struct bd_server *srv, struct bd_key *k,
+static struct bd_item *queue_cut(struct bd_core *core, struct bd_key *k,
                                  size_t n, uint64_t bytes, struct bd_item *last)
 {
     struct bd_item *first = k->head;
@@ -731,8 +731,8 @@ static struct bd_item *queue_cut(struct bd_server *srv, struct bd_key *k,
     }
     k->nqueued -= n;
     k->qbytes -= bytes;
-    srv->nqueued -= n;
-    srv->qbytes -= bytes;
+    core->nqueued -= n;
+    core->qbytes -= bytes;
     return first;
 }
 
@@ -754,10 +754,10 @@ static void batch_set_item(struct bd_batch *b, size_t i, struct bd_item *it,
  * gone clients and expired items are dropped on the way. Returns 1 when
  * a batch left, 0 when every head item was dropped (progress all the
  * same), -1 when memory was short (the items stay queued). */
-static int dispatch_one(struct bd_server *srv, struct bd_key *k)
+static int dispatch_one(struct bd_core *core, struct bd_key *k)
 {
     struct bd_item *last = NULL, *it, *next;
-    uint64_t bytes, now = srv->now_ns;
+    uint64_t bytes, now = core->clock.now_ns;
     size_t n = head_batch_len(k, &bytes, &last), got = 0;
     struct bd_batch *b = bd_batch_new(k->sink, k, k->name, k->len, n);
     int recompute = 0;
@@ -766,13 +766,14 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
         bd_log_error("key %s: out of memory for a batch of %zu", k->name, n);
         return -1;
     }
-    for (it = queue_cut(srv, k, n, bytes, last); it != NULL; it = next) {
+    b->free_item = bd_item_free;
+    for (it = queue_cut(core, k, n, bytes, last); it != NULL; it = next) {
         next = it->next;
         it->next = NULL;
         if (it->deadline_ns && it->deadline_ns <= k->min_deadline_ns)
             recompute = 1;
-        if (item_cancelled(srv, it) ||
-            drop_expired(srv, k, it, &now))
+        if (item_cancelled(core, it) ||
+            drop_expired(core, k, it, &now))
             continue;
         batch_set_item(b, got++, it, now);
     }
@@ -788,8 +789,8 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
     k->items += got;
     if (got > k->max_batch)
         k->max_batch = (uint32_t)got;
-    srv->ctr.batch_hist[bd_hist_pow2_bucket(got, 17)]++;
-    bd_call_start(srv, b);
+    core->ctr.batch_hist[bd_hist_pow2_bucket(got, 17)]++;
+    bd_call_start(core, b);
     return 1;
 }
 
@@ -821,7 +822,7 @@ static uint64_t key_next_event(const struct bd_key *k, int blocked)
     return at;
 }
 
-static void key_arm_timer(struct bd_server *srv, struct bd_key *k, int blocked)
+static void key_arm_timer(struct bd_core *core, struct bd_key *k, int blocked)
 {
     uint64_t at = key_next_event(k, blocked), now;
     struct timeval tv;
@@ -835,14 +836,14 @@ static void key_arm_timer(struct bd_server *srv, struct bd_key *k, int blocked)
     if (k->timer_at_ns == at)
         return;
     if (k->timer == NULL) {
-        k->timer = evtimer_new(srv->base, key_timer_cb, k);
+        k->timer = evtimer_new(core->base, key_timer_cb, k);
         if (k->timer == NULL)
             return; /* tried again at the next pass that touches k */
     }
     /* libevent adds tv to its cached time of this loop pass, which may be
      * older than now_ns: refresh it so the timer does not fire early. */
-    event_base_update_cache_time(srv->base);
-    now = bd_server_tick(srv);
+    event_base_update_cache_time(core->base);
+    now = bd_core_tick(core);
     now = at > now ? at - now : 0;
     tv.tv_sec = (time_t)(now / 1000000000ull);
     tv.tv_usec = (suseconds_t)((now % 1000000000ull) / 1000);
@@ -850,12 +851,12 @@ static void key_arm_timer(struct bd_server *srv, struct bd_key *k, int blocked)
     k->timer_at_ns = at;
 }
 
-static int global_slot(const struct bd_server *srv)
+static int global_slot(const struct bd_core *core)
 {
-    return srv->inflight < srv->cfg->max_concurrency;
+    return core->inflight < core->cfg->max_concurrency;
 }
 
-static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
+static void key_wait_for_slot(struct bd_core *core, struct bd_key *k)
 {
     if (k->flags & BD_KEY_WAITING)
         return;
@@ -864,11 +865,11 @@ static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
     /* FIFO, so keys get global slots in the order they asked; appended
      * at the tail in O(1): a client with many keys must not make each
      * append walk all the others (quadratic, like hash flooding). */
-    if (srv->waiting == NULL)
-        srv->waiting = k;
+    if (core->waiting == NULL)
+        core->waiting = k;
     else
-        srv->waiting_tail->wnext = k;
-    srv->waiting_tail = k;
+        core->waiting_tail->wnext = k;
+    core->waiting_tail = k;
 }
 
 /*
@@ -876,13 +877,13 @@ static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
  * then arm its timer or free it. Called at the end of a pass (for keys
  * touched in it, or whose timer fired); never while walking the queue.
  */
-static void key_run(struct bd_server *srv, struct bd_key *k)
+static void key_run(struct bd_core *core, struct bd_key *k)
 {
-    int paused = srv->state == BD_STATE_PAUSED;
-    uint64_t now = srv->now_ns;
+    int paused = core->state == BD_STATE_PAUSED;
+    uint64_t now = core->clock.now_ns;
 
-    release_retries(srv, k, now, flushing(srv));
-    expire_deadlines(srv, k, now);
+    release_retries(core, k, now, flushing(core));
+    expire_deadlines(core, k, now);
     /* Retried items at the head have waited their turn (and their
      * backoff; they came back together with the rest of their failed
      * batch): they leave without waiting for a full batch, which under
@@ -891,24 +892,24 @@ static void key_run(struct bd_server *srv, struct bd_key *k)
            k->inflight < k->route->key_concurrency &&
            bd_batch_ready(k->route, k->nqueued, k->qbytes, k->head->enq_ns,
                           k->min_deadline_ns, now, k->inflight,
-                          flushing(srv) || k->head->attempt > 0 ||
+                          flushing(core) || k->head->attempt > 0 ||
                           k->head->due_ns != 0 ||
                           (k->flags & BD_KEY_FULL))) {
-        if (!global_slot(srv)) {
-            key_wait_for_slot(srv, k);
+        if (!global_slot(core)) {
+            key_wait_for_slot(core, k);
             break;
         }
-        if (dispatch_one(srv, k) < 0)
+        if (dispatch_one(core, k) < 0)
             break; /* retried at the next pass that touches k */
     }
     if (k->nqueued == 0)
         k->flags &= ~BD_KEY_FULL; /* nothing left that was held back */
     if (k->nqueued == 0 && k->nretry == 0) {
-        key_arm_timer(srv, k, 0); /* disarms */
-        key_maybe_free(srv, k);
+        key_arm_timer(core, k, 0); /* disarms */
+        key_maybe_free(core, k);
         return;
     }
-    key_arm_timer(srv, k, paused ||
+    key_arm_timer(core, k, paused ||
                   k->inflight >= k->route->key_concurrency ||
                   (k->flags & BD_KEY_WAITING));
 }
@@ -920,89 +921,89 @@ static void key_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     k->timer_at_ns = 0;
-    bd_batch_mark_dirty(k->srv, k);
+    bd_batch_mark_dirty(k->core, k);
 }
 
-void bd_batch_run_dirty(struct bd_server *srv)
+void bd_batch_run_dirty(struct bd_core *core)
 {
     /* Keys waiting for a global slot go first: they asked earlier. */
-    while (srv->waiting != NULL && global_slot(srv)) {
-        struct bd_key *k = srv->waiting;
+    while (core->waiting != NULL && global_slot(core)) {
+        struct bd_key *k = core->waiting;
 
-        srv->waiting = k->wnext;
-        if (srv->waiting == NULL)
-            srv->waiting_tail = NULL;
+        core->waiting = k->wnext;
+        if (core->waiting == NULL)
+            core->waiting_tail = NULL;
         k->flags &= ~BD_KEY_WAITING;
-        key_run(srv, k);
+        key_run(core, k);
     }
-    while (srv->dirty != NULL) {
-        struct bd_key *k = srv->dirty;
+    while (core->dirty != NULL) {
+        struct bd_key *k = core->dirty;
 
-        srv->dirty = k->dnext;
+        core->dirty = k->dnext;
         k->flags &= ~BD_KEY_DIRTY;
         if (k->flags & BD_KEY_WAITING)
             continue; /* runs when a slot frees, in its turn */
-        key_run(srv, k);
+        key_run(core, k);
     }
 }
 
 /* ---- shutdown, cancellation, stats ------------------------------------- */
 
 /* Visit every key; fn may not free the key (keys are freed by key_run). */
-#define FOREACH_KEY(srv, k) \
-    for (size_t i_ = 0; i_ < (srv)->keytab_size; i_++) \
-        for (struct bd_key *k = (srv)->keytab[i_]; k; k = k->hnext)
+#define FOREACH_KEY(core, k) \
+    for (size_t i_ = 0; i_ < (core)->keytab_size; i_++) \
+        for (struct bd_key *k = (core)->keytab[i_]; k; k = k->hnext)
 
-void bd_batch_flush_all(struct bd_server *srv)
+void bd_batch_flush_all(struct bd_core *core)
 {
-    FOREACH_KEY(srv, k)
+    FOREACH_KEY(core, k)
         if (k->nqueued || k->nretry)
-            bd_batch_mark_dirty(srv, k);
+            bd_batch_mark_dirty(core, k);
 }
 
-static int drop_all(struct bd_server *srv, struct bd_key *k,
+static int drop_all(struct bd_core *core, struct bd_key *k,
                     struct bd_item *it, const void *arg)
 {
     const char *msg = arg;
 
-    bd_item_answer(srv, k->name, it, BATCHD_SHUTTING_DOWN, msg, strlen(msg), 1);
+    bd_item_answer(core, k->name, it, BATCHD_SHUTTING_DOWN, msg, strlen(msg), 1);
     return 1;
 }
 
-void bd_batch_fail_all_queued(struct bd_server *srv, int status,
+void bd_batch_fail_all_queued(struct bd_core *core, int status,
                               const char *msg)
 {
     (void)status; /* always SHUTTING_DOWN today; kept for the contract */
-    FOREACH_KEY(srv, k) {
-        release_retries(srv, k, 0, 1);
-        queue_filter(srv, k, drop_all, msg);
+    FOREACH_KEY(core, k) {
+        release_retries(core, k, 0, 1);
+        queue_filter(core, k, drop_all, msg);
         k->min_deadline_ns = 0;
-        bd_batch_mark_dirty(srv, k);
+        bd_batch_mark_dirty(core, k);
     }
 }
 
-static int drop_conn(struct bd_server *srv, struct bd_key *k,
+static int drop_waiter(struct bd_core *core, struct bd_key *k,
                      struct bd_item *it, const void *arg)
 {
     (void)k;
-    if (it->conn != arg)
+    if (it->waiter != arg)
         return 0;
-    srv->ctr.cancelled++;
-    srv->ctr.status[BATCHD_CANCELLED]++;
+    core->ctr.cancelled++;
+    core->ctr.status[BATCHD_CANCELLED]++;
     bd_item_free(it);
     return 1;
 }
 
-void bd_batch_cancel_conn(struct bd_server *srv, const struct bd_conn *c)
+void bd_batch_cancel_waiter(struct bd_core *core, const struct bd_waiter *w)
 {
-    FOREACH_KEY(srv, k) {
-        size_t n = list_filter(srv, k, 1, drop_conn, c);
+    FOREACH_KEY(core, k) {
+        size_t n = list_filter(core, k, 1, drop_waiter, w);
 
-        if (queue_filter(srv, k, drop_conn, c))
+        if (queue_filter(core, k, drop_waiter, w))
             recompute_deadline(k);
         else if (n == 0)
             continue;
-        bd_batch_mark_dirty(srv, k); /* may be idle now: key_run frees it */
+        bd_batch_mark_dirty(core, k); /* may be idle now: key_run frees it */
     }
 }
 
@@ -1016,10 +1017,10 @@ static void free_list(struct bd_item *it)
     }
 }
 
-void bd_batch_destroy_all(struct bd_server *srv)
+void bd_batch_destroy_all(struct bd_core *core)
 {
-    for (size_t i = 0; i < srv->keytab_size; i++) {
-        struct bd_key *k = srv->keytab[i], *next;
+    for (size_t i = 0; i < core->keytab_size; i++) {
+        struct bd_key *k = core->keytab[i], *next;
 
         for (; k; k = next) {
             next = k->hnext;
@@ -1030,23 +1031,33 @@ void bd_batch_destroy_all(struct bd_server *srv)
             bd_free(k);
         }
     }
-    bd_free(srv->keytab);
+    bd_free(core->keytab);
     item_pool_drain();
-    srv->key_last = NULL;
-    srv->keytab = NULL;
-    srv->keytab_size = 0;
-    srv->nkeys = 0;
-    srv->idle_head = srv->idle_tail = NULL;
-    srv->nidle = 0;
-    srv->nqueued = srv->qbytes = srv->nretry = srv->rbytes = 0;
-    srv->dirty = NULL;
-    srv->waiting = srv->waiting_tail = NULL;
+    core->key_last = NULL;
+    core->keytab = NULL;
+    core->keytab_size = 0;
+    core->nkeys = 0;
+    core->idle_head = core->idle_tail = NULL;
+    core->nidle = 0;
+    core->nqueued = core->qbytes = core->nretry = core->rbytes = 0;
+    core->dirty = NULL;
+    core->waiting = core->waiting_tail = NULL;
 }
 
-void bd_batch_foreach_key(struct bd_server *srv,
+void bd_batch_foreach_key(struct bd_core *core,
                           void (*fn)(const struct bd_key *k, void *arg),
                           void *arg)
 {
-    FOREACH_KEY(srv, k)
+    FOREACH_KEY(core, k)
         fn(k, arg);
+}
+
+void bd_batch_timers_due(struct bd_core *core)
+{
+    FOREACH_KEY(core, k) {
+        if (k->timer_at_ns != 0 && k->timer_at_ns <= core->clock.now_ns) {
+            k->timer_at_ns = 0;
+            bd_batch_mark_dirty(core, k);
+        }
+    }
 }

@@ -75,6 +75,8 @@ struct bd_batch {
     uint64_t wait_ns;         /* BD_SINK_NOT_STARTED: wait this long */
     uint64_t start_ns;        /* dispatch time */
     struct bd_item **items;   /* nitems entries, owned by the batch */
+    void (*free_item)(struct bd_item *it); /* how the core frees one of
+                               * them (a leftover batch at shutdown) */
     struct batchd_item *pitems;
     struct bd_result *results;
 };

@@ -7,7 +7,7 @@
 
 #include "batch.h"
 #include "msg.h"
-#include "server.h"
+#include "state.h"
 #include "sink.h"
 #include "stats.h"
 
@@ -134,7 +134,7 @@ static void key_cb(const struct bd_key *k, void *arg)
 static int render_keys(struct bd_server *srv, struct key_walk *w)
 {
     for (w->idle = 0; w->idle < 2; w->idle++)
-        bd_batch_foreach_key(srv, key_cb, w);
+        bd_batch_foreach_key(&srv->core, key_cb, w);
     return w->rc;
 }
 
@@ -169,26 +169,26 @@ struct stat_row {
 
 static void counter_rows(const struct bd_server *srv, struct stat_row *r)
 {
-    const struct bd_counters *c = &srv->ctr;
+    const struct bd_counters *c = &srv->core.ctr;
     struct stat_row rows[NROWS] = {
         {"uptime_ms", (bd_now_ns() - srv->start_ns) / 1000000},
         {"conns", srv->nconns},
         {"conns_total", c->conns_total},
         {"conns_dropped", c->conns_dropped},
-        {"nkeys", srv->nkeys},
-        {"keys_live", srv->nkeys - srv->nidle},
-        {"keys_idle", srv->nidle},
-        {"queued_items", srv->nqueued},
-        {"queued_bytes", srv->qbytes},
-        {"inflight_batches", srv->inflight},
-        {"inflight_items", srv->inflight_items},
+        {"nkeys", srv->core.nkeys},
+        {"keys_live", srv->core.nkeys - srv->core.nidle},
+        {"keys_idle", srv->core.nidle},
+        {"queued_items", srv->core.nqueued},
+        {"queued_bytes", srv->core.qbytes},
+        {"inflight_batches", srv->core.inflight},
+        {"inflight_items", srv->core.inflight_items},
         {"items_in", c->items_in},
         {"items_out", c->items_out},
         {"batches", c->batches},
         {"replies", c->replies},
         {"cancelled", c->cancelled},
         {"send_failed", c->send_failed},
-        {"retry_waiting", srv->nretry},
+        {"retry_waiting", srv->core.nretry},
         {"retries", c->retries},
         {"timeouts", c->timeouts},
         {"splits", c->splits},
@@ -200,14 +200,14 @@ static void counter_rows(const struct bd_server *srv, struct stat_row *r)
 
 static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
 {
-    const struct bd_counters *c = &srv->ctr;
+    const struct bd_counters *c = &srv->core.ctr;
     struct key_walk w = {b, 1, 0, 0, 0};
     struct stat_row rows[NROWS];
     int rc;
 
     counter_rows(srv, rows);
     rc = bprintf(b, "{\"version\":\"%s\",\"state\":\"%s\"", BD_VERSION,
-                 state_names[srv->state]);
+                 state_names[srv->core.state]);
     for (int i = 0; i < NROWS && rc == 0; i++)
         rc = bprintf(b, ",\"%s\":%llu", rows[i].name, rows[i].v);
     rc |= bprintf(b, ",\"replies_by_status\":{");
@@ -234,14 +234,14 @@ static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
 
 static int render_text(struct bd_server *srv, int detail, struct bd_buf *b)
 {
-    const struct bd_counters *c = &srv->ctr;
+    const struct bd_counters *c = &srv->core.ctr;
     struct key_walk w = {b, 0, 0, 0, 0};
     struct stat_row rows[NROWS];
     int rc;
 
     counter_rows(srv, rows);
     rc = bprintf(b, "version %s\nstate %s\n", BD_VERSION,
-                 state_names[srv->state]);
+                 state_names[srv->core.state]);
     for (int i = 0; i < NROWS && rc == 0; i++)
         rc = bprintf(b, "%s %llu\n", rows[i].name, rows[i].v);
     rc |= bprintf(b, "replies_by_status");
@@ -271,10 +271,10 @@ int bd_stats_render(struct bd_server *srv, int json, int detail,
 
 int bd_stats_health(struct bd_server *srv, struct bd_buf *out)
 {
-    const char *status = srv->state == BD_STATE_RUNNING ? "ok" :
-                         srv->state == BD_STATE_PAUSED ? "paused" : "stopping";
+    const char *status = srv->core.state == BD_STATE_RUNNING ? "ok" :
+                         srv->core.state == BD_STATE_PAUSED ? "paused" : "stopping";
 
     return bprintf(out, "{\"status\":\"%s\",\"conns\":%u,\"queued_items\":%llu,"
                    "\"inflight_batches\":%u}", status, srv->nconns,
-                   (unsigned long long)srv->nqueued, srv->inflight);
+                   (unsigned long long)srv->core.nqueued, srv->core.inflight);
 }
