@@ -80,7 +80,10 @@ struct batchd_reply {
 /* Per-request options; zero-initialise and set what you need. */
 struct batchd_opts {
     uint32_t deadline_ms;     /* 0 = none */
-    int priority;             /* 0 = normal lane, up to 255 */
+    int priority;             /* 0 (lowest, the default) .. 255: higher
+                               * lanes of a key fill batches first; an item
+                               * waiting longer than the route's
+                               * priority_aging_ms counts as top priority */
     const void *dedup_id;     /* NULL = none */
     size_t dedup_len;
     const char *trace;        /* W3C traceparent, NULL = none */

@@ -25,6 +25,7 @@
 #include "call.h"
 #include "waiter.h"
 #include "hist.h"
+#include "lanes.h"
 #include "log.h"
 #include "msg.h"
 #include "core.h"
@@ -259,6 +260,7 @@ static void key_free(struct bd_core *core, struct bd_key *k)
     }
     if (k->timer != NULL)
         event_free(k->timer);
+    bd_lanes_free(k);
     if (core->key_last == k)
         core->key_last = NULL;
     core->nkeys--;
@@ -415,15 +417,44 @@ static void note_deadline(struct bd_key *k, const struct bd_item *it)
         k->min_deadline_ns = it->deadline_ns;
 }
 
-static void queue_push(struct bd_core *core, struct bd_key *k,
-                       struct bd_item *it)
+/*
+ * A key's first item with a priority gives it its lanes (until then
+ * every item is in lane 0 and the queue is a plain FIFO). Without
+ * memory for them the item goes to lane 0: served, not prioritised.
+ */
+static __attribute__((noinline)) void lanes_push(struct bd_key *k,
+                                                 struct bd_item *it)
 {
+    if (k->lanes == NULL && bd_lanes_make(k) != 0) {
+        bd_log_warn("key %s: out of memory for priority lanes; item %llu "
+                    "queued in lane 0", k->name, (unsigned long long)it->id);
+        it->lane = 0;
+    }
+    if (k->lanes != NULL) {
+        bd_lanes_insert(k, it);
+        return;
+    }
     it->next = NULL;
     if (k->tail)
         k->tail->next = it;
     else
         k->head = it;
     k->tail = it;
+}
+
+static void queue_push(struct bd_core *core, struct bd_key *k,
+                       struct bd_item *it)
+{
+    if ((uintptr_t)k->lanes | it->lane) {
+        lanes_push(k, it);
+    } else {
+        it->next = NULL;
+        if (k->tail)
+            k->tail->next = it;
+        else
+            k->head = it;
+        k->tail = it;
+    }
     count_queued(core, k, it->len, 1);
     note_deadline(k, it);
 }
@@ -467,6 +498,7 @@ void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
     it->batch_fails = 0;
     it->ok_mark = 0;
     it->reply_type = (uint8_t)in->type;
+    it->lane = opts != NULL ? (uint16_t)opts->priority : 0;
     it->len = len;
     if (len)
         memcpy(it->data, in->payload, len);
@@ -562,6 +594,7 @@ static size_t list_filter(struct bd_core *core, struct bd_key *k, int retry,
     while ((it = *pp) != NULL) {
         struct bd_item *next = it->next; /* drop() may free it */
         size_t len = it->len;
+        unsigned lane = it->lane;
 
         if (!drop(core, k, it, arg)) {
             *tail = it;
@@ -574,6 +607,8 @@ static size_t list_filter(struct bd_core *core, struct bd_key *k, int retry,
             count_retry(core, k, len, 0);
         else
             count_queued(core, k, len, 0);
+        if (!retry && k->lanes != NULL)
+            bd_lanes_unlinked(k, it, lane, *tail); /* it may be freed */
     }
     return n;
 }
@@ -617,6 +652,7 @@ static void release_retries(struct bd_core *core, struct bd_key *k,
                             uint64_t now, int force)
 {
     struct bd_item **pp = &k->retry, *it, *front = NULL, *front_tail = NULL;
+    uint64_t nfront = 0;
 
     k->rtail = NULL;
     while ((it = *pp) != NULL) {
@@ -633,6 +669,8 @@ static void release_retries(struct bd_core *core, struct bd_key *k,
         else
             front = it;
         front_tail = it;
+        it->lane = BD_LANE_TOP;
+        nfront++;
         count_queued(core, k, it->len, 1);
         note_deadline(k, it);
     }
@@ -642,6 +680,8 @@ static void release_retries(struct bd_core *core, struct bd_key *k,
     k->head = front;
     if (k->tail == NULL)
         k->tail = front_tail;
+    if (k->lanes != NULL)
+        bd_lanes_pushed_front(k, front_tail, nfront);
 }
 
 void bd_batch_requeue_front(struct bd_core *core, struct bd_key *k,
@@ -651,6 +691,9 @@ void bd_batch_requeue_front(struct bd_core *core, struct bd_key *k,
     k->head = it;
     if (k->tail == NULL)
         k->tail = it;
+    it->lane = BD_LANE_TOP;
+    if (k->lanes != NULL)
+        bd_lanes_pushed_front(k, it, 1);
     count_queued(core, k, it->len, 1);
     note_deadline(k, it);
     bd_batch_mark_dirty(core, k);
@@ -767,7 +810,10 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
         return -1;
     }
     b->free_item = bd_item_free;
-    for (it = queue_cut(core, k, n, bytes, last); it != NULL; it = next) {
+    it = queue_cut(core, k, n, bytes, last);
+    if (k->lanes != NULL)
+        bd_lanes_cut(k, it);
+    for (; it != NULL; it = next) {
         next = it->next;
         it->next = NULL;
         if (it->deadline_ns && it->deadline_ns <= k->min_deadline_ns)
@@ -796,6 +842,13 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
 
 static void key_timer_cb(evutil_socket_t fd, short what, void *arg);
 
+/* When the oldest queued item came (k not empty): the batch delay counts
+ * from it, whatever lane it is in. */
+static uint64_t queue_first_ns(const struct bd_key *k)
+{
+    return k->lanes != NULL ? bd_lanes_first_ns(k) : k->head->enq_ns;
+}
+
 /*
  * When must this key's timer fire next? 0 = no need. A blocked key
  * (paused, at key_concurrency, or waiting for a global slot) runs again
@@ -810,7 +863,7 @@ static uint64_t key_next_event(const struct bd_key *k, int blocked)
 #define EARLIER(t) do { if ((t) && (at == 0 || (t) < at)) at = (t); } while (0)
     if (!blocked && k->head != NULL && r->policy != BD_POLICY_IMMEDIATE &&
         r->policy != BD_POLICY_SIZE)
-        EARLIER(k->head->enq_ns + r->max_delay_us * 1000);
+        EARLIER(queue_first_ns(k) + r->max_delay_us * 1000);
     if (k->min_deadline_ns && blocked)
         EARLIER(k->min_deadline_ns);
     else if (k->min_deadline_ns)
@@ -884,13 +937,17 @@ static void key_run(struct bd_core *core, struct bd_key *k)
 
     release_retries(core, k, now, flushing(core));
     expire_deadlines(core, k, now);
+    if (k->lanes != NULL && k->route->priority_aging_ms != 0 && k->head &&
+        now > (uint64_t)k->route->priority_aging_ms * 1000000ull)
+        bd_lanes_promote(k, now - (uint64_t)k->route->priority_aging_ms *
+                                  1000000ull);
     /* Retried items at the head have waited their turn (and their
      * backoff; they came back together with the rest of their failed
      * batch): they leave without waiting for a full batch, which under
      * the size policy, or capped after failures, might never come. */
     while (!paused && k->nqueued > 0 &&
            k->inflight < k->route->key_concurrency &&
-           bd_batch_ready(k->route, k->nqueued, k->qbytes, k->head->enq_ns,
+           bd_batch_ready(k->route, k->nqueued, k->qbytes, queue_first_ns(k),
                           k->min_deadline_ns, now, k->inflight,
                           flushing(core) || k->head->attempt > 0 ||
                           k->head->due_ns != 0 ||
@@ -1028,6 +1085,7 @@ void bd_batch_destroy_all(struct bd_core *core)
             free_list(k->retry);
             if (k->timer)
                 event_free(k->timer);
+            bd_lanes_free(k);
             bd_free(k);
         }
     }

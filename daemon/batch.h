@@ -21,6 +21,27 @@ struct bd_waiter;
 struct bd_batch;
 struct event;
 
+/*
+ * Priority lanes of one key (DESIGN section 3). The key's queue stays
+ * one list, kept in dispatch order: lane BD_LANE_TOP first, then lanes
+ * 255 down to 0, each lane a contiguous FIFO run of the list. A batch is
+ * cut from the head as before, so it takes the highest lanes first and
+ * each lane in its order. Aging moves a lane's head items, oldest first,
+ * to the end of BD_LANE_TOP (batch.c: lanes_promote).
+ *
+ * Made only when an item with a priority other than 0 comes to a key
+ * (until then every item is in lane 0, after the retried ones: the plain
+ * path costs nothing); freed with the key.
+ */
+#define BD_LANE_TOP 256       /* aged items and items back from a retry */
+#define BD_NLANES 257
+
+struct bd_lanes {
+    struct bd_item *tail[BD_NLANES]; /* last item of each lane, NULL = empty */
+    uint32_t n[BD_NLANES];    /* queued items per lane */
+    uint64_t bits[(BD_NLANES + 63) / 64]; /* lanes with items */
+};
+
 /* One accepted item. Payload bytes follow the struct. */
 struct bd_item {
     struct bd_item *next;     /* next in its key's queue or retry list */
@@ -37,6 +58,9 @@ struct bd_item {
                                * failure (poison split, call.c) */
     uint8_t batch_fails;      /* whole-batch failures it was part of */
     uint8_t reply_type;       /* message type to reply with */
+    uint16_t lane;            /* its lane while queued: opts.priority
+                               * (0..255), or BD_LANE_TOP once aged or back
+                               * from a retry */
     size_t len;               /* payload bytes */
     uint8_t data[];
 };
@@ -54,6 +78,7 @@ struct bd_key {
     struct bd_sink *sink;
     struct bd_item *head;     /* queued, oldest first */
     struct bd_item *tail;
+    struct bd_lanes *lanes;   /* NULL until a priority other than 0 came */
     uint64_t nqueued;         /* items in the queue */
     uint64_t qbytes;          /* payload bytes in the queue */
     struct bd_item *retry;    /* waiting for their backoff, in the order

@@ -220,6 +220,9 @@ static const struct opt route_opts[] = {
     { .name = "on_sink_timeout", .kind = OPT_ENUM,
       AT(bd_route_conf, on_sink_timeout), .def = "retry",
       .names = on_timeout_names },
+    { .name = "priority_aging_ms", .kind = OPT_INT,
+      AT(bd_route_conf, priority_aging_ms), .def = "1000", .min = 0,
+      .max = 86400000 },
     { .name = NULL },
 };
 

@@ -85,6 +85,27 @@ static int render_rejects(struct bd_buf *b, const uint64_t *r, int json)
     return rc;
 }
 
+/* Queued items per lane, non-empty lanes only, highest first: "lanes":
+ * {"top":N,"7":N,"0":N} (JSON) or " lanes=top:N,7:N,0:N" (text). A key
+ * that never saw a priority has all its items in lane 0. */
+static int render_lanes(struct bd_buf *b, const struct bd_key *k, int json)
+{
+    const struct bd_lanes *L = k->lanes;
+    int rc = bprintf(b, json ? ",\"lanes\":{" : " lanes="), n = 0;
+
+    for (int l = BD_LANE_TOP; l >= 0 && rc == 0; l--) {
+        uint64_t q = L ? L->n[l] : (l == 0 ? k->nqueued : 0);
+        char name[8];
+
+        if (q == 0)
+            continue;
+        snprintf(name, sizeof(name), l == BD_LANE_TOP ? "top" : "%d", l);
+        rc = bprintf(b, json ? "%s\"%s\":%llu" : "%s%s:%llu", n++ ? "," : "",
+                     name, (unsigned long long)q);
+    }
+    return rc | (json ? bprintf(b, "}") : 0);
+}
+
 static void key_cb(const struct bd_key *k, void *arg)
 {
     struct key_walk *w = arg;
@@ -110,7 +131,9 @@ static void key_cb(const struct bd_key *k, void *arg)
                          (unsigned long long)k->items, k->max_batch,
                          (unsigned long long)key_rejects(k));
         w->rc |= render_rejects(w->out, k->rejects, 1);
-        w->rc |= bprintf(w->out, "}}");
+        w->rc |= bprintf(w->out, "}");
+        w->rc |= render_lanes(w->out, k, 1);
+        w->rc |= bprintf(w->out, "}");
     } else {
         w->rc |= bprintf(w->out, "key %s route=%s idle=%d queued=%llu bytes=%llu "
                          "retry_waiting=%llu inflight=%u inflight_items=%llu "
@@ -124,6 +147,7 @@ static void key_cb(const struct bd_key *k, void *arg)
                          (unsigned long long)k->items, k->max_batch,
                          (unsigned long long)key_rejects(k));
         w->rc |= render_rejects(w->out, k->rejects, 0);
+        w->rc |= render_lanes(w->out, k, 0);
         w->rc |= bprintf(w->out, "\n");
     }
     w->n++;

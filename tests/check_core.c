@@ -432,6 +432,199 @@ START_TEST(test_bounds_refuse_at_key_max_items)
 }
 END_TEST
 
+
+/* ---- priority lanes ---------------------------------------------------------- */
+
+static struct bd_opts prio(uint32_t p)
+{
+    struct bd_opts o = {.has_priority = 1, .priority = p};
+
+    return o;
+}
+
+/* The payloads of call c, joined with spaces. */
+static const char *call_payloads(size_t c)
+{
+    static char buf[512];
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < calls[c]->pub.nitems && n < sizeof(buf) - 70; i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? " " : "",
+                              item_payload(c, i));
+    return buf;
+}
+
+static void lanes_cb(const struct bd_key *k, void *arg)
+{
+    *(const struct bd_key **)arg = k;
+}
+
+static const struct bd_key *only_key(struct rig *r)
+{
+    const struct bd_key *k = NULL;
+
+    bd_batch_foreach_key(&r->core, lanes_cb, &k);
+    ck_assert_ptr_nonnull(k);
+    return k;
+}
+
+#define DELAYED "policy = duration\nmax_delay_us = 10000\nkey_concurrency = 8\n"
+
+START_TEST(test_highest_lanes_first_fifo_within)
+{
+    struct rig r;
+    struct fake_waiter w;
+    struct bd_opts p0 = prio(0), p5 = prio(5), p9 = prio(9);
+
+    waiter_init(&w);
+    rig_start(&r, DELAYED "max_items = 3\npriority_aging_ms = 0\n");
+    admit(&r, &w, 1, "k", "l1", NULL);
+    admit(&r, &w, 2, "k", "l2", &p0);
+    admit(&r, &w, 3, "k", "h1", &p9);
+    admit(&r, &w, 4, "k", "m1", &p5);
+    admit(&r, &w, 5, "k", "h2", &p9);
+    admit(&r, &w, 6, "k", "l3", NULL);
+    admit(&r, &w, 7, "k", "m2", &p5);
+    ck_assert_uint_eq(only_key(&r)->lanes->n[9], 2);
+    ck_assert_uint_eq(only_key(&r)->lanes->n[5], 2);
+    ck_assert_uint_eq(only_key(&r)->lanes->n[0], 3);
+    fake_now += 10 * MS;
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 3);
+    ck_assert_str_eq(call_payloads(0), "h1 h2 m1");
+    ck_assert_str_eq(call_payloads(1), "m2 l1 l2");
+    ck_assert_str_eq(call_payloads(2), "l3");
+    for (size_t i = 0; i < 3; i++)
+        answer(&r, i, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(w.n, 7);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(test_aged_item_counts_as_top_priority)
+{
+    struct rig r;
+    struct fake_waiter w;
+    struct bd_opts p1 = prio(1), p9 = prio(9);
+
+    waiter_init(&w);
+    rig_start(&r, "policy = immediate\nmax_items = 2\n"
+              "priority_aging_ms = 100\n");
+    /* A call in flight holds the key's one slot while items queue. */
+    admit(&r, &w, 1, "k", "first", NULL);
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 1);
+    admit(&r, &w, 2, "k", "low0", NULL);
+    fake_now += 10 * MS;
+    admit(&r, &w, 3, "k", "low1", &p1);
+    fake_now += 60 * MS;
+    for (int i = 0; i < 4; i++)
+        admit(&r, &w, 10 + (uint64_t)i, "k", "high", &p9);
+    fake_now += 35 * MS; /* low0 waited 105 ms: aged; low1 95 ms: not */
+    answer(&r, 0, BATCHD_RESULT_OK);
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 2);
+    ck_assert_str_eq(call_payloads(1), "low0 high");
+    fake_now += 10 * MS; /* now low1 has aged too */
+    answer(&r, 1, BATCHD_RESULT_OK);
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 3);
+    /* low1 waited 105 ms: top priority, before the highs (45 ms). */
+    ck_assert_str_eq(call_payloads(2), "low1 high");
+    answer(&r, 2, BATCHD_RESULT_OK);
+    pass(&r);
+    ck_assert_str_eq(call_payloads(3), "high high");
+    answer(&r, 3, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(w.n, 7);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(test_no_aging_starves_the_low_lane)
+{
+    struct rig r;
+    struct fake_waiter w;
+    struct bd_opts p9 = prio(9);
+
+    waiter_init(&w);
+    rig_start(&r, "policy = immediate\nmax_items = 1\n"
+              "priority_aging_ms = 0\n");
+    admit(&r, &w, 1, "k", "first", NULL);
+    pass(&r);
+    admit(&r, &w, 2, "k", "low", NULL);
+    for (size_t i = 0; i < 5; i++) {
+        admit(&r, &w, 10 + i, "k", "high", &p9);
+        fake_now += 1000 * MS;
+        answer(&r, i, BATCHD_RESULT_OK);
+        pass(&r);
+        ck_assert_str_eq(call_payloads(i + 1), "high");
+    }
+    answer(&r, 5, BATCHD_RESULT_OK);
+    pass(&r);
+    ck_assert_str_eq(call_payloads(6), "low");
+    answer(&r, 6, BATCHD_RESULT_OK);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(test_cancel_inside_lanes_keeps_their_order)
+{
+    struct rig r;
+    struct fake_waiter a, b;
+    struct bd_opts p3 = prio(3), p7 = prio(7);
+
+    waiter_init(&a);
+    waiter_init(&b);
+    rig_start(&r, DELAYED "max_items = 10\npriority_aging_ms = 0\n");
+    admit(&r, &b, 1, "k", "b0", NULL);
+    admit(&r, &a, 1, "k", "a7", &p7);  /* the tail of lane 7 leaves */
+    admit(&r, &b, 2, "k", "b3", &p3);
+    admit(&r, &a, 2, "k", "a3", &p3);  /* the tail of lane 3 leaves */
+    admit(&r, &b, 3, "k", "b7", &p7);
+    a.w.gone = 1;
+    bd_batch_cancel_waiter(&r.core, &a.w);
+    ck_assert_uint_eq(only_key(&r)->lanes->n[7], 1);
+    ck_assert_uint_eq(only_key(&r)->lanes->n[3], 1);
+    /* New items must land after what is left of their lanes. */
+    admit(&r, &b, 4, "k", "c3", &p3);
+    admit(&r, &b, 5, "k", "c7", &p7);
+    fake_now += 10 * MS;
+    pass(&r);
+    ck_assert_str_eq(call_payloads(0), "b7 c7 b3 c3 b0");
+    answer(&r, 0, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(a.n, 0);
+    ck_assert_uint_eq(b.n, 5);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(test_retried_items_lead_the_lanes)
+{
+    struct rig r;
+    struct fake_waiter w;
+    struct bd_opts p9 = prio(9);
+
+    waiter_init(&w);
+    rig_start(&r, "policy = immediate\nmax_items = 10\nretry_base_ms = 10\n"
+              "retry_cap_ms = 10\npriority_aging_ms = 0\n");
+    admit(&r, &w, 1, "k", "old", NULL);
+    pass(&r);
+    answer(&r, 0, BATCHD_RESULT_RETRY);
+    admit(&r, &w, 2, "k", "high", &p9);  /* queued while "old" waits */
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 2);          /* "high" went at once */
+    admit(&r, &w, 3, "k", "high2", &p9);
+    fake_now += 10 * MS;
+    answer(&r, 1, BATCHD_RESULT_OK);
+    pass(&r);
+    ck_assert_str_eq(call_payloads(2), "old high2");
+    answer(&r, 2, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(w.n, 3);
+    rig_stop(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core");
@@ -448,6 +641,11 @@ int main(void)
     tcase_add_test(tc, test_retries_exhausted);
     tcase_add_test(tc, test_gone_waiter_cancels_its_queued_loads_only);
     tcase_add_test(tc, test_bounds_refuse_at_key_max_items);
+    tcase_add_test(tc, test_highest_lanes_first_fifo_within);
+    tcase_add_test(tc, test_aged_item_counts_as_top_priority);
+    tcase_add_test(tc, test_no_aging_starves_the_low_lane);
+    tcase_add_test(tc, test_cancel_inside_lanes_keeps_their_order);
+    tcase_add_test(tc, test_retried_items_lead_the_lanes);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

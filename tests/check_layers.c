@@ -136,7 +136,8 @@ static void list_dir(const char *dir)
             (strcmp(e->d_name + n - 2, ".c") != 0 &&
              strcmp(e->d_name + n - 2, ".h") != 0))
             continue;
-        snprintf(files[nfiles++], sizeof(files[0]), "%s/%s", dir, e->d_name);
+        snprintf(files[nfiles++], sizeof(files[0]), "%.20s/%.100s", dir,
+                 e->d_name);
     }
     closedir(d);
 }
