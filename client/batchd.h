@@ -84,7 +84,9 @@ struct batchd_opts {
                                * lanes of a key fill batches first; an item
                                * waiting longer than the route's
                                * priority_aging_ms counts as top priority */
-    const void *dedup_id;     /* NULL = none */
+    const void *dedup_id;     /* NULL = none; else items of the key with
+                               * this id queued at the same time share one
+                               * sink item and its result (PROTOCOL.md) */
     size_t dedup_len;
     const char *trace;        /* W3C traceparent, NULL = none */
 };

@@ -23,6 +23,7 @@
 #include "batch.h"
 #include "bytes.h"
 #include "call.h"
+#include "dedup.h"
 #include "waiter.h"
 #include "hist.h"
 #include "lanes.h"
@@ -170,7 +171,8 @@ static inline void key_wake(struct bd_core *core, struct bd_key *k);
 
 /* Find or create the key. NULL with a->status set when it has no route
  * or memory is short. */
-static struct bd_key *key_get(struct bd_core *core, const char *name,
+static inline __attribute__((always_inline)) struct bd_key *
+key_get(struct bd_core *core, const char *name,
                               size_t len, struct bd_admit *a)
 {
     struct bd_key *k = core->key_last;
@@ -308,6 +310,25 @@ void bd_batch_mark_dirty(struct bd_core *core, struct bd_key *k)
 
 /* ---- admission -------------------------------------------------------- */
 
+/* The first item with its dedup_id: its client becomes the first
+ * recipient of its record, and later ones can find it. Without memory
+ * for the record the item is simply not joinable. */
+static __attribute__((noinline)) void admit_first(struct bd_core *core, struct bd_key *k,
+                        struct bd_item *it, const struct bd_opts *opts)
+{
+    struct bd_waiter *w = it->waiter;
+
+    if (bd_dedup_attach(core, k, it, opts->dedup_id, opts->dedup_len, w,
+                        it->req_id, it->reply_type, it->deadline_ns) != 0) {
+        bd_log_warn("key %s: out of memory for dedup_id of item %llu; not "
+                    "coalesced", k->name, (unsigned long long)it->id);
+        return;
+    }
+    it->waiter = NULL; /* the record holds the waiter now */
+    if (w != NULL)
+        bd_waiter_release(w);
+}
+
 const char *const bd_reject_names[BD_REJECT_COUNT] = {
     [BD_REJECT_KEY_ITEMS] = "key_max_items",
     [BD_REJECT_KEY_BYTES] = "key_max_bytes",
@@ -329,7 +350,8 @@ static int refuse(struct bd_admit *a, int status, int reason, const char *fmt,
 
 /* Check every bound; the message names the one that was hit. Items
  * waiting for a retry still hold memory, so they count too. */
-static int within_bounds(struct bd_core *core, struct bd_key *k, size_t len,
+static inline __attribute__((always_inline)) int
+within_bounds(struct bd_core *core, struct bd_key *k, size_t len,
                          struct bd_admit *a)
 {
     const struct bd_route_conf *r = k->route;
@@ -410,11 +432,17 @@ static void count_retry(struct bd_core *core, struct bd_key *k, size_t len,
 }
 
 /* Keep k->min_deadline_ns at or below the deadline of a queued item. */
+static inline void note_deadline_ns(struct bd_key *k, uint64_t dl)
+{
+    if (dl && (k->min_deadline_ns == 0 || dl < k->min_deadline_ns))
+        k->min_deadline_ns = dl;
+}
+
+/* A coalesced item counts with its recipients' earliest deadline. */
 static void note_deadline(struct bd_key *k, const struct bd_item *it)
 {
-    if (it->deadline_ns &&
-        (k->min_deadline_ns == 0 || it->deadline_ns < k->min_deadline_ns))
-        k->min_deadline_ns = it->deadline_ns;
+    note_deadline_ns(k, it->dedup ? bd_dedup_min_deadline(it->dedup) :
+                     it->deadline_ns);
 }
 
 /*
@@ -442,7 +470,8 @@ static __attribute__((noinline)) void lanes_push(struct bd_key *k,
     k->tail = it;
 }
 
-static void queue_push(struct bd_core *core, struct bd_key *k,
+static inline __attribute__((always_inline)) void
+queue_push(struct bd_core *core, struct bd_key *k,
                        struct bd_item *it)
 {
     if ((uintptr_t)k->lanes | it->lane) {
@@ -456,58 +485,52 @@ static void queue_push(struct bd_core *core, struct bd_key *k,
         k->tail = it;
     }
     count_queued(core, k, it->len, 1);
-    note_deadline(k, it);
+    note_deadline_ns(k, it->deadline_ns); /* a new coalesced item's one
+                                           * recipient has the same */
 }
 
-void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
-                    const struct bd_opts *opts, struct bd_waiter *w,
-                    struct bd_admit *a)
+/*
+ * An item with a dedup_id that an item of its key already has (queued,
+ * or in flight under coalesce_inflight) joins that item as one more
+ * recipient: no new slot, no bound counted again, its payload unused
+ * (the first one wins). The item keeps the latest deadline of all its
+ * recipients; each recipient still expires on its own. Returns 1 when
+ * it joined (or was refused for memory: a->status says), 0 when it
+ * needs an item of its own.
+ */
+static __attribute__((noinline)) int admit_join(struct bd_core *core, struct bd_key *k,
+                      const struct bd_msg_item *in, const struct bd_opts *opts,
+                      struct bd_waiter *w, struct bd_admit *a)
 {
-    size_t len = in->payload_len;
-    struct bd_key *k;
-    struct bd_item *it;
+    struct bd_dedup *d = bd_dedup_find(core, k, opts->dedup_id, opts->dedup_len);
+    uint64_t dl;
 
-    a->status = BATCHD_OK;
-    k = key_get(core, in->key, in->key_len, a);
-    if (k == NULL) {
-        if (a->status == BATCHD_OVERLOADED)
-            core->ctr.rejects[BD_REJECT_NO_MEMORY]++;
-        return;
-    }
-    if (!within_bounds(core, k, len, a))
-        goto out_reject;
-    it = bd_item_new(len);
-    if (it == NULL) {
+    if (d == NULL || (d->inflight && !k->route->coalesce_inflight))
+        return 0;
+    dl = item_deadline(k->route, opts, core->clock.now_ns);
+    if (bd_dedup_join(d, w, in->req_id, in->type, dl) != 0) {
         refuse(a, BATCHD_OVERLOADED, BD_REJECT_NO_MEMORY,
                "out of memory (%llu bytes)",
-               (unsigned long long)len);
-        goto out_reject;
+               (unsigned long long)sizeof(struct bd_rcpt));
+        k->rejects[a->reason]++;
+        core->ctr.rejects[a->reason]++;
+        return 1;
     }
-    /* Every field set here (no memset: this runs once per item). */
-    it->next = NULL;
-    it->waiter = w;
-    if (w != NULL)
-        bd_waiter_hold(w);
-    it->req_id = in->req_id;
-    it->id = ++core->next_item_id;
-    it->enq_ns = core->clock.now_ns;
-    it->deadline_ns = item_deadline(k->route, opts, it->enq_ns);
-    it->due_ns = 0;
-    it->attempt = 0;
-    it->cap = 0;
-    it->batch_fails = 0;
-    it->ok_mark = 0;
-    it->reply_type = (uint8_t)in->type;
-    it->lane = opts != NULL ? (uint16_t)opts->priority : 0;
-    it->len = len;
-    if (len)
-        memcpy(it->data, in->payload, len);
-    queue_push(core, k, it);
+    d->item->deadline_ns = bd_dedup_max_deadline(d);
+    if (!d->inflight)
+        note_deadline(k, d->item);
+    k->coalesced++;
+    core->ctr.coalesced++;
     core->ctr.items_in++;
     bd_batch_mark_dirty(core, k);
-    return;
+    return 1;
+}
 
-out_reject:
+/* An item refused at admission (a->reason says why): counted; at a
+ * queue bound the key's batch is ready. */
+static void admit_refused(struct bd_core *core, struct bd_key *k,
+                          const struct bd_admit *a)
+{
     k->rejects[a->reason]++;
     core->ctr.rejects[a->reason]++;
     if (a->reason <= BD_REJECT_QUEUED_BYTES) {
@@ -519,6 +542,116 @@ out_reject:
         return;
     }
     key_maybe_free(core, k);
+}
+
+/* The key of in, or NULL (refusal counted, a set). */
+static inline __attribute__((always_inline)) struct bd_key *
+admit_key(struct bd_core *core,
+                                       const struct bd_msg_item *in,
+                                       struct bd_admit *a)
+{
+    struct bd_key *k;
+
+    a->status = BATCHD_OK;
+    k = key_get(core, in->key, in->key_len, a);
+    if (k == NULL && a->status == BATCHD_OVERLOADED)
+        core->ctr.rejects[BD_REJECT_NO_MEMORY]++;
+    return k;
+}
+
+/* A new item for in within k's bounds, or NULL with a set. Every field
+ * is set here (no memset: this runs once per item). */
+static inline __attribute__((always_inline)) struct bd_item *
+item_make(struct bd_core *core,
+                                        struct bd_key *k,
+                                        const struct bd_msg_item *in,
+                                        struct bd_waiter *w,
+                                        uint64_t deadline_ns, unsigned lane,
+                                        struct bd_admit *a)
+{
+    size_t len = in->payload_len;
+    struct bd_item *it;
+
+    if (!within_bounds(core, k, len, a))
+        return NULL;
+    it = bd_item_new(len);
+    if (it == NULL) {
+        refuse(a, BATCHD_OVERLOADED, BD_REJECT_NO_MEMORY,
+               "out of memory (%llu bytes)", (unsigned long long)len);
+        return NULL;
+    }
+    it->next = NULL;
+    it->waiter = w;
+    it->dedup = NULL;
+    if (w != NULL)
+        bd_waiter_hold(w);
+    it->req_id = in->req_id;
+    it->id = ++core->next_item_id;
+    it->enq_ns = core->clock.now_ns;
+    it->deadline_ns = deadline_ns;
+    it->due_ns = 0;
+    it->attempt = 0;
+    it->cap = 0;
+    it->batch_fails = 0;
+    it->ok_mark = 0;
+    it->reply_type = (uint8_t)in->type;
+    it->lane = (uint16_t)lane;
+    it->len = len;
+    if (len)
+        memcpy(it->data, in->payload, len);
+    return it;
+}
+
+/* An item with options: a deadline, a priority, a dedup_id. */
+static __attribute__((noinline)) void
+admit_opts(struct bd_core *core, const struct bd_msg_item *in,
+           const struct bd_opts *opts, struct bd_waiter *w, struct bd_admit *a)
+{
+    struct bd_key *k = admit_key(core, in, a);
+    struct bd_item *it;
+
+    if (k == NULL)
+        return;
+    if (opts->dedup_id != NULL && admit_join(core, k, in, opts, w, a))
+        return;
+    it = item_make(core, k, in, w,
+                   item_deadline(k->route, opts, core->clock.now_ns),
+                   opts->priority, a);
+    if (it == NULL) {
+        admit_refused(core, k, a);
+        return;
+    }
+    if (opts->dedup_id != NULL)
+        admit_first(core, k, it, opts);
+    queue_push(core, k, it);
+    core->ctr.items_in++;
+    bd_batch_mark_dirty(core, k);
+}
+
+void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
+                    const struct bd_opts *opts, struct bd_waiter *w,
+                    struct bd_admit *a)
+{
+    struct bd_key *k;
+    struct bd_item *it;
+
+    if (opts != NULL) {
+        admit_opts(core, in, opts, w, a);
+        return;
+    }
+    /* The plain hot path: no options to look at. */
+    k = admit_key(core, in, a);
+    if (k == NULL)
+        return;
+    it = item_make(core, k, in, w, item_deadline(k->route, NULL,
+                                                 core->clock.now_ns), 0, a);
+    if (it == NULL) {
+        admit_refused(core, k, a);
+        return;
+    }
+    queue_push(core, k, it);
+    core->ctr.items_in++;
+    bd_batch_mark_dirty(core, k);
 }
 
 /* ---- queue helpers ---------------------------------------------------- */
@@ -551,6 +684,8 @@ void bd_item_free(struct bd_item *it)
 {
     if (it->waiter != NULL)
         bd_waiter_release(it->waiter);
+    else if (it->dedup != NULL) /* a coalesced item has no waiter of its own */
+        bd_dedup_free(it->dedup);
     if (it->len <= ITEM_SMALL && item_pooled < ITEM_POOL_MAX) {
         it->next = item_pool;
         item_pool = it;
@@ -621,17 +756,53 @@ static size_t queue_filter(struct bd_core *core, struct bd_key *k,
     return list_filter(core, k, 0, drop, arg);
 }
 
+static const char expired_msg[] = "deadline passed while the item was queued";
+
+/* Recipients of a coalesced item whose own deadline passed are answered
+ * DEADLINE_EXCEEDED alone. Returns 1 (item freed) when none is left. */
+static __attribute__((noinline)) int dedup_expire(struct bd_core *core, struct bd_key *k,
+                        struct bd_item *it, uint64_t now)
+{
+    struct bd_dedup *d = it->dedup;
+
+    for (struct bd_rcpt **pp = &d->rcpts; *pp;) {
+        struct bd_rcpt *r = *pp;
+
+        if (r->deadline_ns == 0 || r->deadline_ns > now) {
+            pp = &r->next;
+            continue;
+        }
+        bd_reply_to(core, k->name, it, r->waiter, r->type, r->req_id,
+                    BATCHD_DEADLINE_EXCEEDED, expired_msg,
+                    sizeof(expired_msg) - 1, 1);
+        bd_dedup_drop(d, pp);
+    }
+    if (d->rcpts != NULL)
+        return 0;
+    bd_item_free(it);
+    return 1;
+}
+
+/* An item (not coalesced) whose deadline passed is answered, not sent.
+ * Returns 1 when it was (and is freed). */
+static inline int expired_plain(struct bd_core *core, struct bd_key *k,
+                                struct bd_item *it, uint64_t now)
+{
+    if (it->deadline_ns == 0 || it->deadline_ns > now)
+        return 0;
+    bd_item_answer(core, k->name, it, BATCHD_DEADLINE_EXCEEDED, expired_msg,
+                   sizeof(expired_msg) - 1, 1);
+    return 1;
+}
+
 static int drop_expired(struct bd_core *core, struct bd_key *k,
                         struct bd_item *it, const void *arg)
 {
     uint64_t now = *(const uint64_t *)arg;
-    static const char msg[] = "deadline passed while the item was queued";
 
-    if (it->deadline_ns == 0 || it->deadline_ns > now)
-        return 0;
-    bd_item_answer(core, k->name, it, BATCHD_DEADLINE_EXCEEDED, msg,
-                   sizeof(msg) - 1, 1);
-    return 1;
+    if (it->dedup != NULL)
+        return dedup_expire(core, k, it, now);
+    return expired_plain(core, k, it, now);
 }
 
 /* An expired item is answered by the timer, never sent to the sink. */
@@ -684,6 +855,14 @@ static void release_retries(struct bd_core *core, struct bd_key *k,
         bd_lanes_pushed_front(k, front_tail, nfront);
 }
 
+/* A coalesced item back from its call (for a retry) is not joined
+ * again: later items with its id get an item of their own. */
+static void dedup_leave_call(struct bd_dedup *d)
+{
+    d->inflight = 0;
+    bd_dedup_unlink(d);
+}
+
 void bd_batch_requeue_front(struct bd_core *core, struct bd_key *k,
                             struct bd_item *it)
 {
@@ -694,6 +873,8 @@ void bd_batch_requeue_front(struct bd_core *core, struct bd_key *k,
     it->lane = BD_LANE_TOP;
     if (k->lanes != NULL)
         bd_lanes_pushed_front(k, it, 1);
+    if (it->dedup != NULL)
+        dedup_leave_call(it->dedup);
     count_queued(core, k, it->len, 1);
     note_deadline(k, it);
     bd_batch_mark_dirty(core, k);
@@ -704,6 +885,8 @@ void bd_batch_retry_later(struct bd_core *core, struct bd_key *k,
 {
     it->due_ns = due_ns;
     it->next = NULL;
+    if (it->dedup != NULL)
+        dedup_leave_call(it->dedup);
     if (k->rtail != NULL)
         k->rtail->next = it;
     else
@@ -720,6 +903,25 @@ static int flushing(const struct bd_core *core)
     return core->state == BD_STATE_STOPPING;
 }
 
+int bd_item_prune_gone(struct bd_core *core, struct bd_item *it)
+{
+    struct bd_dedup *d = it->dedup;
+
+    for (struct bd_rcpt **pp = &d->rcpts; *pp;) {
+        if ((*pp)->waiter == NULL || !bd_waiter_gone((*pp)->waiter)) {
+            pp = &(*pp)->next;
+            continue;
+        }
+        core->ctr.cancelled++;
+        core->ctr.status[BATCHD_CANCELLED]++;
+        bd_dedup_drop(d, pp);
+    }
+    if (d->rcpts != NULL)
+        return 0;
+    bd_item_free(it);
+    return 1;
+}
+
 /* A LOAD whose client is gone is cancelled here, before the sink sees it. */
 static int item_cancelled(struct bd_core *core, struct bd_item *it)
 {
@@ -729,6 +931,21 @@ static int item_cancelled(struct bd_core *core, struct bd_item *it)
     core->ctr.status[BATCHD_CANCELLED]++;
     bd_item_free(it);
     return 1;
+}
+
+/* A coalesced item on its way into a call: recipients that left or
+ * expired are dropped (the item with them when none is left: 1). It can
+ * be joined in flight only under coalesce_inflight. */
+static __attribute__((noinline)) int dedup_leaves(struct bd_core *core, struct bd_key *k,
+                        struct bd_item *it, uint64_t now)
+{
+    if (bd_item_prune_gone(core, it) || dedup_expire(core, k, it, now))
+        return 1;
+    if (k->route->coalesce_inflight)
+        it->dedup->inflight = 1;
+    else
+        bd_dedup_unlink(it->dedup);
+    return 0;
 }
 
 /* Count the head items that make one batch: max_items, max_bytes, and
@@ -818,8 +1035,10 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
         it->next = NULL;
         if (it->deadline_ns && it->deadline_ns <= k->min_deadline_ns)
             recompute = 1;
-        if (item_cancelled(core, it) ||
-            drop_expired(core, k, it, &now))
+        /* A coalesced item has no waiter of its own: LOADs test no more. */
+        if (it->waiter == NULL && it->dedup != NULL ?
+            dedup_leaves(core, k, it, now) :
+            (item_cancelled(core, it) || expired_plain(core, k, it, now)))
             continue;
         batch_set_item(b, got++, it, now);
     }
@@ -1043,6 +1262,8 @@ static int drop_waiter(struct bd_core *core, struct bd_key *k,
                      struct bd_item *it, const void *arg)
 {
     (void)k;
+    if (it->dedup != NULL) /* only that waiter leaves; gone already */
+        return bd_item_prune_gone(core, it);
     if (it->waiter != arg)
         return 0;
     core->ctr.cancelled++;
@@ -1090,6 +1311,7 @@ void bd_batch_destroy_all(struct bd_core *core)
         }
     }
     bd_free(core->keytab);
+    bd_dedup_destroy_table(core);
     item_pool_drain();
     core->key_last = NULL;
     core->keytab = NULL;

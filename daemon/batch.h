@@ -19,6 +19,7 @@
 struct bd_core;
 struct bd_waiter;
 struct bd_batch;
+struct bd_dedup;
 struct event;
 
 /*
@@ -45,7 +46,10 @@ struct bd_lanes {
 /* One accepted item. Payload bytes follow the struct. */
 struct bd_item {
     struct bd_item *next;     /* next in its key's queue or retry list */
-    struct bd_waiter *waiter; /* LOAD: holds a reference; SEND: NULL */
+    struct bd_waiter *waiter; /* LOAD: holds a reference; SEND or
+                               * coalesced (dedup != NULL): NULL */
+    struct bd_dedup *dedup;   /* with a dedup_id: its recipients (owned),
+                               * else NULL (dedup.h) */
     uint64_t req_id;          /* the client's id for this item */
     uint64_t id;              /* daemon-unique id, shown to sinks */
     uint64_t enq_ns;          /* when it was accepted (monotonic) */
@@ -99,6 +103,7 @@ struct bd_key {
     uint64_t rejects[BD_REJECT_COUNT]; /* items refused at admission, by
                                * reason (stats) */
     uint32_t max_batch;       /* largest batch seen (stats) */
+    uint64_t coalesced;       /* items that joined another (stats) */
     uint32_t hash;
     size_t len;               /* key length */
     char name[];              /* NUL-terminated key */
@@ -165,6 +170,11 @@ void bd_batch_requeue_front(struct bd_core *core, struct bd_key *k,
 /* A new item with room for len payload bytes (free with bd_item_free),
  * or NULL. Small items come from a free list: loop thread only. */
 struct bd_item *bd_item_new(size_t len);
+
+/* A coalesced item (it->dedup): drop the recipients whose client is
+ * gone (each counted cancelled). Returns 1, with it freed, when nobody
+ * is left: no LOAD waiting, no SEND holding it. */
+int bd_item_prune_gone(struct bd_core *core, struct bd_item *it);
 
 /* Free an item: drops its waiter reference. */
 void bd_item_free(struct bd_item *it);

@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "batch.h"
 #include "call.h"
+#include "dedup.h"
 #include "waiter.h"
 #include "hist.h"
 #include "log.h"
@@ -25,15 +26,14 @@
 
 /* ---- answering items ------------------------------------------------- */
 
-/* Reply for it, leaving it allocated (an abandoned call still lends it
- * to the sink). */
-static inline void item_reply(struct bd_core *core, const char *key,
-                              const struct bd_item *it, int status,
-                              const void *body, size_t len, int is_str)
+static inline void reply_one(struct bd_core *core, const char *key,
+                             const struct bd_item *it, struct bd_waiter *w,
+                             int type, uint64_t req_id, int status,
+                             const void *body, size_t len, int is_str)
 {
     core->ctr.status[status]++;
     core->ctr.lat_hist[bd_hist_pow2_bucket((core->clock.now_ns - it->enq_ns) / 1000, 32)]++;
-    if (it->waiter == NULL) {
+    if (w == NULL) {
         /* SEND: the client had ACCEPTED; a failure is only logged. */
         if (status != BATCHD_OK) {
             core->ctr.send_failed++;
@@ -44,8 +44,45 @@ static inline void item_reply(struct bd_core *core, const char *key,
         }
         return;
     }
-    bd_waiter_deliver(it->waiter, it->reply_type, it->req_id, status, body, len,
-                  is_str);
+    bd_waiter_deliver(w, type, req_id, status, body, len, is_str);
+}
+
+void bd_reply_to(struct bd_core *core, const char *key,
+                 const struct bd_item *it, struct bd_waiter *w, int type,
+                 uint64_t req_id, int status, const void *body, size_t len,
+                 int is_str)
+{
+    reply_one(core, key, it, w, type, req_id, status, body, len, is_str);
+}
+
+/* A coalesced item's one answer goes to every recipient; then nobody
+ * waits on it any more and nothing can join it. */
+static __attribute__((noinline)) void reply_all(struct bd_core *core, const char *key,
+                      const struct bd_item *it, int status, const void *body,
+                      size_t len, int is_str)
+{
+    struct bd_dedup *d = it->dedup;
+
+    for (struct bd_rcpt *r = d->rcpts; r; r = r->next)
+        bd_reply_to(core, key, it, r->waiter, r->type, r->req_id, status, body,
+                    len, is_str);
+    while (d->rcpts != NULL)
+        bd_dedup_drop(d, &d->rcpts);
+    bd_dedup_unlink(d);
+}
+
+/* Reply for it, leaving it allocated (an abandoned call still lends it
+ * to the sink). */
+static inline void item_reply(struct bd_core *core, const char *key,
+                              const struct bd_item *it, int status,
+                              const void *body, size_t len, int is_str)
+{
+    /* A coalesced item has no waiter of its own: LOADs test no more. */
+    if (it->waiter == NULL && it->dedup != NULL)
+        reply_all(core, key, it, status, body, len, is_str);
+    else
+        reply_one(core, key, it, it->waiter, it->reply_type, it->req_id,
+                  status, body, len, is_str);
 }
 
 void bd_item_answer(struct bd_core *core, const char *key, struct bd_item *it,
@@ -110,6 +147,8 @@ static uint64_t plan_wait(struct bd_core *core, const struct bd_route_conf *r,
  * when it returns 1. */
 static int cancel_if_gone(struct bd_core *core, struct bd_item *it)
 {
+    if (it->dedup != NULL)
+        return bd_item_prune_gone(core, it);
     if (it->waiter == NULL || !bd_waiter_gone(it->waiter))
         return 0;
     core->ctr.cancelled++;
@@ -401,6 +440,11 @@ static struct bd_item *item_clone(const struct bd_item *it)
     c->next = NULL;
     if (c->waiter != NULL)
         bd_waiter_hold(c->waiter);
+    if (c->dedup != NULL) {
+        /* The recipients go with the copy; the sink's original has none. */
+        ((struct bd_item *)it)->dedup = NULL;
+        c->dedup->item = c;
+    }
     return c;
 }
 
@@ -535,15 +579,37 @@ void bd_call_abandon_all(struct bd_core *core, int status, const char *msg)
     }
 }
 
+/* Is nobody waiting for it any more (every LOAD's client gone, no
+ * SEND holding it)? */
+static int item_orphaned(const struct bd_item *it)
+{
+    if (it->dedup == NULL)
+        return it->waiter != NULL && bd_waiter_gone(it->waiter);
+    if (it->dedup->nsend)
+        return 0;
+    for (const struct bd_rcpt *r = it->dedup->rcpts; r; r = r->next)
+        if (!bd_waiter_gone(r->waiter))
+            return 0;
+    return 1;
+}
+
+/* Does w wait for it? */
+static int waits_for(const struct bd_item *it, const struct bd_waiter *w)
+{
+    if (it->dedup == NULL)
+        return it->waiter == w;
+    for (const struct bd_rcpt *r = it->dedup->rcpts; r; r = r->next)
+        if (r->waiter == w)
+            return 1;
+    return 0;
+}
+
 /* Does every item of b belong to a client that is gone? */
 static int all_gone(const struct bd_batch *b)
 {
-    for (size_t i = 0; i < b->pub.nitems; i++) {
-        const struct bd_waiter *w = b->items[i]->waiter;
-
-        if (w == NULL || !bd_waiter_gone(w))
+    for (size_t i = 0; i < b->pub.nitems; i++)
+        if (!item_orphaned(b->items[i]))
             return 0;
-    }
     return 1;
 }
 
@@ -555,7 +621,7 @@ void bd_call_cancel_for(struct bd_core *core, const struct bd_waiter *w)
         if (b->abandoned || b->cancelled || b->sink->vt->cancel == NULL)
             continue;
         for (size_t i = 0; i < b->pub.nitems && !mine; i++)
-            mine = b->items[i]->waiter == w;
+            mine = waits_for(b->items[i], w);
         if (mine && all_gone(b)) {
             b->cancelled = 1;
             b->sink->vt->cancel(b->sink->state, &b->pub);

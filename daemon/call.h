@@ -13,6 +13,7 @@
 #define BD_CALL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct bd_core;
 struct bd_batch;
@@ -41,5 +42,13 @@ void bd_call_cancel_for(struct bd_core *core, const struct bd_waiter *w);
 void bd_item_answer(struct bd_core *core, const char *key,
                     struct bd_item *it, int status, const void *body,
                     size_t len, int is_str);
+
+/* Deliver one reply about item it to one recipient: a LOAD's waiter w
+ * (type, req_id), or a SEND (w NULL: a failure is logged and counted).
+ * Counts the reply; frees nothing. */
+void bd_reply_to(struct bd_core *core, const char *key,
+                 const struct bd_item *it, struct bd_waiter *w, int type,
+                 uint64_t req_id, int status, const void *body, size_t len,
+                 int is_str);
 
 #endif

@@ -25,6 +25,7 @@ struct bd_key;
 struct bd_sink;
 struct bd_batch;
 struct bd_workers;
+struct bd_dedup;
 
 enum bd_state {
     BD_STATE_RUNNING = 0,
@@ -59,6 +60,7 @@ struct bd_counters {
     uint64_t retries;         /* items put back for another attempt */
     uint64_t timeouts;        /* sink calls abandoned at sink_timeout_ms */
     uint64_t splits;          /* items capped to half a batch after failures */
+    uint64_t coalesced;       /* items that joined another with their dedup_id */
     uint64_t conns_total;     /* connections accepted */
     uint64_t conns_dropped;   /* closed for a hard cap or a broken frame */
     uint64_t status[BATCHD_STATUS_COUNT]; /* item replies by status */
@@ -100,6 +102,9 @@ struct bd_core {
     uint64_t inflight_items;  /* items inside running calls */
     uint64_t next_item_id;
     struct bd_batch *running; /* batches inside sink calls */
+    struct bd_dedup **dedup_tab; /* joinable coalesced items (dedup.c) */
+    size_t dedup_size;        /* buckets, a power of two; 0 = no table yet */
+    size_t ndedup;            /* records in it */
     struct bd_counters ctr;
 };
 

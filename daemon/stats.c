@@ -120,8 +120,8 @@ static void key_cb(const struct bd_key *k, void *arg)
                          "\"queued_items\":%llu,\"queued_bytes\":%llu,"
                          "\"retry_waiting\":%llu,\"inflight\":%u,"
                          "\"inflight_items\":%llu,\"batches\":%llu,"
-                         "\"items\":%llu,\"max_batch\":%u,\"rejects\":%llu,"
-                         "\"rejects_by_reason\":{",
+                         "\"items\":%llu,\"max_batch\":%u,\"coalesced\":%llu,"
+                         "\"rejects\":%llu,\"rejects_by_reason\":{",
                          k->route->name, idle ? "true" : "false",
                          (unsigned long long)k->nqueued,
                          (unsigned long long)k->qbytes,
@@ -129,6 +129,7 @@ static void key_cb(const struct bd_key *k, void *arg)
                          (unsigned long long)k->inflight_items,
                          (unsigned long long)k->batches,
                          (unsigned long long)k->items, k->max_batch,
+                         (unsigned long long)k->coalesced,
                          (unsigned long long)key_rejects(k));
         w->rc |= render_rejects(w->out, k->rejects, 1);
         w->rc |= bprintf(w->out, "}");
@@ -137,7 +138,8 @@ static void key_cb(const struct bd_key *k, void *arg)
     } else {
         w->rc |= bprintf(w->out, "key %s route=%s idle=%d queued=%llu bytes=%llu "
                          "retry_waiting=%llu inflight=%u inflight_items=%llu "
-                         "batches=%llu items=%llu max_batch=%u rejects=%llu",
+                         "batches=%llu items=%llu max_batch=%u coalesced=%llu "
+                         "rejects=%llu",
                          k->name, k->route->name, idle,
                          (unsigned long long)k->nqueued,
                          (unsigned long long)k->qbytes,
@@ -145,6 +147,7 @@ static void key_cb(const struct bd_key *k, void *arg)
                          (unsigned long long)k->inflight_items,
                          (unsigned long long)k->batches,
                          (unsigned long long)k->items, k->max_batch,
+                         (unsigned long long)k->coalesced,
                          (unsigned long long)key_rejects(k));
         w->rc |= render_rejects(w->out, k->rejects, 0);
         w->rc |= render_lanes(w->out, k, 0);
@@ -189,7 +192,7 @@ struct stat_row {
     unsigned long long v;
 };
 
-#define NROWS 21
+#define NROWS 22
 
 static void counter_rows(const struct bd_server *srv, struct stat_row *r)
 {
@@ -216,6 +219,7 @@ static void counter_rows(const struct bd_server *srv, struct stat_row *r)
         {"retries", c->retries},
         {"timeouts", c->timeouts},
         {"splits", c->splits},
+        {"coalesced", c->coalesced},
     };
 
     for (int i = 0; i < NROWS; i++)

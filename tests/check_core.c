@@ -625,6 +625,232 @@ START_TEST(test_retried_items_lead_the_lanes)
 }
 END_TEST
 
+/* ---- coalescing ---------------------------------------------------------------- */
+
+static struct bd_opts dedup(const char *id)
+{
+    struct bd_opts o = {.dedup_id = id, .dedup_len = strlen(id)};
+
+    return o;
+}
+
+START_TEST(test_same_dedup_id_shares_one_slot)
+{
+    struct rig r;
+    struct fake_waiter a, b, c;
+    struct bd_opts x = dedup("user42"), y = dedup("user7");
+
+    waiter_init(&a);
+    waiter_init(&b);
+    waiter_init(&c);
+    rig_start(&r, DELAYED "max_items = 10\n");
+    admit(&r, &a, 1, "k", "first", &x);
+    admit(&r, &b, 5, "k", "second", &x);  /* payload unused: first wins */
+    admit(&r, &c, 9, "k", "other", &y);
+    admit(&r, &c, 10, "k", "third", &x);
+    ck_assert_uint_eq(r.core.nqueued, 2);
+    ck_assert_uint_eq(only_key(&r)->coalesced, 2);
+    ck_assert_uint_eq(r.core.ctr.coalesced, 2);
+    fake_now += 10 * MS;
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 1);
+    ck_assert_str_eq(call_payloads(0), "first other");
+    answer(&r, 0, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(a.n, 1);
+    ck_assert_uint_eq(b.n, 1);
+    ck_assert_uint_eq(c.n, 2);
+    ck_assert_str_eq(reply_to(&a, 1)->body, "first");
+    ck_assert_str_eq(reply_to(&b, 5)->body, "first");
+    ck_assert_str_eq(reply_to(&c, 10)->body, "first");
+    ck_assert_str_eq(reply_to(&c, 9)->body, "other");
+    ck_assert_uint_eq(a.w.refs, 1);
+    ck_assert_uint_eq(c.w.refs, 1);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(test_send_and_load_deliver_once)
+{
+    struct rig r;
+    struct fake_waiter l;
+    struct bd_opts x = dedup("x");
+
+    waiter_init(&l);
+    rig_start(&r, DELAYED "max_items = 10\n");
+    admit(&r, NULL, 1, "k", "sent", &x);
+    admit(&r, &l, 2, "k", "loaded", &x);
+    /* The LOAD's client leaves: the SEND still holds the item. */
+    l.w.gone = 1;
+    bd_batch_cancel_waiter(&r.core, &l.w);
+    ck_assert_uint_eq(r.core.nqueued, 1);
+    ck_assert_uint_eq(l.w.refs, 1);
+    fake_now += 10 * MS;
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 1);
+    ck_assert_uint_eq(calls[0]->pub.nitems, 1);
+    answer(&r, 0, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(l.n, 0);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(test_send_then_load_the_load_gets_the_result)
+{
+    struct rig r;
+    struct fake_waiter l;
+    struct bd_opts x = dedup("x");
+
+    waiter_init(&l);
+    rig_start(&r, DELAYED "max_items = 10\n");
+    admit(&r, NULL, 1, "k", "sent", &x);
+    admit(&r, &l, 2, "k", "loaded", &x);
+    fake_now += 10 * MS;
+    pass(&r);
+    ck_assert_uint_eq(calls[0]->pub.nitems, 1);
+    answer(&r, 0, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_int_eq(l.got[0].status, BATCHD_OK);
+    ck_assert_str_eq(l.got[0].body, "sent");
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(test_waiters_leave_one_by_one)
+{
+    struct rig r;
+    struct fake_waiter a, b;
+    struct bd_opts x = dedup("x");
+
+    waiter_init(&a);
+    waiter_init(&b);
+    rig_start(&r, DELAYED "max_items = 10\n");
+    admit(&r, &a, 1, "k", "p", &x);
+    admit(&r, &b, 2, "k", "p", &x);
+    a.w.gone = 1;
+    bd_batch_cancel_waiter(&r.core, &a.w);
+    ck_assert_uint_eq(r.core.nqueued, 1);   /* b still waits */
+    ck_assert_uint_eq(r.core.ctr.cancelled, 1);
+    b.w.gone = 1;
+    bd_batch_cancel_waiter(&r.core, &b.w);
+    ck_assert_uint_eq(r.core.nqueued, 0);   /* nobody left: cancelled */
+    ck_assert_uint_eq(r.core.ctr.cancelled, 2);
+    fake_now += 10 * MS;
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 0);
+    ck_assert_uint_eq(a.w.refs + b.w.refs, 2);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(test_each_waiter_has_its_own_deadline)
+{
+    struct rig r;
+    struct fake_waiter a, b;
+    struct bd_opts x = dedup("x"), xd = dedup("x");
+
+    xd.has_deadline = 1;
+    xd.deadline_ms = 5;
+    waiter_init(&a);
+    waiter_init(&b);
+    rig_start(&r, "policy = size\nmax_items = 2\n");
+    admit(&r, &a, 1, "k", "p", &xd);
+    admit(&r, &b, 2, "k", "p", &x);        /* no deadline: the item keeps none */
+    pass(&r);
+    fake_now += 6 * MS;
+    pass(&r);
+    ck_assert_uint_eq(a.n, 1);
+    ck_assert_int_eq(a.got[0].status, BATCHD_DEADLINE_EXCEEDED);
+    ck_assert_uint_eq(b.n, 0);
+    ck_assert_uint_eq(r.core.nqueued, 1);
+    admit(&r, &b, 3, "k", "q", NULL);
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 1);
+    answer(&r, 0, BATCHD_RESULT_OK);
+    ck_assert_int_eq(reply_to(&b, 2)->status, BATCHD_OK);
+    ck_assert_uint_eq(a.n, 1);
+    rig_stop(&r);
+}
+END_TEST
+
+START_TEST(test_join_counts_no_bound)
+{
+    struct rig r;
+    struct fake_waiter w;
+    struct bd_opts x = dedup("x"), y = dedup("y");
+
+    waiter_init(&w);
+    rig_start(&r, "policy = size\nmax_items = 10\nkey_max_items = 1\n");
+    ck_assert_int_eq(admit(&r, &w, 1, "k", "p", &x), BATCHD_OK);
+    ck_assert_int_eq(admit(&r, &w, 2, "k", "p", &x), BATCHD_OK);
+    ck_assert_int_eq(admit(&r, &w, 3, "k", "p", &x), BATCHD_OK);
+    ck_assert_int_eq(admit(&r, &w, 4, "k", "p", &y), BATCHD_OVERLOADED);
+    ck_assert_uint_eq(r.core.nqueued, 1);
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 1);
+    answer(&r, 0, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(w.n, 3); /* the refusal is the request layer's reply */
+    rig_stop(&r);
+}
+END_TEST
+
+static void inflight_case(const char *opt, size_t want_calls)
+{
+    struct rig r;
+    struct fake_waiter a, b;
+    struct bd_opts x = dedup("x");
+    char conf[256];
+
+    waiter_init(&a);
+    waiter_init(&b);
+    snprintf(conf, sizeof(conf), "policy = immediate\nkey_concurrency = 2\n%s",
+             opt);
+    rig_start(&r, conf);
+    admit(&r, &a, 1, "k", "p", &x);
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 1);
+    admit(&r, &b, 2, "k", "p", &x);        /* while the call runs */
+    pass(&r);
+    ck_assert_uint_eq(ncalls, want_calls);
+    for (size_t i = 0; i < ncalls; i++)
+        answer(&r, i, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(a.n, 1);
+    ck_assert_uint_eq(b.n, 1);
+    ck_assert_uint_eq(r.core.ctr.coalesced, want_calls == 1);
+    rig_stop(&r);
+}
+
+START_TEST(test_in_flight_call_joined_only_with_coalesce_inflight)
+{
+    inflight_case("", 2);
+    inflight_case("coalesce_inflight = on\n", 1);
+}
+END_TEST
+
+START_TEST(test_coalesced_item_retried_answers_everyone_once)
+{
+    struct rig r;
+    struct fake_waiter a, b;
+    struct bd_opts x = dedup("x");
+
+    waiter_init(&a);
+    waiter_init(&b);
+    rig_start(&r, "policy = size\nmax_items = 1\nretry_base_ms = 10\n"
+              "retry_cap_ms = 10\n");
+    admit(&r, &a, 1, "k", "p", &x);
+    admit(&r, &b, 2, "k", "p", &x);
+    pass(&r);
+    answer(&r, 0, BATCHD_RESULT_RETRY);
+    ck_assert_uint_eq(a.n + b.n, 0);
+    fake_now += 10 * MS;
+    pass(&r);
+    ck_assert_uint_eq(ncalls, 2);
+    answer(&r, 1, BATCHD_RESULT_OK);
+    ck_assert_uint_eq(a.n, 1);
+    ck_assert_uint_eq(b.n, 1);
+    rig_stop(&r);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("core");
@@ -646,6 +872,14 @@ int main(void)
     tcase_add_test(tc, test_no_aging_starves_the_low_lane);
     tcase_add_test(tc, test_cancel_inside_lanes_keeps_their_order);
     tcase_add_test(tc, test_retried_items_lead_the_lanes);
+    tcase_add_test(tc, test_same_dedup_id_shares_one_slot);
+    tcase_add_test(tc, test_send_and_load_deliver_once);
+    tcase_add_test(tc, test_send_then_load_the_load_gets_the_result);
+    tcase_add_test(tc, test_waiters_leave_one_by_one);
+    tcase_add_test(tc, test_each_waiter_has_its_own_deadline);
+    tcase_add_test(tc, test_join_counts_no_bound);
+    tcase_add_test(tc, test_in_flight_call_joined_only_with_coalesce_inflight);
+    tcase_add_test(tc, test_coalesced_item_retried_answers_everyone_once);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

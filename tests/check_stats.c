@@ -190,7 +190,7 @@ START_TEST(test_stats_text_matches)
                   "%s", s);
     ck_assert_msg(strstr(s, "\nkey held.k route=held idle=0 queued=5 bytes=5 "
                          "retry_waiting=0 inflight=1 inflight_items=3 batches=1 "
-                         "items=3 max_batch=3 rejects=2 key_max_items=1 "
+                         "items=3 max_batch=3 coalesced=0 rejects=2 key_max_items=1 "
                          "max_bytes=1 lanes=0:5\n") != NULL, "%s", s);
     free(s);
     batchd_free(c);
