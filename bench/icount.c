@@ -253,17 +253,17 @@ int main(int argc, char **argv)
         goto out_free;
     }
     if (drive(&a, srv, sv[1]) == 0) {
-        uint64_t ok = srv->ctr.status[BATCHD_OK];
+        uint64_t ok = srv->core.ctr.status[BATCHD_OK];
 
-        if (srv->ctr.items_in != a.items || ok != a.items) {
+        if (srv->core.ctr.items_in != a.items || ok != a.items) {
             fprintf(stderr, "icount: %lu LOADs sent, daemon took %llu and "
                     "answered %llu OK\n", a.items,
-                    (unsigned long long)srv->ctr.items_in,
+                    (unsigned long long)srv->core.ctr.items_in,
                     (unsigned long long)ok);
         } else {
             printf("icount: %lu items, chunk %u, %zu-byte payloads, sink %s: "
                    "%llu batches, all OK\n", a.items, a.chunk, a.size, a.sink,
-                   (unsigned long long)srv->ctr.batches);
+                   (unsigned long long)srv->core.ctr.batches);
             rc = 0;
         }
     }

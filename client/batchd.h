@@ -80,8 +80,13 @@ struct batchd_reply {
 /* Per-request options; zero-initialise and set what you need. */
 struct batchd_opts {
     uint32_t deadline_ms;     /* 0 = none */
-    int priority;             /* 0 = normal lane, up to 255 */
-    const void *dedup_id;     /* NULL = none */
+    int priority;             /* 0 (lowest, the default) .. 255: higher
+                               * lanes of a key fill batches first; an item
+                               * waiting longer than the route's
+                               * priority_aging_ms counts as top priority */
+    const void *dedup_id;     /* NULL = none; else items of the key with
+                               * this id queued at the same time share one
+                               * sink item and its result (PROTOCOL.md) */
     size_t dedup_len;
     const char *trace;        /* W3C traceparent, NULL = none */
 };

@@ -23,11 +23,13 @@
 #include "batch.h"
 #include "bytes.h"
 #include "call.h"
-#include "conn.h"
+#include "dedup.h"
+#include "waiter.h"
 #include "hist.h"
+#include "lanes.h"
 #include "log.h"
 #include "msg.h"
-#include "server.h"
+#include "core.h"
 #include "sink.h"
 #include "siphash.h"
 
@@ -94,22 +96,22 @@ uint64_t bd_batch_backoff_ns(const struct bd_route_conf *r, uint32_t attempt,
  * cannot be predicted from outside, so a client cannot pick keys that
  * share one chain (with the unkeyed FNV-1a used before, 40 000 such keys
  * took 8 s to admit and froze the loop). The hash runs only when the
- * key is not the previous one (srv->key_last).
+ * key is not the previous one (core->key_last).
  */
-uint32_t bd_batch_key_hash(const struct bd_server *srv, const char *s,
+uint32_t bd_batch_key_hash(const struct bd_core *core, const char *s,
                            size_t n)
 {
-    return (uint32_t)bd_siphash13(&srv->hash_key, s, n);
+    return (uint32_t)bd_siphash13(&core->hash_key, s, n);
 }
 
-static struct bd_key *key_find(struct bd_server *srv, const char *name,
+static struct bd_key *key_find(struct bd_core *core, const char *name,
                                size_t len, uint32_t h)
 {
     struct bd_key *k;
 
-    if (srv->keytab == NULL)
+    if (core->keytab == NULL)
         return NULL;
-    for (k = srv->keytab[h & (srv->keytab_size - 1)]; k; k = k->hnext)
+    for (k = core->keytab[h & (core->keytab_size - 1)]; k; k = k->hnext)
         if (k->hash == h && k->len == len && bd_bytes_eq(k->name, name, len))
             return k;
     return NULL;
@@ -117,14 +119,14 @@ static struct bd_key *key_find(struct bd_server *srv, const char *name,
 
 /* Rehash into nsize buckets (a power of two). On no memory the table
  * stays as it was: -1. */
-static int keytab_resize(struct bd_server *srv, size_t nsize)
+static int keytab_resize(struct bd_core *core, size_t nsize)
 {
     struct bd_key **nt = bd_calloc(nsize, sizeof(*nt));
 
     if (nt == NULL)
         return -1;
-    for (size_t i = 0; i < srv->keytab_size; i++) {
-        struct bd_key *k = srv->keytab[i], *next;
+    for (size_t i = 0; i < core->keytab_size; i++) {
+        struct bd_key *k = core->keytab[i], *next;
 
         for (; k; k = next) {
             next = k->hnext;
@@ -132,25 +134,25 @@ static int keytab_resize(struct bd_server *srv, size_t nsize)
             nt[k->hash & (nsize - 1)] = k;
         }
     }
-    bd_free(srv->keytab);
-    srv->keytab = nt;
-    srv->keytab_size = nsize;
+    bd_free(core->keytab);
+    core->keytab = nt;
+    core->keytab_size = nsize;
     return 0;
 }
 
 /* Grow at load 3/4; shrink at load 1/8 (see key_free), so that a table
  * blown up by a burst of keys does not stay large: every walk over all
  * keys (a client's disconnect, stats, shutdown) visits every bucket. */
-static int keytab_grow(struct bd_server *srv)
+static int keytab_grow(struct bd_core *core)
 {
-    return keytab_resize(srv, srv->keytab_size ? srv->keytab_size * 2 :
+    return keytab_resize(core, core->keytab_size ? core->keytab_size * 2 :
                          BD_KEYTAB_MIN);
 }
 
-static void keytab_maybe_shrink(struct bd_server *srv)
+static void keytab_maybe_shrink(struct bd_core *core)
 {
-    if (srv->keytab_size > BD_KEYTAB_MIN && srv->nkeys < srv->keytab_size / 8)
-        keytab_resize(srv, srv->keytab_size / 2); /* no memory: stays */
+    if (core->keytab_size > BD_KEYTAB_MIN && core->nkeys < core->keytab_size / 8)
+        keytab_resize(core, core->keytab_size / 2); /* no memory: stays */
 }
 
 static const struct bd_route_conf *route_match(const struct bd_config *cfg,
@@ -165,26 +167,27 @@ static const struct bd_route_conf *route_match(const struct bd_config *cfg,
     return NULL;
 }
 
-static inline void key_wake(struct bd_server *srv, struct bd_key *k);
+static inline void key_wake(struct bd_core *core, struct bd_key *k);
 
 /* Find or create the key. NULL with a->status set when it has no route
  * or memory is short. */
-static struct bd_key *key_get(struct bd_server *srv, const char *name,
+static inline __attribute__((always_inline)) struct bd_key *
+key_get(struct bd_core *core, const char *name,
                               size_t len, struct bd_admit *a)
 {
-    struct bd_key *k = srv->key_last;
+    struct bd_key *k = core->key_last;
     const struct bd_route_conf *r;
     uint32_t h;
 
     if (k != NULL && k->len == len && bd_bytes_eq(k->name, name, len)) {
-        key_wake(srv, k);
+        key_wake(core, k);
         return k;
     }
-    h = bd_batch_key_hash(srv, name, len);
-    k = key_find(srv, name, len, h);
+    h = bd_batch_key_hash(core, name, len);
+    k = key_find(core, name, len, h);
     if (k != NULL) {
-        key_wake(srv, k);
-        srv->key_last = k;
+        key_wake(core, k);
+        core->key_last = k;
         return k;
     }
     k = bd_malloc(sizeof(*k) + len + 1);
@@ -195,25 +198,25 @@ static struct bd_key *key_get(struct bd_server *srv, const char *name,
     k->name[len] = '\0';
     k->len = len;
     k->hash = h;
-    r = route_match(srv->cfg, k->name);
+    r = route_match(core->cfg, k->name);
     if (r == NULL) {
         a->status = BATCHD_NO_ROUTE;
         snprintf(a->msg, sizeof(a->msg), "no route matches key '%s'", k->name);
         bd_free(k);
         return NULL;
     }
-    if ((srv->keytab == NULL || srv->nkeys + 1 > srv->keytab_size / 4 * 3) &&
-        keytab_grow(srv) != 0) {
+    if ((core->keytab == NULL || core->nkeys + 1 > core->keytab_size / 4 * 3) &&
+        keytab_grow(core) != 0) {
         bd_free(k);
         goto out_oom;
     }
-    k->srv = srv;
+    k->core = core;
     k->route = r;
-    k->sink = &srv->sinks[r->sink_idx];
-    k->hnext = srv->keytab[h & (srv->keytab_size - 1)];
-    srv->keytab[h & (srv->keytab_size - 1)] = k;
-    srv->nkeys++;
-    srv->key_last = k;
+    k->sink = &core->sinks[r->sink_idx];
+    k->hnext = core->keytab[h & (core->keytab_size - 1)];
+    core->keytab[h & (core->keytab_size - 1)] = k;
+    core->nkeys++;
+    core->key_last = k;
     return k;
 
 out_oom:
@@ -222,35 +225,35 @@ out_oom:
     return NULL;
 }
 
-static void idle_unlink(struct bd_server *srv, struct bd_key *k)
+static void idle_unlink(struct bd_core *core, struct bd_key *k)
 {
     if (k->iprev)
         k->iprev->inext = k->inext;
     else
-        srv->idle_head = k->inext;
+        core->idle_head = k->inext;
     if (k->inext)
         k->inext->iprev = k->iprev;
     else
-        srv->idle_tail = k->iprev;
+        core->idle_tail = k->iprev;
     k->inext = k->iprev = NULL;
     k->flags &= ~BD_KEY_IDLE;
-    srv->nidle--;
+    core->nidle--;
 }
 
-static inline void key_wake(struct bd_server *srv, struct bd_key *k)
+static inline void key_wake(struct bd_core *core, struct bd_key *k)
 {
     if (k->flags & BD_KEY_IDLE)
-        idle_unlink(srv, k);
+        idle_unlink(core, k);
 }
 
 /* Unlink from the table and free (idle keys only). */
-static void key_free(struct bd_server *srv, struct bd_key *k)
+static void key_free(struct bd_core *core, struct bd_key *k)
 {
     struct bd_key **pp;
 
     if (k->flags & BD_KEY_IDLE)
-        idle_unlink(srv, k);
-    for (pp = &srv->keytab[k->hash & (srv->keytab_size - 1)]; *pp;
+        idle_unlink(core, k);
+    for (pp = &core->keytab[k->hash & (core->keytab_size - 1)]; *pp;
          pp = &(*pp)->hnext) {
         if (*pp == k) {
             *pp = k->hnext;
@@ -259,52 +262,72 @@ static void key_free(struct bd_server *srv, struct bd_key *k)
     }
     if (k->timer != NULL)
         event_free(k->timer);
-    if (srv->key_last == k)
-        srv->key_last = NULL;
-    srv->nkeys--;
+    bd_lanes_free(k);
+    if (core->key_last == k)
+        core->key_last = NULL;
+    core->nkeys--;
     bd_free(k);
-    keytab_maybe_shrink(srv);
+    keytab_maybe_shrink(core);
 }
 
 /* A key with nothing queued, waiting, running, or listed goes on the
  * idle list; the sweep frees it later unless it is used again. */
-static void key_maybe_free(struct bd_server *srv, struct bd_key *k)
+static void key_maybe_free(struct bd_core *core, struct bd_key *k)
 {
     if (k->nqueued || k->nretry || k->inflight ||
         (k->flags & (BD_KEY_DIRTY | BD_KEY_WAITING | BD_KEY_IDLE)))
         return;
     k->flags |= BD_KEY_IDLE;
-    k->idle_since_ns = srv->now_ns;
+    k->idle_since_ns = core->clock.now_ns;
     k->inext = NULL;
-    k->iprev = srv->idle_tail;
-    if (srv->idle_tail)
-        srv->idle_tail->inext = k;
+    k->iprev = core->idle_tail;
+    if (core->idle_tail)
+        core->idle_tail->inext = k;
     else
-        srv->idle_head = k;
-    srv->idle_tail = k;
-    srv->nidle++;
-    if (srv->nidle > BD_KEY_IDLE_MAX)
-        key_free(srv, srv->idle_head);
+        core->idle_head = k;
+    core->idle_tail = k;
+    core->nidle++;
+    if (core->nidle > BD_KEY_IDLE_MAX)
+        key_free(core, core->idle_head);
 }
 
-void bd_batch_sweep_idle(struct bd_server *srv)
+void bd_batch_sweep_idle(struct bd_core *core)
 {
-    while (srv->idle_head != NULL &&
-           srv->now_ns - srv->idle_head->idle_since_ns > BD_KEY_IDLE_NS)
-        key_free(srv, srv->idle_head);
+    while (core->idle_head != NULL &&
+           core->clock.now_ns - core->idle_head->idle_since_ns > BD_KEY_IDLE_NS)
+        key_free(core, core->idle_head);
 }
 
-void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k)
+void bd_batch_mark_dirty(struct bd_core *core, struct bd_key *k)
 {
     if (k->flags & BD_KEY_DIRTY)
         return;
     k->flags |= BD_KEY_DIRTY;
-    k->dnext = srv->dirty;
-    srv->dirty = k;
-    bd_server_want_flush(srv);
+    k->dnext = core->dirty;
+    core->dirty = k;
+    bd_core_want_flush(core);
 }
 
 /* ---- admission -------------------------------------------------------- */
+
+/* The first item with its dedup_id: its client becomes the first
+ * recipient of its record, and later ones can find it. Without memory
+ * for the record the item is simply not joinable. */
+static __attribute__((noinline)) void admit_first(struct bd_core *core, struct bd_key *k,
+                        struct bd_item *it, const struct bd_opts *opts)
+{
+    struct bd_waiter *w = it->waiter;
+
+    if (bd_dedup_attach(core, k, it, opts->dedup_id, opts->dedup_len, w,
+                        it->req_id, it->reply_type, it->deadline_ns) != 0) {
+        bd_log_warn("key %s: out of memory for dedup_id of item %llu; not "
+                    "coalesced", k->name, (unsigned long long)it->id);
+        return;
+    }
+    it->waiter = NULL; /* the record holds the waiter now */
+    if (w != NULL)
+        bd_waiter_release(w);
+}
 
 const char *const bd_reject_names[BD_REJECT_COUNT] = {
     [BD_REJECT_KEY_ITEMS] = "key_max_items",
@@ -327,11 +350,12 @@ static int refuse(struct bd_admit *a, int status, int reason, const char *fmt,
 
 /* Check every bound; the message names the one that was hit. Items
  * waiting for a retry still hold memory, so they count too. */
-static int within_bounds(struct bd_server *srv, struct bd_key *k, size_t len,
+static inline __attribute__((always_inline)) int
+within_bounds(struct bd_core *core, struct bd_key *k, size_t len,
                          struct bd_admit *a)
 {
     const struct bd_route_conf *r = k->route;
-    const struct bd_config *cfg = srv->cfg;
+    const struct bd_config *cfg = core->cfg;
 
     if (k->sink->unhealthy)
         return refuse(a, BATCHD_SINK_UNAVAILABLE, BD_REJECT_UNHEALTHY,
@@ -350,11 +374,11 @@ static int within_bounds(struct bd_server *srv, struct bd_key *k, size_t len,
         return refuse(a, BATCHD_OVERLOADED, BD_REJECT_KEY_BYTES,
                       "key queue full: key_max_bytes=%llu",
                       (unsigned long long)r->key_max_bytes);
-    if (srv->nqueued + srv->nretry + 1 > cfg->max_queued_items)
+    if (core->nqueued + core->nretry + 1 > cfg->max_queued_items)
         return refuse(a, BATCHD_OVERLOADED, BD_REJECT_QUEUED_ITEMS,
                       "daemon queue full: max_queued_items=%llu",
                       (unsigned long long)cfg->max_queued_items);
-    if (srv->qbytes + srv->rbytes + len > cfg->max_queued_bytes)
+    if (core->qbytes + core->rbytes + len > cfg->max_queued_bytes)
         return refuse(a, BATCHD_OVERLOADED, BD_REJECT_QUEUED_BYTES,
                       "daemon queue full: max_queued_bytes=%llu",
                       (unsigned long long)cfg->max_queued_bytes);
@@ -375,118 +399,259 @@ static uint64_t item_deadline(const struct bd_route_conf *r,
 
 /* Queue and retry-list totals, per key and for the daemon: every move
  * of an item in or out goes through these two. */
-static void count_queued(struct bd_server *srv, struct bd_key *k, size_t len,
+static void count_queued(struct bd_core *core, struct bd_key *k, size_t len,
                          int in)
 {
     if (in) {
         k->nqueued++;
         k->qbytes += len;
-        srv->nqueued++;
-        srv->qbytes += len;
+        core->nqueued++;
+        core->qbytes += len;
     } else {
         k->nqueued--;
         k->qbytes -= len;
-        srv->nqueued--;
-        srv->qbytes -= len;
+        core->nqueued--;
+        core->qbytes -= len;
     }
 }
 
-static void count_retry(struct bd_server *srv, struct bd_key *k, size_t len,
+static void count_retry(struct bd_core *core, struct bd_key *k, size_t len,
                         int in)
 {
     if (in) {
         k->nretry++;
         k->rbytes += len;
-        srv->nretry++;
-        srv->rbytes += len;
+        core->nretry++;
+        core->rbytes += len;
     } else {
         k->nretry--;
         k->rbytes -= len;
-        srv->nretry--;
-        srv->rbytes -= len;
+        core->nretry--;
+        core->rbytes -= len;
     }
 }
 
 /* Keep k->min_deadline_ns at or below the deadline of a queued item. */
-static void note_deadline(struct bd_key *k, const struct bd_item *it)
+static inline void note_deadline_ns(struct bd_key *k, uint64_t dl)
 {
-    if (it->deadline_ns &&
-        (k->min_deadline_ns == 0 || it->deadline_ns < k->min_deadline_ns))
-        k->min_deadline_ns = it->deadline_ns;
+    if (dl && (k->min_deadline_ns == 0 || dl < k->min_deadline_ns))
+        k->min_deadline_ns = dl;
 }
 
-static void queue_push(struct bd_server *srv, struct bd_key *k,
-                       struct bd_item *it)
+/* A coalesced item counts with its recipients' earliest deadline. */
+static void note_deadline(struct bd_key *k, const struct bd_item *it)
 {
+    note_deadline_ns(k, it->dedup ? bd_dedup_min_deadline(it->dedup) :
+                     it->deadline_ns);
+}
+
+/*
+ * A key's first item with a priority gives it its lanes (until then
+ * every item is in lane 0 and the queue is a plain FIFO). Without
+ * memory for them the item goes to lane 0: served, not prioritised.
+ */
+static __attribute__((noinline)) void lanes_push(struct bd_key *k,
+                                                 struct bd_item *it)
+{
+    if (k->lanes == NULL && bd_lanes_make(k) != 0) {
+        bd_log_warn("key %s: out of memory for priority lanes; item %llu "
+                    "queued in lane 0", k->name, (unsigned long long)it->id);
+        it->lane = 0;
+    }
+    if (k->lanes != NULL) {
+        bd_lanes_insert(k, it);
+        return;
+    }
     it->next = NULL;
     if (k->tail)
         k->tail->next = it;
     else
         k->head = it;
     k->tail = it;
-    count_queued(srv, k, it->len, 1);
-    note_deadline(k, it);
 }
 
-void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
-                    const struct bd_opts *opts, struct bd_conn *conn,
-                    struct bd_admit *a)
+static inline __attribute__((always_inline)) void
+queue_push(struct bd_core *core, struct bd_key *k,
+                       struct bd_item *it)
 {
-    size_t len = in->payload_len;
-    struct bd_key *k;
-    struct bd_item *it;
+    if ((uintptr_t)k->lanes | it->lane) {
+        lanes_push(k, it);
+    } else {
+        it->next = NULL;
+        if (k->tail)
+            k->tail->next = it;
+        else
+            k->head = it;
+        k->tail = it;
+    }
+    count_queued(core, k, it->len, 1);
+    note_deadline_ns(k, it->deadline_ns); /* a new coalesced item's one
+                                           * recipient has the same */
+}
 
-    a->status = BATCHD_OK;
-    k = key_get(srv, in->key, in->key_len, a);
-    if (k == NULL) {
-        if (a->status == BATCHD_OVERLOADED)
-            srv->ctr.rejects[BD_REJECT_NO_MEMORY]++;
+/*
+ * An item with a dedup_id that an item of its key already has (queued,
+ * or in flight under coalesce_inflight) joins that item as one more
+ * recipient: no new slot, no bound counted again, its payload unused
+ * (the first one wins). The item keeps the latest deadline of all its
+ * recipients; each recipient still expires on its own. Returns 1 when
+ * it joined (or was refused for memory: a->status says), 0 when it
+ * needs an item of its own.
+ */
+static __attribute__((noinline)) int admit_join(struct bd_core *core, struct bd_key *k,
+                      const struct bd_msg_item *in, const struct bd_opts *opts,
+                      struct bd_waiter *w, struct bd_admit *a)
+{
+    struct bd_dedup *d = bd_dedup_find(core, k, opts->dedup_id, opts->dedup_len);
+    uint64_t dl;
+
+    if (d == NULL || (d->inflight && !k->route->coalesce_inflight))
+        return 0;
+    dl = item_deadline(k->route, opts, core->clock.now_ns);
+    if (bd_dedup_join(d, w, in->req_id, in->type, dl) != 0) {
+        refuse(a, BATCHD_OVERLOADED, BD_REJECT_NO_MEMORY,
+               "out of memory (%llu bytes)",
+               (unsigned long long)sizeof(struct bd_rcpt));
+        k->rejects[a->reason]++;
+        core->ctr.rejects[a->reason]++;
+        return 1;
+    }
+    d->item->deadline_ns = bd_dedup_max_deadline(d);
+    if (!d->inflight)
+        note_deadline(k, d->item);
+    k->coalesced++;
+    core->ctr.coalesced++;
+    core->ctr.items_in++;
+    bd_batch_mark_dirty(core, k);
+    return 1;
+}
+
+/* An item refused at admission (a->reason says why): counted; at a
+ * queue bound the key's batch is ready. */
+static void admit_refused(struct bd_core *core, struct bd_key *k,
+                          const struct bd_admit *a)
+{
+    k->rejects[a->reason]++;
+    core->ctr.rejects[a->reason]++;
+    if (a->reason <= BD_REJECT_QUEUED_BYTES) {
+        /* At a queue bound (the key's or the daemon's) the queue cannot
+         * grow: its batch must leave, or a size route whose bound is
+         * below its batch size would wait forever (issue 10). */
+        k->flags |= BD_KEY_FULL;
+        bd_batch_mark_dirty(core, k);
         return;
     }
-    if (!within_bounds(srv, k, len, a))
-        goto out_reject;
+    key_maybe_free(core, k);
+}
+
+/* The key of in, or NULL (refusal counted, a set). */
+static inline __attribute__((always_inline)) struct bd_key *
+admit_key(struct bd_core *core,
+                                       const struct bd_msg_item *in,
+                                       struct bd_admit *a)
+{
+    struct bd_key *k;
+
+    a->status = BATCHD_OK;
+    k = key_get(core, in->key, in->key_len, a);
+    if (k == NULL && a->status == BATCHD_OVERLOADED)
+        core->ctr.rejects[BD_REJECT_NO_MEMORY]++;
+    return k;
+}
+
+/* A new item for in within k's bounds, or NULL with a set. Every field
+ * is set here (no memset: this runs once per item). */
+static inline __attribute__((always_inline)) struct bd_item *
+item_make(struct bd_core *core,
+                                        struct bd_key *k,
+                                        const struct bd_msg_item *in,
+                                        struct bd_waiter *w,
+                                        uint64_t deadline_ns, unsigned lane,
+                                        struct bd_admit *a)
+{
+    size_t len = in->payload_len;
+    struct bd_item *it;
+
+    if (!within_bounds(core, k, len, a))
+        return NULL;
     it = bd_item_new(len);
     if (it == NULL) {
         refuse(a, BATCHD_OVERLOADED, BD_REJECT_NO_MEMORY,
-               "out of memory (%llu bytes)",
-               (unsigned long long)len);
-        goto out_reject;
+               "out of memory (%llu bytes)", (unsigned long long)len);
+        return NULL;
     }
-    /* Every field set here (no memset: this runs once per item). */
     it->next = NULL;
-    it->conn = conn;
-    if (conn != NULL)
-        bd_conn_ref(conn);
+    it->waiter = w;
+    it->dedup = NULL;
+    if (w != NULL)
+        bd_waiter_hold(w);
     it->req_id = in->req_id;
-    it->id = ++srv->next_item_id;
-    it->enq_ns = srv->now_ns;
-    it->deadline_ns = item_deadline(k->route, opts, it->enq_ns);
+    it->id = ++core->next_item_id;
+    it->enq_ns = core->clock.now_ns;
+    it->deadline_ns = deadline_ns;
     it->due_ns = 0;
     it->attempt = 0;
     it->cap = 0;
     it->batch_fails = 0;
     it->ok_mark = 0;
     it->reply_type = (uint8_t)in->type;
+    it->lane = (uint16_t)lane;
     it->len = len;
     if (len)
         memcpy(it->data, in->payload, len);
-    queue_push(srv, k, it);
-    srv->ctr.items_in++;
-    bd_batch_mark_dirty(srv, k);
-    return;
+    return it;
+}
 
-out_reject:
-    k->rejects[a->reason]++;
-    srv->ctr.rejects[a->reason]++;
-    if (a->reason <= BD_REJECT_QUEUED_BYTES) {
-        /* At a queue bound (the key's or the daemon's) the queue cannot
-         * grow: its batch must leave, or a size route whose bound is
-         * below its batch size would wait forever (issue 10). */
-        k->flags |= BD_KEY_FULL;
-        bd_batch_mark_dirty(srv, k);
+/* An item with options: a deadline, a priority, a dedup_id. */
+static __attribute__((noinline)) void
+admit_opts(struct bd_core *core, const struct bd_msg_item *in,
+           const struct bd_opts *opts, struct bd_waiter *w, struct bd_admit *a)
+{
+    struct bd_key *k = admit_key(core, in, a);
+    struct bd_item *it;
+
+    if (k == NULL)
+        return;
+    if (opts->dedup_id != NULL && admit_join(core, k, in, opts, w, a))
+        return;
+    it = item_make(core, k, in, w,
+                   item_deadline(k->route, opts, core->clock.now_ns),
+                   opts->priority, a);
+    if (it == NULL) {
+        admit_refused(core, k, a);
         return;
     }
-    key_maybe_free(srv, k);
+    if (opts->dedup_id != NULL)
+        admit_first(core, k, it, opts);
+    queue_push(core, k, it);
+    core->ctr.items_in++;
+    bd_batch_mark_dirty(core, k);
+}
+
+void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
+                    const struct bd_opts *opts, struct bd_waiter *w,
+                    struct bd_admit *a)
+{
+    struct bd_key *k;
+    struct bd_item *it;
+
+    if (opts != NULL) {
+        admit_opts(core, in, opts, w, a);
+        return;
+    }
+    /* The plain hot path: no options to look at. */
+    k = admit_key(core, in, a);
+    if (k == NULL)
+        return;
+    it = item_make(core, k, in, w, item_deadline(k->route, NULL,
+                                                 core->clock.now_ns), 0, a);
+    if (it == NULL) {
+        admit_refused(core, k, a);
+        return;
+    }
+    queue_push(core, k, it);
+    core->ctr.items_in++;
+    bd_batch_mark_dirty(core, k);
 }
 
 /* ---- queue helpers ---------------------------------------------------- */
@@ -517,8 +682,10 @@ struct bd_item *bd_item_new(size_t len)
 
 void bd_item_free(struct bd_item *it)
 {
-    if (it->conn != NULL)
-        bd_conn_unref(it->conn);
+    if (it->waiter != NULL)
+        bd_waiter_release(it->waiter);
+    else if (it->dedup != NULL) /* a coalesced item has no waiter of its own */
+        bd_dedup_free(it->dedup);
     if (it->len <= ITEM_SMALL && item_pooled < ITEM_POOL_MAX) {
         it->next = item_pool;
         item_pool = it;
@@ -549,8 +716,8 @@ static void recompute_deadline(struct bd_key *k)
 /* Remove from k's queue (retry 0) or retry list (retry 1) every item
  * for which drop() says so; drop() answers or frees it. Returns how
  * many went. */
-static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
-                          int (*drop)(struct bd_server *, struct bd_key *,
+static size_t list_filter(struct bd_core *core, struct bd_key *k, int retry,
+                          int (*drop)(struct bd_core *, struct bd_key *,
                                       struct bd_item *, const void *),
                           const void *arg)
 {
@@ -562,8 +729,9 @@ static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
     while ((it = *pp) != NULL) {
         struct bd_item *next = it->next; /* drop() may free it */
         size_t len = it->len;
+        unsigned lane = it->lane;
 
-        if (!drop(srv, k, it, arg)) {
+        if (!drop(core, k, it, arg)) {
             *tail = it;
             pp = &it->next;
             continue;
@@ -571,41 +739,79 @@ static size_t list_filter(struct bd_server *srv, struct bd_key *k, int retry,
         *pp = next;
         n++;
         if (retry)
-            count_retry(srv, k, len, 0);
+            count_retry(core, k, len, 0);
         else
-            count_queued(srv, k, len, 0);
+            count_queued(core, k, len, 0);
+        if (!retry && k->lanes != NULL)
+            bd_lanes_unlinked(k, it, lane, *tail); /* it may be freed */
     }
     return n;
 }
 
-static size_t queue_filter(struct bd_server *srv, struct bd_key *k,
-                           int (*drop)(struct bd_server *, struct bd_key *,
+static size_t queue_filter(struct bd_core *core, struct bd_key *k,
+                           int (*drop)(struct bd_core *, struct bd_key *,
                                        struct bd_item *, const void *),
                            const void *arg)
 {
-    return list_filter(srv, k, 0, drop, arg);
+    return list_filter(core, k, 0, drop, arg);
 }
 
-static int drop_expired(struct bd_server *srv, struct bd_key *k,
-                        struct bd_item *it, const void *arg)
-{
-    uint64_t now = *(const uint64_t *)arg;
-    static const char msg[] = "deadline passed while the item was queued";
+static const char expired_msg[] = "deadline passed while the item was queued";
 
-    if (it->deadline_ns == 0 || it->deadline_ns > now)
+/* Recipients of a coalesced item whose own deadline passed are answered
+ * DEADLINE_EXCEEDED alone. Returns 1 (item freed) when none is left. */
+static __attribute__((noinline)) int dedup_expire(struct bd_core *core, struct bd_key *k,
+                        struct bd_item *it, uint64_t now)
+{
+    struct bd_dedup *d = it->dedup;
+
+    for (struct bd_rcpt **pp = &d->rcpts; *pp;) {
+        struct bd_rcpt *r = *pp;
+
+        if (r->deadline_ns == 0 || r->deadline_ns > now) {
+            pp = &r->next;
+            continue;
+        }
+        bd_reply_to(core, k->name, it, r->waiter, r->type, r->req_id,
+                    BATCHD_DEADLINE_EXCEEDED, expired_msg,
+                    sizeof(expired_msg) - 1, 1);
+        bd_dedup_drop(d, pp);
+    }
+    if (d->rcpts != NULL)
         return 0;
-    bd_item_answer(srv, k->name, it, BATCHD_DEADLINE_EXCEEDED, msg,
-                   sizeof(msg) - 1, 1);
+    bd_item_free(it);
     return 1;
 }
 
+/* An item (not coalesced) whose deadline passed is answered, not sent.
+ * Returns 1 when it was (and is freed). */
+static inline int expired_plain(struct bd_core *core, struct bd_key *k,
+                                struct bd_item *it, uint64_t now)
+{
+    if (it->deadline_ns == 0 || it->deadline_ns > now)
+        return 0;
+    bd_item_answer(core, k->name, it, BATCHD_DEADLINE_EXCEEDED, expired_msg,
+                   sizeof(expired_msg) - 1, 1);
+    return 1;
+}
+
+static int drop_expired(struct bd_core *core, struct bd_key *k,
+                        struct bd_item *it, const void *arg)
+{
+    uint64_t now = *(const uint64_t *)arg;
+
+    if (it->dedup != NULL)
+        return dedup_expire(core, k, it, now);
+    return expired_plain(core, k, it, now);
+}
+
 /* An expired item is answered by the timer, never sent to the sink. */
-static void expire_deadlines(struct bd_server *srv, struct bd_key *k,
+static void expire_deadlines(struct bd_core *core, struct bd_key *k,
                              uint64_t now)
 {
     if (k->min_deadline_ns == 0 || k->min_deadline_ns > now)
         return;
-    queue_filter(srv, k, drop_expired, &now);
+    queue_filter(core, k, drop_expired, &now);
     recompute_deadline(k);
 }
 
@@ -613,10 +819,11 @@ static void expire_deadlines(struct bd_server *srv, struct bd_key *k,
  * forced) to the front of the queue, in the order they failed: they are
  * the oldest work. A failed batch's items share one due time, so they
  * come back together and in their batch order. */
-static void release_retries(struct bd_server *srv, struct bd_key *k,
+static void release_retries(struct bd_core *core, struct bd_key *k,
                             uint64_t now, int force)
 {
     struct bd_item **pp = &k->retry, *it, *front = NULL, *front_tail = NULL;
+    uint64_t nfront = 0;
 
     k->rtail = NULL;
     while ((it = *pp) != NULL) {
@@ -626,14 +833,16 @@ static void release_retries(struct bd_server *srv, struct bd_key *k,
             continue;
         }
         *pp = it->next;
-        count_retry(srv, k, it->len, 0);
+        count_retry(core, k, it->len, 0);
         it->next = NULL;
         if (front_tail)
             front_tail->next = it;
         else
             front = it;
         front_tail = it;
-        count_queued(srv, k, it->len, 1);
+        it->lane = BD_LANE_TOP;
+        nfront++;
+        count_queued(core, k, it->len, 1);
         note_deadline(k, it);
     }
     if (front == NULL)
@@ -642,50 +851,101 @@ static void release_retries(struct bd_server *srv, struct bd_key *k,
     k->head = front;
     if (k->tail == NULL)
         k->tail = front_tail;
+    if (k->lanes != NULL)
+        bd_lanes_pushed_front(k, front_tail, nfront);
 }
 
-void bd_batch_requeue_front(struct bd_server *srv, struct bd_key *k,
+/* A coalesced item back from its call (for a retry) is not joined
+ * again: later items with its id get an item of their own. */
+static void dedup_leave_call(struct bd_dedup *d)
+{
+    d->inflight = 0;
+    bd_dedup_unlink(d);
+}
+
+void bd_batch_requeue_front(struct bd_core *core, struct bd_key *k,
                             struct bd_item *it)
 {
     it->next = k->head;
     k->head = it;
     if (k->tail == NULL)
         k->tail = it;
-    count_queued(srv, k, it->len, 1);
+    it->lane = BD_LANE_TOP;
+    if (k->lanes != NULL)
+        bd_lanes_pushed_front(k, it, 1);
+    if (it->dedup != NULL)
+        dedup_leave_call(it->dedup);
+    count_queued(core, k, it->len, 1);
     note_deadline(k, it);
-    bd_batch_mark_dirty(srv, k);
+    bd_batch_mark_dirty(core, k);
 }
 
-void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
+void bd_batch_retry_later(struct bd_core *core, struct bd_key *k,
                           struct bd_item *it, uint64_t due_ns)
 {
     it->due_ns = due_ns;
     it->next = NULL;
+    if (it->dedup != NULL)
+        dedup_leave_call(it->dedup);
     if (k->rtail != NULL)
         k->rtail->next = it;
     else
         k->retry = it;
     k->rtail = it;
-    count_retry(srv, k, it->len, 1);
-    bd_batch_mark_dirty(srv, k);
+    count_retry(core, k, it->len, 1);
+    bd_batch_mark_dirty(core, k);
 }
 
 /* ---- dispatch --------------------------------------------------------- */
 
-static int flushing(const struct bd_server *srv)
+static int flushing(const struct bd_core *core)
 {
-    return srv->state == BD_STATE_STOPPING;
+    return core->state == BD_STATE_STOPPING;
+}
+
+int bd_item_prune_gone(struct bd_core *core, struct bd_item *it)
+{
+    struct bd_dedup *d = it->dedup;
+
+    for (struct bd_rcpt **pp = &d->rcpts; *pp;) {
+        if ((*pp)->waiter == NULL || !bd_waiter_gone((*pp)->waiter)) {
+            pp = &(*pp)->next;
+            continue;
+        }
+        core->ctr.cancelled++;
+        core->ctr.status[BATCHD_CANCELLED]++;
+        bd_dedup_drop(d, pp);
+    }
+    if (d->rcpts != NULL)
+        return 0;
+    bd_item_free(it);
+    return 1;
 }
 
 /* A LOAD whose client is gone is cancelled here, before the sink sees it. */
-static int item_cancelled(struct bd_server *srv, struct bd_item *it)
+static int item_cancelled(struct bd_core *core, struct bd_item *it)
 {
-    if (it->conn == NULL || !bd_conn_is_closed(it->conn))
+    if (it->waiter == NULL || !bd_waiter_gone(it->waiter))
         return 0;
-    srv->ctr.cancelled++;
-    srv->ctr.status[BATCHD_CANCELLED]++;
+    core->ctr.cancelled++;
+    core->ctr.status[BATCHD_CANCELLED]++;
     bd_item_free(it);
     return 1;
+}
+
+/* A coalesced item on its way into a call: recipients that left or
+ * expired are dropped (the item with them when none is left: 1). It can
+ * be joined in flight only under coalesce_inflight. */
+static __attribute__((noinline)) int dedup_leaves(struct bd_core *core, struct bd_key *k,
+                        struct bd_item *it, uint64_t now)
+{
+    if (bd_item_prune_gone(core, it) || dedup_expire(core, k, it, now))
+        return 1;
+    if (k->route->coalesce_inflight)
+        it->dedup->inflight = 1;
+    else
+        bd_dedup_unlink(it->dedup);
+    return 0;
 }
 
 /* Count the head items that make one batch: max_items, max_bytes, and
@@ -718,7 +978,7 @@ static size_t head_batch_len(const struct bd_key *k, uint64_t *bytes,
 
 /* Unlink the n head items up to last (n >= 1) as one list; the queue
  * totals drop once for all of them. */
-static struct bd_item *queue_cut(struct bd_server *srv, struct bd_key *k,
+static struct bd_item *queue_cut(struct bd_core *core, struct bd_key *k,
                                  size_t n, uint64_t bytes, struct bd_item *last)
 {
     struct bd_item *first = k->head;
@@ -731,8 +991,8 @@ static struct bd_item *queue_cut(struct bd_server *srv, struct bd_key *k,
     }
     k->nqueued -= n;
     k->qbytes -= bytes;
-    srv->nqueued -= n;
-    srv->qbytes -= bytes;
+    core->nqueued -= n;
+    core->qbytes -= bytes;
     return first;
 }
 
@@ -754,10 +1014,10 @@ static void batch_set_item(struct bd_batch *b, size_t i, struct bd_item *it,
  * gone clients and expired items are dropped on the way. Returns 1 when
  * a batch left, 0 when every head item was dropped (progress all the
  * same), -1 when memory was short (the items stay queued). */
-static int dispatch_one(struct bd_server *srv, struct bd_key *k)
+static int dispatch_one(struct bd_core *core, struct bd_key *k)
 {
     struct bd_item *last = NULL, *it, *next;
-    uint64_t bytes, now = srv->now_ns;
+    uint64_t bytes, now = core->clock.now_ns;
     size_t n = head_batch_len(k, &bytes, &last), got = 0;
     struct bd_batch *b = bd_batch_new(k->sink, k, k->name, k->len, n);
     int recompute = 0;
@@ -766,13 +1026,19 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
         bd_log_error("key %s: out of memory for a batch of %zu", k->name, n);
         return -1;
     }
-    for (it = queue_cut(srv, k, n, bytes, last); it != NULL; it = next) {
+    b->free_item = bd_item_free;
+    it = queue_cut(core, k, n, bytes, last);
+    if (k->lanes != NULL)
+        bd_lanes_cut(k, it);
+    for (; it != NULL; it = next) {
         next = it->next;
         it->next = NULL;
         if (it->deadline_ns && it->deadline_ns <= k->min_deadline_ns)
             recompute = 1;
-        if (item_cancelled(srv, it) ||
-            drop_expired(srv, k, it, &now))
+        /* A coalesced item has no waiter of its own: LOADs test no more. */
+        if (it->waiter == NULL && it->dedup != NULL ?
+            dedup_leaves(core, k, it, now) :
+            (item_cancelled(core, it) || expired_plain(core, k, it, now)))
             continue;
         batch_set_item(b, got++, it, now);
     }
@@ -788,12 +1054,19 @@ static int dispatch_one(struct bd_server *srv, struct bd_key *k)
     k->items += got;
     if (got > k->max_batch)
         k->max_batch = (uint32_t)got;
-    srv->ctr.batch_hist[bd_hist_pow2_bucket(got, 17)]++;
-    bd_call_start(srv, b);
+    core->ctr.batch_hist[bd_hist_pow2_bucket(got, 17)]++;
+    bd_call_start(core, b);
     return 1;
 }
 
 static void key_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* When the oldest queued item came (k not empty): the batch delay counts
+ * from it, whatever lane it is in. */
+static uint64_t queue_first_ns(const struct bd_key *k)
+{
+    return k->lanes != NULL ? bd_lanes_first_ns(k) : k->head->enq_ns;
+}
 
 /*
  * When must this key's timer fire next? 0 = no need. A blocked key
@@ -809,7 +1082,7 @@ static uint64_t key_next_event(const struct bd_key *k, int blocked)
 #define EARLIER(t) do { if ((t) && (at == 0 || (t) < at)) at = (t); } while (0)
     if (!blocked && k->head != NULL && r->policy != BD_POLICY_IMMEDIATE &&
         r->policy != BD_POLICY_SIZE)
-        EARLIER(k->head->enq_ns + r->max_delay_us * 1000);
+        EARLIER(queue_first_ns(k) + r->max_delay_us * 1000);
     if (k->min_deadline_ns && blocked)
         EARLIER(k->min_deadline_ns);
     else if (k->min_deadline_ns)
@@ -821,7 +1094,7 @@ static uint64_t key_next_event(const struct bd_key *k, int blocked)
     return at;
 }
 
-static void key_arm_timer(struct bd_server *srv, struct bd_key *k, int blocked)
+static void key_arm_timer(struct bd_core *core, struct bd_key *k, int blocked)
 {
     uint64_t at = key_next_event(k, blocked), now;
     struct timeval tv;
@@ -835,14 +1108,14 @@ static void key_arm_timer(struct bd_server *srv, struct bd_key *k, int blocked)
     if (k->timer_at_ns == at)
         return;
     if (k->timer == NULL) {
-        k->timer = evtimer_new(srv->base, key_timer_cb, k);
+        k->timer = evtimer_new(core->base, key_timer_cb, k);
         if (k->timer == NULL)
             return; /* tried again at the next pass that touches k */
     }
     /* libevent adds tv to its cached time of this loop pass, which may be
      * older than now_ns: refresh it so the timer does not fire early. */
-    event_base_update_cache_time(srv->base);
-    now = bd_server_tick(srv);
+    event_base_update_cache_time(core->base);
+    now = bd_core_tick(core);
     now = at > now ? at - now : 0;
     tv.tv_sec = (time_t)(now / 1000000000ull);
     tv.tv_usec = (suseconds_t)((now % 1000000000ull) / 1000);
@@ -850,12 +1123,12 @@ static void key_arm_timer(struct bd_server *srv, struct bd_key *k, int blocked)
     k->timer_at_ns = at;
 }
 
-static int global_slot(const struct bd_server *srv)
+static int global_slot(const struct bd_core *core)
 {
-    return srv->inflight < srv->cfg->max_concurrency;
+    return core->inflight < core->cfg->max_concurrency;
 }
 
-static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
+static void key_wait_for_slot(struct bd_core *core, struct bd_key *k)
 {
     if (k->flags & BD_KEY_WAITING)
         return;
@@ -864,11 +1137,11 @@ static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
     /* FIFO, so keys get global slots in the order they asked; appended
      * at the tail in O(1): a client with many keys must not make each
      * append walk all the others (quadratic, like hash flooding). */
-    if (srv->waiting == NULL)
-        srv->waiting = k;
+    if (core->waiting == NULL)
+        core->waiting = k;
     else
-        srv->waiting_tail->wnext = k;
-    srv->waiting_tail = k;
+        core->waiting_tail->wnext = k;
+    core->waiting_tail = k;
 }
 
 /*
@@ -876,39 +1149,43 @@ static void key_wait_for_slot(struct bd_server *srv, struct bd_key *k)
  * then arm its timer or free it. Called at the end of a pass (for keys
  * touched in it, or whose timer fired); never while walking the queue.
  */
-static void key_run(struct bd_server *srv, struct bd_key *k)
+static void key_run(struct bd_core *core, struct bd_key *k)
 {
-    int paused = srv->state == BD_STATE_PAUSED;
-    uint64_t now = srv->now_ns;
+    int paused = core->state == BD_STATE_PAUSED;
+    uint64_t now = core->clock.now_ns;
 
-    release_retries(srv, k, now, flushing(srv));
-    expire_deadlines(srv, k, now);
+    release_retries(core, k, now, flushing(core));
+    expire_deadlines(core, k, now);
+    if (k->lanes != NULL && k->route->priority_aging_ms != 0 && k->head &&
+        now > (uint64_t)k->route->priority_aging_ms * 1000000ull)
+        bd_lanes_promote(k, now - (uint64_t)k->route->priority_aging_ms *
+                                  1000000ull);
     /* Retried items at the head have waited their turn (and their
      * backoff; they came back together with the rest of their failed
      * batch): they leave without waiting for a full batch, which under
      * the size policy, or capped after failures, might never come. */
     while (!paused && k->nqueued > 0 &&
            k->inflight < k->route->key_concurrency &&
-           bd_batch_ready(k->route, k->nqueued, k->qbytes, k->head->enq_ns,
+           bd_batch_ready(k->route, k->nqueued, k->qbytes, queue_first_ns(k),
                           k->min_deadline_ns, now, k->inflight,
-                          flushing(srv) || k->head->attempt > 0 ||
+                          flushing(core) || k->head->attempt > 0 ||
                           k->head->due_ns != 0 ||
                           (k->flags & BD_KEY_FULL))) {
-        if (!global_slot(srv)) {
-            key_wait_for_slot(srv, k);
+        if (!global_slot(core)) {
+            key_wait_for_slot(core, k);
             break;
         }
-        if (dispatch_one(srv, k) < 0)
+        if (dispatch_one(core, k) < 0)
             break; /* retried at the next pass that touches k */
     }
     if (k->nqueued == 0)
         k->flags &= ~BD_KEY_FULL; /* nothing left that was held back */
     if (k->nqueued == 0 && k->nretry == 0) {
-        key_arm_timer(srv, k, 0); /* disarms */
-        key_maybe_free(srv, k);
+        key_arm_timer(core, k, 0); /* disarms */
+        key_maybe_free(core, k);
         return;
     }
-    key_arm_timer(srv, k, paused ||
+    key_arm_timer(core, k, paused ||
                   k->inflight >= k->route->key_concurrency ||
                   (k->flags & BD_KEY_WAITING));
 }
@@ -920,89 +1197,91 @@ static void key_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     k->timer_at_ns = 0;
-    bd_batch_mark_dirty(k->srv, k);
+    bd_batch_mark_dirty(k->core, k);
 }
 
-void bd_batch_run_dirty(struct bd_server *srv)
+void bd_batch_run_dirty(struct bd_core *core)
 {
     /* Keys waiting for a global slot go first: they asked earlier. */
-    while (srv->waiting != NULL && global_slot(srv)) {
-        struct bd_key *k = srv->waiting;
+    while (core->waiting != NULL && global_slot(core)) {
+        struct bd_key *k = core->waiting;
 
-        srv->waiting = k->wnext;
-        if (srv->waiting == NULL)
-            srv->waiting_tail = NULL;
+        core->waiting = k->wnext;
+        if (core->waiting == NULL)
+            core->waiting_tail = NULL;
         k->flags &= ~BD_KEY_WAITING;
-        key_run(srv, k);
+        key_run(core, k);
     }
-    while (srv->dirty != NULL) {
-        struct bd_key *k = srv->dirty;
+    while (core->dirty != NULL) {
+        struct bd_key *k = core->dirty;
 
-        srv->dirty = k->dnext;
+        core->dirty = k->dnext;
         k->flags &= ~BD_KEY_DIRTY;
         if (k->flags & BD_KEY_WAITING)
             continue; /* runs when a slot frees, in its turn */
-        key_run(srv, k);
+        key_run(core, k);
     }
 }
 
 /* ---- shutdown, cancellation, stats ------------------------------------- */
 
 /* Visit every key; fn may not free the key (keys are freed by key_run). */
-#define FOREACH_KEY(srv, k) \
-    for (size_t i_ = 0; i_ < (srv)->keytab_size; i_++) \
-        for (struct bd_key *k = (srv)->keytab[i_]; k; k = k->hnext)
+#define FOREACH_KEY(core, k) \
+    for (size_t i_ = 0; i_ < (core)->keytab_size; i_++) \
+        for (struct bd_key *k = (core)->keytab[i_]; k; k = k->hnext)
 
-void bd_batch_flush_all(struct bd_server *srv)
+void bd_batch_flush_all(struct bd_core *core)
 {
-    FOREACH_KEY(srv, k)
+    FOREACH_KEY(core, k)
         if (k->nqueued || k->nretry)
-            bd_batch_mark_dirty(srv, k);
+            bd_batch_mark_dirty(core, k);
 }
 
-static int drop_all(struct bd_server *srv, struct bd_key *k,
+static int drop_all(struct bd_core *core, struct bd_key *k,
                     struct bd_item *it, const void *arg)
 {
     const char *msg = arg;
 
-    bd_item_answer(srv, k->name, it, BATCHD_SHUTTING_DOWN, msg, strlen(msg), 1);
+    bd_item_answer(core, k->name, it, BATCHD_SHUTTING_DOWN, msg, strlen(msg), 1);
     return 1;
 }
 
-void bd_batch_fail_all_queued(struct bd_server *srv, int status,
+void bd_batch_fail_all_queued(struct bd_core *core, int status,
                               const char *msg)
 {
     (void)status; /* always SHUTTING_DOWN today; kept for the contract */
-    FOREACH_KEY(srv, k) {
-        release_retries(srv, k, 0, 1);
-        queue_filter(srv, k, drop_all, msg);
+    FOREACH_KEY(core, k) {
+        release_retries(core, k, 0, 1);
+        queue_filter(core, k, drop_all, msg);
         k->min_deadline_ns = 0;
-        bd_batch_mark_dirty(srv, k);
+        bd_batch_mark_dirty(core, k);
     }
 }
 
-static int drop_conn(struct bd_server *srv, struct bd_key *k,
+static int drop_waiter(struct bd_core *core, struct bd_key *k,
                      struct bd_item *it, const void *arg)
 {
     (void)k;
-    if (it->conn != arg)
+    if (it->dedup != NULL) /* only that waiter leaves; gone already */
+        return bd_item_prune_gone(core, it);
+    if (it->waiter != arg)
         return 0;
-    srv->ctr.cancelled++;
-    srv->ctr.status[BATCHD_CANCELLED]++;
+    core->ctr.cancelled++;
+    core->ctr.status[BATCHD_CANCELLED]++;
     bd_item_free(it);
     return 1;
 }
 
-void bd_batch_cancel_conn(struct bd_server *srv, const struct bd_conn *c)
+void bd_batch_cancel_waiter(struct bd_core *core, const struct bd_waiter *w)
 {
-    FOREACH_KEY(srv, k) {
-        size_t n = list_filter(srv, k, 1, drop_conn, c);
+    FOREACH_KEY(core, k) {
+        size_t n = list_filter(core, k, 1, drop_waiter, w);
 
-        if (queue_filter(srv, k, drop_conn, c))
+        if (queue_filter(core, k, drop_waiter, w))
             recompute_deadline(k);
         else if (n == 0)
             continue;
-        bd_batch_mark_dirty(srv, k); /* may be idle now: key_run frees it */
+        bd_batch_mark_dirty(core, k); /* may be idle now: key_run frees it */
     }
 }
 
@@ -1016,10 +1295,10 @@ static void free_list(struct bd_item *it)
     }
 }
 
-void bd_batch_destroy_all(struct bd_server *srv)
+void bd_batch_destroy_all(struct bd_core *core)
 {
-    for (size_t i = 0; i < srv->keytab_size; i++) {
-        struct bd_key *k = srv->keytab[i], *next;
+    for (size_t i = 0; i < core->keytab_size; i++) {
+        struct bd_key *k = core->keytab[i], *next;
 
         for (; k; k = next) {
             next = k->hnext;
@@ -1027,26 +1306,38 @@ void bd_batch_destroy_all(struct bd_server *srv)
             free_list(k->retry);
             if (k->timer)
                 event_free(k->timer);
+            bd_lanes_free(k);
             bd_free(k);
         }
     }
-    bd_free(srv->keytab);
+    bd_free(core->keytab);
+    bd_dedup_destroy_table(core);
     item_pool_drain();
-    srv->key_last = NULL;
-    srv->keytab = NULL;
-    srv->keytab_size = 0;
-    srv->nkeys = 0;
-    srv->idle_head = srv->idle_tail = NULL;
-    srv->nidle = 0;
-    srv->nqueued = srv->qbytes = srv->nretry = srv->rbytes = 0;
-    srv->dirty = NULL;
-    srv->waiting = srv->waiting_tail = NULL;
+    core->key_last = NULL;
+    core->keytab = NULL;
+    core->keytab_size = 0;
+    core->nkeys = 0;
+    core->idle_head = core->idle_tail = NULL;
+    core->nidle = 0;
+    core->nqueued = core->qbytes = core->nretry = core->rbytes = 0;
+    core->dirty = NULL;
+    core->waiting = core->waiting_tail = NULL;
 }
 
-void bd_batch_foreach_key(struct bd_server *srv,
+void bd_batch_foreach_key(struct bd_core *core,
                           void (*fn)(const struct bd_key *k, void *arg),
                           void *arg)
 {
-    FOREACH_KEY(srv, k)
+    FOREACH_KEY(core, k)
         fn(k, arg);
+}
+
+void bd_batch_timers_due(struct bd_core *core)
+{
+    FOREACH_KEY(core, k) {
+        if (k->timer_at_ns != 0 && k->timer_at_ns <= core->clock.now_ns) {
+            k->timer_at_ns = 0;
+            bd_batch_mark_dirty(core, k);
+        }
+    }
 }

@@ -4,7 +4,7 @@
  * delays, deadlines and retry backoff.
  *
  * What happens to items after a sink call (verdicts, retries, timeouts,
- * cancellation) is outcome.c's; both run on the event loop thread only.
+ * cancellation) is call.c's; both run on the event loop thread only.
  */
 #ifndef BD_BATCH_H
 #define BD_BATCH_H
@@ -13,17 +13,43 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "core.h"
 #include "msg.h"
 
-struct bd_server;
-struct bd_conn;
+struct bd_core;
+struct bd_waiter;
 struct bd_batch;
+struct bd_dedup;
 struct event;
+
+/*
+ * Priority lanes of one key (DESIGN section 3). The key's queue stays
+ * one list, kept in dispatch order: lane BD_LANE_TOP first, then lanes
+ * 255 down to 0, each lane a contiguous FIFO run of the list. A batch is
+ * cut from the head as before, so it takes the highest lanes first and
+ * each lane in its order. Aging moves a lane's head items, oldest first,
+ * to the end of BD_LANE_TOP (batch.c: lanes_promote).
+ *
+ * Made only when an item with a priority other than 0 comes to a key
+ * (until then every item is in lane 0, after the retried ones: the plain
+ * path costs nothing); freed with the key.
+ */
+#define BD_LANE_TOP 256       /* aged items and items back from a retry */
+#define BD_NLANES 257
+
+struct bd_lanes {
+    struct bd_item *tail[BD_NLANES]; /* last item of each lane, NULL = empty */
+    uint32_t n[BD_NLANES];    /* queued items per lane */
+    uint64_t bits[(BD_NLANES + 63) / 64]; /* lanes with items */
+};
 
 /* One accepted item. Payload bytes follow the struct. */
 struct bd_item {
     struct bd_item *next;     /* next in its key's queue or retry list */
-    struct bd_conn *conn;     /* LOAD: holds a conn reference; SEND: NULL */
+    struct bd_waiter *waiter; /* LOAD: holds a reference; SEND or
+                               * coalesced (dedup != NULL): NULL */
+    struct bd_dedup *dedup;   /* with a dedup_id: its recipients (owned),
+                               * else NULL (dedup.h) */
     uint64_t req_id;          /* the client's id for this item */
     uint64_t id;              /* daemon-unique id, shown to sinks */
     uint64_t enq_ns;          /* when it was accepted (monotonic) */
@@ -36,24 +62,12 @@ struct bd_item {
                                * failure (poison split, call.c) */
     uint8_t batch_fails;      /* whole-batch failures it was part of */
     uint8_t reply_type;       /* message type to reply with */
+    uint16_t lane;            /* its lane while queued: opts.priority
+                               * (0..255), or BD_LANE_TOP once aged or back
+                               * from a retry */
     size_t len;               /* payload bytes */
     uint8_t data[];
 };
-
-/* Why admission refused an item (stats: per key and for the daemon).
- * bd_reject_names[] holds the names stats print, in this order. */
-enum bd_reject {
-    BD_REJECT_KEY_ITEMS = 0,  /* key_max_items reached */
-    BD_REJECT_KEY_BYTES,      /* key_max_bytes reached */
-    BD_REJECT_QUEUED_ITEMS,   /* max_queued_items reached (daemon) */
-    BD_REJECT_QUEUED_BYTES,   /* max_queued_bytes reached (daemon) */
-    BD_REJECT_UNHEALTHY,      /* the sink is unhealthy (crashes in a row) */
-    BD_REJECT_TOO_LARGE,      /* payload over the route's max_bytes */
-    BD_REJECT_NO_MEMORY,      /* out of memory */
-    BD_REJECT_COUNT
-};
-
-extern const char *const bd_reject_names[BD_REJECT_COUNT];
 
 struct bd_key {
     struct bd_key *hnext;     /* hash chain */
@@ -62,12 +76,13 @@ struct bd_key {
     struct bd_key *inext;     /* on the server's idle list, oldest first */
     struct bd_key *iprev;
     uint64_t idle_since_ns;   /* when it went idle */
-    struct bd_server *srv;    /* owner, for the timer callback */
+    struct bd_core *core;    /* owner, for the timer callback */
     unsigned flags;           /* BD_KEY_* */
     const struct bd_route_conf *route;
     struct bd_sink *sink;
     struct bd_item *head;     /* queued, oldest first */
     struct bd_item *tail;
+    struct bd_lanes *lanes;   /* NULL until a priority other than 0 came */
     uint64_t nqueued;         /* items in the queue */
     uint64_t qbytes;          /* payload bytes in the queue */
     struct bd_item *retry;    /* waiting for their backoff, in the order
@@ -88,6 +103,7 @@ struct bd_key {
     uint64_t rejects[BD_REJECT_COUNT]; /* items refused at admission, by
                                * reason (stats) */
     uint32_t max_batch;       /* largest batch seen (stats) */
+    uint64_t coalesced;       /* items that joined another (stats) */
     uint32_t hash;
     size_t len;               /* key length */
     char name[];              /* NUL-terminated key */
@@ -123,68 +139,78 @@ struct bd_admit {
 
 /*
  * Accept one item (key already validated by the decoder): its payload is
- * copied, and its reply will carry in->type and in->req_id. conn is the
- * origin for a LOAD (the item takes a reference), NULL for SEND. opts
+ * copied, and its reply will carry in->type and in->req_id. w is the
+ * waiter for a LOAD (the item takes a reference), NULL for SEND. opts
  * (may be NULL) may carry a deadline (never longer than the route's). On
  * refusal sets a->status/msg and nothing is queued.
  */
-void bd_batch_admit(struct bd_server *srv, const struct bd_msg_item *in,
-                    const struct bd_opts *opts, struct bd_conn *conn,
+void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
+                    const struct bd_opts *opts, struct bd_waiter *w,
                     struct bd_admit *a);
 
 /* End of a loop pass: give every key touched in this pass its chance
  * to dispatch. */
-void bd_batch_run_dirty(struct bd_server *srv);
+void bd_batch_run_dirty(struct bd_core *core);
 
 /* Re-check k at the end of this pass (after a completion, a cancel). */
-void bd_batch_mark_dirty(struct bd_server *srv, struct bd_key *k);
+void bd_batch_mark_dirty(struct bd_core *core, struct bd_key *k);
 
 /* Put a retried item at the end of k's retry list until due_ns. Takes
  * it. The items of one failed batch are put there one after the other,
  * in batch order and with the same due_ns, so that they come back
  * together, in their order, at the head of the queue. */
-void bd_batch_retry_later(struct bd_server *srv, struct bd_key *k,
+void bd_batch_retry_later(struct bd_core *core, struct bd_key *k,
                           struct bd_item *it, uint64_t due_ns);
 
 /* Put an item that never reached its sink back at the front of k's
  * queue. Takes it. */
-void bd_batch_requeue_front(struct bd_server *srv, struct bd_key *k,
+void bd_batch_requeue_front(struct bd_core *core, struct bd_key *k,
                             struct bd_item *it);
 
 /* A new item with room for len payload bytes (free with bd_item_free),
  * or NULL. Small items come from a free list: loop thread only. */
 struct bd_item *bd_item_new(size_t len);
 
-/* Free an item: drops its conn reference. */
+/* A coalesced item (it->dedup): drop the recipients whose client is
+ * gone (each counted cancelled). Returns 1, with it freed, when nobody
+ * is left: no LOAD waiting, no SEND holding it. */
+int bd_item_prune_gone(struct bd_core *core, struct bd_item *it);
+
+/* Free an item: drops its waiter reference. */
 void bd_item_free(struct bd_item *it);
 
 /* Free keys idle for longer than BD_KEY_IDLE_NS (the server's sweep). */
-void bd_batch_sweep_idle(struct bd_server *srv);
+void bd_batch_sweep_idle(struct bd_core *core);
 
 /* Shutdown/drain: dispatch every queued item (and every item waiting
  * for a retry) regardless of policy, as slots allow. */
-void bd_batch_flush_all(struct bd_server *srv);
+void bd_batch_flush_all(struct bd_core *core);
 
 /* Answer every queued and retry-waiting item with status (shutdown
  * grace expired). */
-void bd_batch_fail_all_queued(struct bd_server *srv, int status,
+void bd_batch_fail_all_queued(struct bd_core *core, int status,
                               const char *msg);
 
-/* A client is gone: drop its queued LOAD items, unsent (counted as
+/* A waiter is gone: drop its queued LOAD items, unsent (counted as
  * cancelled). */
-void bd_batch_cancel_conn(struct bd_server *srv, const struct bd_conn *c);
+void bd_batch_cancel_waiter(struct bd_core *core, const struct bd_waiter *w);
 
 /* Free every key and item (exit). */
-void bd_batch_destroy_all(struct bd_server *srv);
+void bd_batch_destroy_all(struct bd_core *core);
 
 /* Visit each live key (stats). */
-void bd_batch_foreach_key(struct bd_server *srv,
+void bd_batch_foreach_key(struct bd_core *core,
                           void (*fn)(const struct bd_key *k, void *arg),
                           void *arg);
 
-/* The key table's hash of a key under srv->hash_key; its bucket is the
+/* Fire, by hand, every key timer due at core->clock.now_ns: for a
+ * driver without a running loop (the unit tests, check_core.c, with a
+ * fake clock). Run bd_batch_run_dirty after it. */
+void bd_batch_timers_due(struct bd_core *core);
+
+/* The key table's hash of a key under core->hash_key; its bucket is the
  * low bits. Exposed for tests (check_hash.c). */
-uint32_t bd_batch_key_hash(const struct bd_server *srv, const char *name,
+uint32_t bd_batch_key_hash(const struct bd_core *core, const char *name,
                            size_t len);
 
 /*

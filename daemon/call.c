@@ -15,28 +15,28 @@
 #include "alloc.h"
 #include "batch.h"
 #include "call.h"
-#include "conn.h"
+#include "dedup.h"
+#include "waiter.h"
 #include "hist.h"
 #include "log.h"
 #include "msg.h"
-#include "server.h"
+#include "core.h"
 #include "sink.h"
 #include "worker.h"
 
 /* ---- answering items ------------------------------------------------- */
 
-/* Reply for it, leaving it allocated (an abandoned call still lends it
- * to the sink). */
-static inline void item_reply(struct bd_server *srv, const char *key,
-                              const struct bd_item *it, int status,
-                              const void *body, size_t len, int is_str)
+static inline void reply_one(struct bd_core *core, const char *key,
+                             const struct bd_item *it, struct bd_waiter *w,
+                             int type, uint64_t req_id, int status,
+                             const void *body, size_t len, int is_str)
 {
-    srv->ctr.status[status]++;
-    srv->ctr.lat_hist[bd_hist_pow2_bucket((srv->now_ns - it->enq_ns) / 1000, 32)]++;
-    if (it->conn == NULL) {
+    core->ctr.status[status]++;
+    core->ctr.lat_hist[bd_hist_pow2_bucket((core->clock.now_ns - it->enq_ns) / 1000, 32)]++;
+    if (w == NULL) {
         /* SEND: the client had ACCEPTED; a failure is only logged. */
         if (status != BATCHD_OK) {
-            srv->ctr.send_failed++;
+            core->ctr.send_failed++;
             bd_log_warn("key %s: SEND item %llu lost: %s: %.*s", key,
                         (unsigned long long)it->id, bd_status_name(status),
                         (int)(len > 200 ? 200 : len),
@@ -44,18 +44,55 @@ static inline void item_reply(struct bd_server *srv, const char *key,
         }
         return;
     }
-    bd_conn_reply(it->conn, it->reply_type, it->req_id, status, body, len,
-                  is_str);
+    bd_waiter_deliver(w, type, req_id, status, body, len, is_str);
 }
 
-void bd_item_answer(struct bd_server *srv, const char *key, struct bd_item *it,
+void bd_reply_to(struct bd_core *core, const char *key,
+                 const struct bd_item *it, struct bd_waiter *w, int type,
+                 uint64_t req_id, int status, const void *body, size_t len,
+                 int is_str)
+{
+    reply_one(core, key, it, w, type, req_id, status, body, len, is_str);
+}
+
+/* A coalesced item's one answer goes to every recipient; then nobody
+ * waits on it any more and nothing can join it. */
+static __attribute__((noinline)) void reply_all(struct bd_core *core, const char *key,
+                      const struct bd_item *it, int status, const void *body,
+                      size_t len, int is_str)
+{
+    struct bd_dedup *d = it->dedup;
+
+    for (struct bd_rcpt *r = d->rcpts; r; r = r->next)
+        bd_reply_to(core, key, it, r->waiter, r->type, r->req_id, status, body,
+                    len, is_str);
+    while (d->rcpts != NULL)
+        bd_dedup_drop(d, &d->rcpts);
+    bd_dedup_unlink(d);
+}
+
+/* Reply for it, leaving it allocated (an abandoned call still lends it
+ * to the sink). */
+static inline void item_reply(struct bd_core *core, const char *key,
+                              const struct bd_item *it, int status,
+                              const void *body, size_t len, int is_str)
+{
+    /* A coalesced item has no waiter of its own: LOADs test no more. */
+    if (it->waiter == NULL && it->dedup != NULL)
+        reply_all(core, key, it, status, body, len, is_str);
+    else
+        reply_one(core, key, it, it->waiter, it->reply_type, it->req_id,
+                  status, body, len, is_str);
+}
+
+void bd_item_answer(struct bd_core *core, const char *key, struct bd_item *it,
                     int status, const void *body, size_t len, int is_str)
 {
-    item_reply(srv, key, it, status, body, len, is_str);
+    item_reply(core, key, it, status, body, len, is_str);
     bd_item_free(it);
 }
 
-static void answer_fmt(struct bd_server *srv, struct bd_key *k,
+static void answer_fmt(struct bd_core *core, struct bd_key *k,
                        struct bd_item *it, int status, const char *fmt,
                        unsigned u, const char *why)
 {
@@ -64,20 +101,20 @@ static void answer_fmt(struct bd_server *srv, struct bd_key *k,
 
     if (n < 0 || n >= (int)sizeof(msg))
         n = (int)strlen(msg);
-    bd_item_answer(srv, k->name, it, status, msg, (size_t)n, 1);
+    bd_item_answer(core, k->name, it, status, msg, (size_t)n, 1);
 }
 
 /* ---- retries ---------------------------------------------------------- */
 
 /* xorshift64*: jitter only, so any decent spread will do. */
-static double rnd01(struct bd_server *srv)
+static double rnd01(struct bd_core *core)
 {
-    uint64_t x = srv->rng;
+    uint64_t x = core->rng;
 
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    srv->rng = x;
+    core->rng = x;
     return (double)((x * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
@@ -95,17 +132,17 @@ struct retry_plan {
     int drawn;                /* wait_ns is set */
 };
 
-static uint64_t plan_wait(struct bd_server *srv, const struct bd_route_conf *r,
+static uint64_t plan_wait(struct bd_core *core, const struct bd_route_conf *r,
                           struct retry_plan *p, const struct bd_item *it)
 {
     if (p->drawn)
         return p->wait_ns;
     /* At shutdown the backoff is skipped: the grace time is short. */
-    p->wait_ns = srv->state == BD_STATE_STOPPING ? 0 :
-                 bd_batch_backoff_ns(r, it->attempt, rnd01(srv));
+    p->wait_ns = core->state == BD_STATE_STOPPING ? 0 :
+                 bd_batch_backoff_ns(r, it->attempt, rnd01(core));
     /* A sink that knows when its backend comes back (HTTP Retry-After)
      * sets the floor; the deadline checks still bound the wait. */
-    if (srv->state != BD_STATE_STOPPING && p->wait_ns < p->min_wait_ns)
+    if (core->state != BD_STATE_STOPPING && p->wait_ns < p->min_wait_ns)
         p->wait_ns = p->min_wait_ns;
     p->drawn = 1;
     return p->wait_ns;
@@ -113,12 +150,14 @@ static uint64_t plan_wait(struct bd_server *srv, const struct bd_route_conf *r,
 
 /* A LOAD whose client left is cancelled instead of retried. Takes it
  * when it returns 1. */
-static int cancel_if_gone(struct bd_server *srv, struct bd_item *it)
+static int cancel_if_gone(struct bd_core *core, struct bd_item *it)
 {
-    if (it->conn == NULL || !bd_conn_is_closed(it->conn))
+    if (it->dedup != NULL)
+        return bd_item_prune_gone(core, it);
+    if (it->waiter == NULL || !bd_waiter_gone(it->waiter))
         return 0;
-    srv->ctr.cancelled++;
-    srv->ctr.status[BATCHD_CANCELLED]++;
+    core->ctr.cancelled++;
+    core->ctr.status[BATCHD_CANCELLED]++;
     bd_item_free(it);
     return 1;
 }
@@ -128,12 +167,12 @@ static int cancel_if_gone(struct bd_server *srv, struct bd_item *it)
  * deadline or delivery_timeout_ms would pass first. Takes it. Returns 1
  * when it waits.
  */
-static int wait_or_give_up(struct bd_server *srv, struct bd_key *k,
+static int wait_or_give_up(struct bd_core *core, struct bd_key *k,
                            struct bd_item *it, uint64_t wait, int final,
                            const char *why)
 {
     const struct bd_route_conf *r = k->route;
-    uint64_t now = srv->now_ns, limit = it->deadline_ns;
+    uint64_t now = core->clock.now_ns, limit = it->deadline_ns;
 
     if (r->delivery_timeout_ms) {
         uint64_t dl = it->enq_ns + (uint64_t)r->delivery_timeout_ms * 1000000ull;
@@ -142,12 +181,12 @@ static int wait_or_give_up(struct bd_server *srv, struct bd_key *k,
             limit = dl;
     }
     if (limit && now + wait >= limit) {
-        answer_fmt(srv, k, it, final,
+        answer_fmt(core, k, it, final,
                    "no time left for attempt %u (deadline or "
                    "delivery_timeout_ms): %s", it->attempt + 1, why);
         return 0;
     }
-    bd_batch_retry_later(srv, k, it, now + wait);
+    bd_batch_retry_later(core, k, it, now + wait);
     return 1;
 }
 
@@ -156,20 +195,20 @@ static int wait_or_give_up(struct bd_server *srv, struct bd_key *k,
  * when its attempts, its deadline or delivery_timeout_ms leave no room.
  * A LOAD whose client left is cancelled instead. Takes it.
  */
-static void retry_or_give_up(struct bd_server *srv, struct bd_key *k,
+static void retry_or_give_up(struct bd_core *core, struct bd_key *k,
                              struct bd_item *it, struct retry_plan *plan,
                              int final, const char *why)
 {
-    if (cancel_if_gone(srv, it))
+    if (cancel_if_gone(core, it))
         return;
     if (it->attempt >= k->route->max_attempts) {
-        answer_fmt(srv, k, it, final, "gave up after %u attempts: %s",
+        answer_fmt(core, k, it, final, "gave up after %u attempts: %s",
                    it->attempt, why);
         return;
     }
-    if (wait_or_give_up(srv, k, it, plan_wait(srv, k->route, plan, it), final,
+    if (wait_or_give_up(core, k, it, plan_wait(core, k->route, plan, it), final,
                         why))
-        srv->ctr.retries++;
+        core->ctr.retries++;
 }
 
 /* ---- verdicts --------------------------------------------------------- */
@@ -234,21 +273,21 @@ static enum verdict batch_verdict(struct bd_batch *b, char *buf, size_t n)
 }
 
 /* One item of a batch the sink answered item by item. Takes it. */
-static void item_verdict(struct bd_server *srv, struct bd_key *k,
+static void item_verdict(struct bd_core *core, struct bd_key *k,
                          struct bd_item *it, const struct bd_result *r,
                          struct retry_plan *plan)
 {
     switch (r->code) {
     case BATCHD_RESULT_OK:
-        bd_item_answer(srv, k->name, it, BATCHD_OK,
+        bd_item_answer(core, k->name, it, BATCHD_OK,
                        r->data ? (const void *)r->data : "", r->len, 0);
         break;
     case BATCHD_RESULT_RETRY:
-        retry_or_give_up(srv, k, it, plan, BATCHD_RETRY_EXHAUSTED,
+        retry_or_give_up(core, k, it, plan, BATCHD_RETRY_EXHAUSTED,
                          "the sink asked to retry the item");
         break;
     default:
-        bd_item_answer(srv, k->name, it, BATCHD_FAIL,
+        bd_item_answer(core, k->name, it, BATCHD_FAIL,
                        r->data ? (const void *)r->data : "", r->len, 1);
         break;
     }
@@ -264,7 +303,7 @@ static void item_verdict(struct bd_server *srv, struct bd_key *k,
  * an item: the halves stay halves, and an outage never turns one batch
  * into many small calls.
  */
-static void whole_verdict(struct bd_server *srv, struct bd_key *k,
+static void whole_verdict(struct bd_core *core, struct bd_key *k,
                           struct bd_item *it, size_t nitems,
                           struct retry_plan *plan, const char *msg)
 {
@@ -273,10 +312,10 @@ static void whole_verdict(struct bd_server *srv, struct bd_key *k,
     if (it->batch_fails >= 2 && nitems > 1 &&
         (it->cap == 0 || it->ok_mark != k->ok_calls)) {
         it->cap = (uint32_t)(nitems / 2);
-        srv->ctr.splits++;
+        core->ctr.splits++;
     }
     it->ok_mark = k->ok_calls;
-    retry_or_give_up(srv, k, it, plan, BATCHD_RETRY_EXHAUSTED, msg);
+    retry_or_give_up(core, k, it, plan, BATCHD_RETRY_EXHAUSTED, msg);
 }
 
 /*
@@ -284,24 +323,24 @@ static void whole_verdict(struct bd_server *srv, struct bd_key *k,
  * for the restart, its attempt not counted, unless its client left or
  * its deadline or delivery_timeout_ms would pass first. Takes it.
  */
-static void wait_for_restart(struct bd_server *srv, struct bd_key *k,
+static void wait_for_restart(struct bd_core *core, struct bd_key *k,
                              struct bd_item *it, struct retry_plan *plan,
                              uint64_t wait, const char *msg)
 {
     /* At shutdown retries skip their backoff and are flushed at once:
      * a try must count there, or it would spin until the restart. */
-    if (srv->state == BD_STATE_STOPPING) {
-        retry_or_give_up(srv, k, it, plan, BATCHD_SINK_UNAVAILABLE, msg);
+    if (core->state == BD_STATE_STOPPING) {
+        retry_or_give_up(core, k, it, plan, BATCHD_SINK_UNAVAILABLE, msg);
         return;
     }
     it->attempt--;
-    if (cancel_if_gone(srv, it))
+    if (cancel_if_gone(core, it))
         return;
-    wait_or_give_up(srv, k, it, wait, BATCHD_SINK_UNAVAILABLE, msg);
+    wait_or_give_up(core, k, it, wait, BATCHD_SINK_UNAVAILABLE, msg);
 }
 
 /* Every item of a call that did not answer item by item. Takes them. */
-static void call_verdict(struct bd_server *srv, struct bd_batch *b,
+static void call_verdict(struct bd_core *core, struct bd_batch *b,
                          enum verdict v, const char *msg)
 {
     struct bd_key *k = b->key;
@@ -312,17 +351,17 @@ static void call_verdict(struct bd_server *srv, struct bd_batch *b,
 
         switch (v) {
         case V_RETRY:
-            whole_verdict(srv, k, it, b->pub.nitems, &plan, msg);
+            whole_verdict(core, k, it, b->pub.nitems, &plan, msg);
             break;
         case V_DOWN:
         case V_ACQUIRE:
-            retry_or_give_up(srv, k, it, &plan, BATCHD_SINK_UNAVAILABLE, msg);
+            retry_or_give_up(core, k, it, &plan, BATCHD_SINK_UNAVAILABLE, msg);
             break;
         case V_WAIT:
-            wait_for_restart(srv, k, it, &plan, b->wait_ns, msg);
+            wait_for_restart(core, k, it, &plan, b->wait_ns, msg);
             break;
         default: /* V_FAIL, V_BUG: final */
-            bd_item_answer(srv, k->name, it, BATCHD_FAIL, msg, strlen(msg), 1);
+            bd_item_answer(core, k->name, it, BATCHD_FAIL, msg, strlen(msg), 1);
             break;
         }
     }
@@ -330,61 +369,61 @@ static void call_verdict(struct bd_server *srv, struct bd_batch *b,
 
 /* ---- the call ----------------------------------------------------------- */
 
-static void running_unlink(struct bd_server *srv, struct bd_batch *b)
+static void running_unlink(struct bd_core *core, struct bd_batch *b)
 {
     if (b->rprev)
         b->rprev->rnext = b->rnext;
     else
-        srv->running = b->rnext;
+        core->running = b->rnext;
     if (b->rnext)
         b->rnext->rprev = b->rprev;
     b->rnext = b->rprev = NULL;
 }
 
 /* The call no longer holds its slots (finished or abandoned). */
-static void call_end(struct bd_server *srv, struct bd_batch *b)
+static void call_end(struct bd_core *core, struct bd_batch *b)
 {
-    running_unlink(srv, b);
-    srv->inflight--;
-    srv->inflight_items -= b->pub.nitems;
+    running_unlink(core, b);
+    core->inflight--;
+    core->inflight_items -= b->pub.nitems;
     b->key->inflight--;
     b->key->inflight_items -= b->pub.nitems;
-    bd_batch_mark_dirty(srv, b->key);
+    bd_batch_mark_dirty(core, b->key);
 }
 
 static void call_timeout_cb(evutil_socket_t fd, short what, void *arg);
 
-void bd_call_start(struct bd_server *srv, struct bd_batch *b)
+void bd_call_start(struct bd_core *core, struct bd_batch *b)
 {
     struct bd_key *k = b->key;
     uint32_t tmo = k->route->sink_timeout_ms;
 
     b->rprev = NULL;
-    b->rnext = srv->running;
-    if (srv->running)
-        srv->running->rprev = b;
-    srv->running = b;
-    b->start_ns = srv->now_ns;
+    b->rnext = core->running;
+    if (core->running)
+        core->running->rprev = b;
+    core->running = b;
+    b->start_ns = core->clock.now_ns;
     k->inflight++;
     k->inflight_items += b->pub.nitems;
-    srv->inflight++;
-    srv->inflight_items += b->pub.nitems;
-    srv->ctr.batches++;
-    srv->ctr.items_out += b->pub.nitems;
+    core->inflight++;
+    core->inflight_items += b->pub.nitems;
+    core->ctr.batches++;
+    core->ctr.items_out += b->pub.nitems;
     b->sink->calls++;
     if (b->sink->nonblocking) {
         /* On the loop: most non-blocking sinks answer before returning,
          * and then no timer is needed at all. */
         if (bd_sink_run(b) != BATCHD_SINK_PENDING) {
-            bd_call_complete(srv, b);
+            bd_call_complete(core, b);
             return;
         }
     } else {
-        bd_workers_submit(srv->workers, b);
+        bd_workers_submit(core->workers, b);
     }
     if (tmo == 0)
         return;
-    b->timeout_ev = evtimer_new(srv->base, call_timeout_cb, b);
+    b->timeout_ev = evtimer_new(core->base, call_timeout_cb, b);
     if (b->timeout_ev != NULL) {
         struct timeval tv = {tmo / 1000, (tmo % 1000) * 1000};
 
@@ -404,12 +443,17 @@ static struct bd_item *item_clone(const struct bd_item *it)
         return NULL;
     memcpy(c, it, sizeof(*c) + it->len);
     c->next = NULL;
-    if (c->conn != NULL)
-        bd_conn_ref(c->conn);
+    if (c->waiter != NULL)
+        bd_waiter_hold(c->waiter);
+    if (c->dedup != NULL) {
+        /* The recipients go with the copy; the sink's original has none. */
+        ((struct bd_item *)it)->dedup = NULL;
+        c->dedup->item = c;
+    }
     return c;
 }
 
-static void timeout_item(struct bd_server *srv, struct bd_key *k,
+static void timeout_item(struct bd_core *core, struct bd_key *k,
                          struct bd_item *it, uint32_t tmo,
                          struct retry_plan *plan)
 {
@@ -420,10 +464,10 @@ static void timeout_item(struct bd_server *srv, struct bd_key *k,
     if (k->route->on_sink_timeout == BD_ON_TIMEOUT_RETRY &&
         it->attempt < k->route->max_attempts &&
         (copy = item_clone(it)) != NULL) {
-        retry_or_give_up(srv, k, copy, plan, BATCHD_SINK_TIMEOUT, why);
+        retry_or_give_up(core, k, copy, plan, BATCHD_SINK_TIMEOUT, why);
         return;
     }
-    item_reply(srv, k->name, it, BATCHD_SINK_TIMEOUT, why, strlen(why), 1);
+    item_reply(core, k->name, it, BATCHD_SINK_TIMEOUT, why, strlen(why), 1);
 }
 
 /*
@@ -431,19 +475,19 @@ static void timeout_item(struct bd_server *srv, struct bd_key *k,
  * were busy, maybe with hung calls): the sink never saw these items, so
  * they go back to the front of their key with the attempt not counted.
  */
-static void call_withdrawn(struct bd_server *srv, struct bd_batch *b)
+static void call_withdrawn(struct bd_core *core, struct bd_batch *b)
 {
     struct bd_key *k = b->key;
 
     bd_log_warn("key %s: sink %s: call with %zu items waited sink_timeout_ms "
                 "for a worker; queued again", k->name, b->sink->name,
                 b->pub.nitems);
-    call_end(srv, b);
+    call_end(core, b);
     for (size_t i = b->pub.nitems; i-- > 0;) {
         struct bd_item *it = b->items[i];
 
         it->attempt--;
-        bd_batch_requeue_front(srv, k, it);
+        bd_batch_requeue_front(core, k, it);
     }
     event_free(b->timeout_ev);
     bd_batch_free(b);
@@ -453,37 +497,37 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct bd_batch *b = arg;
     struct bd_key *k = b->key;
-    struct bd_server *srv = k->srv;
+    struct bd_core *core = k->core;
     uint32_t tmo = k->route->sink_timeout_ms;
     struct retry_plan plan = {0}; /* one backoff for the whole call */
 
     (void)fd;
     (void)what;
-    bd_server_tick(srv);
-    if (!b->sink->nonblocking && bd_workers_withdraw(srv->workers, b)) {
-        call_withdrawn(srv, b);
+    bd_core_tick(core);
+    if (!b->sink->nonblocking && bd_workers_withdraw(core->workers, b)) {
+        call_withdrawn(core, b);
         return;
     }
     bd_log_warn("key %s: sink %s: call with %zu items timed out after %u ms",
                 k->name, b->sink->name, b->pub.nitems, tmo);
-    srv->ctr.timeouts++;
-    srv->abandoned++;
+    core->ctr.timeouts++;
+    core->abandoned++;
     b->abandoned = 1;
     for (size_t i = 0; i < b->pub.nitems; i++)
-        timeout_item(srv, k, b->items[i], tmo, &plan);
+        timeout_item(core, k, b->items[i], tmo, &plan);
     if (b->sink->vt->cancel != NULL)
         b->sink->vt->cancel(b->sink->state, &b->pub);
     if (!b->sink->nonblocking)
-        bd_workers_replace_stuck(srv->workers);
-    call_end(srv, b);
+        bd_workers_replace_stuck(core->workers);
+    call_end(core, b);
     b->key = NULL; /* the key may go idle and be freed before the late answer */
-    bd_server_want_flush(srv);
+    bd_core_want_flush(core);
 }
 
 /* The late answer of an abandoned call: only memory is left to free. */
-static void drop_abandoned(struct bd_server *srv, struct bd_batch *b)
+static void drop_abandoned(struct bd_core *core, struct bd_batch *b)
 {
-    srv->abandoned--;
+    core->abandoned--;
     if (b->res != NULL)
         b->sink->vt->release(b->sink->state, b->res);
     for (size_t i = 0; i < b->pub.nitems; i++)
@@ -491,7 +535,7 @@ static void drop_abandoned(struct bd_server *srv, struct bd_batch *b)
     bd_batch_free(b);
 }
 
-void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
+void bd_call_complete(struct bd_core *core, struct bd_batch *b)
 {
     struct bd_key *k = b->key;
     char msg[320];
@@ -502,14 +546,14 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
         b->timeout_ev = NULL;
     }
     if (b->abandoned) {
-        drop_abandoned(srv, b);
+        drop_abandoned(core, b);
         return;
     }
     if (b->res != NULL) {
         b->sink->vt->release(b->sink->state, b->res);
         b->res = NULL;
     }
-    call_end(srv, b);
+    call_end(core, b);
     v = batch_verdict(b, msg, sizeof(msg));
     if (v == V_ITEMS) {
         /* The usual case, once per item: its own loop. */
@@ -517,21 +561,21 @@ void bd_call_complete(struct bd_server *srv, struct bd_batch *b)
 
         k->ok_calls++;
         for (size_t i = 0; i < b->pub.nitems; i++)
-            item_verdict(srv, k, b->items[i], &b->results[i], &plan);
+            item_verdict(core, k, b->items[i], &b->results[i], &plan);
     } else {
-        call_verdict(srv, b, v, msg);
+        call_verdict(core, b, v, msg);
     }
     bd_batch_free(b);
-    bd_server_want_flush(srv);
+    bd_core_want_flush(core);
 }
 
-void bd_call_abandon_all(struct bd_server *srv, int status, const char *msg)
+void bd_call_abandon_all(struct bd_core *core, int status, const char *msg)
 {
-    for (struct bd_batch *b = srv->running; b; b = b->rnext) {
+    for (struct bd_batch *b = core->running; b; b = b->rnext) {
         if (b->abandoned)
             continue;
         for (size_t i = 0; i < b->pub.nitems; i++)
-            item_reply(srv, b->pub.key, b->items[i], status, msg, strlen(msg), 1);
+            item_reply(core, b->pub.key, b->items[i], status, msg, strlen(msg), 1);
         b->abandoned = 1;
         /* An isolated sink's cancel kills its runner: nothing hangs on. */
         if (b->sink->isolation == BD_ISOLATION_PROCESS &&
@@ -540,30 +584,63 @@ void bd_call_abandon_all(struct bd_server *srv, int status, const char *msg)
     }
 }
 
-/* Does every item of b belong to a client that is gone? */
-static int all_gone(const struct bd_batch *b)
+/* Is nobody waiting for it any more (every LOAD's client gone, no
+ * SEND holding it)? */
+static int item_orphaned(const struct bd_item *it)
 {
-    for (size_t i = 0; i < b->pub.nitems; i++) {
-        const struct bd_conn *c = b->items[i]->conn;
-
-        if (c == NULL || !bd_conn_is_closed(c))
+    if (it->dedup == NULL)
+        return it->waiter != NULL && bd_waiter_gone(it->waiter);
+    if (it->dedup->nsend)
+        return 0;
+    for (const struct bd_rcpt *r = it->dedup->rcpts; r; r = r->next)
+        if (!bd_waiter_gone(r->waiter))
             return 0;
-    }
     return 1;
 }
 
-void bd_call_cancel_for(struct bd_server *srv, const struct bd_conn *c)
+/* Does w wait for it? */
+static int waits_for(const struct bd_item *it, const struct bd_waiter *w)
 {
-    for (struct bd_batch *b = srv->running; b; b = b->rnext) {
+    if (it->dedup == NULL)
+        return it->waiter == w;
+    for (const struct bd_rcpt *r = it->dedup->rcpts; r; r = r->next)
+        if (r->waiter == w)
+            return 1;
+    return 0;
+}
+
+/* Does every item of b belong to a client that is gone? */
+static int all_gone(const struct bd_batch *b)
+{
+    for (size_t i = 0; i < b->pub.nitems; i++)
+        if (!item_orphaned(b->items[i]))
+            return 0;
+    return 1;
+}
+
+void bd_call_cancel_for(struct bd_core *core, const struct bd_waiter *w)
+{
+    for (struct bd_batch *b = core->running; b; b = b->rnext) {
         int mine = 0;
 
         if (b->abandoned || b->cancelled || b->sink->vt->cancel == NULL)
             continue;
         for (size_t i = 0; i < b->pub.nitems && !mine; i++)
-            mine = b->items[i]->conn == c;
+            mine = waits_for(b->items[i], w);
         if (mine && all_gone(b)) {
             b->cancelled = 1;
             b->sink->vt->cancel(b->sink->state, &b->pub);
         }
+    }
+}
+
+void bd_core_complete_list(struct bd_core *core, struct bd_batch *list)
+{
+    bd_core_tick(core);
+    while (list != NULL) {
+        struct bd_batch *b = list;
+
+        list = list->next;
+        bd_call_complete(core, b);
     }
 }

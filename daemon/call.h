@@ -13,33 +13,42 @@
 #define BD_CALL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
-struct bd_server;
+struct bd_core;
 struct bd_batch;
-struct bd_conn;
+struct bd_waiter;
 struct bd_item;
 
 /* Start the call for b (takes b): account it, run it, arm its timeout. */
-void bd_call_start(struct bd_server *srv, struct bd_batch *b);
+void bd_call_start(struct bd_core *core, struct bd_batch *b);
 
 /* The sink finished b (from worker.c's completion event, or at once for
  * a non-blocking sink). Takes b. */
-void bd_call_complete(struct bd_server *srv, struct bd_batch *b);
+void bd_call_complete(struct bd_core *core, struct bd_batch *b);
 
 /* Shutdown grace expired: answer the items of every running call with
  * status; the calls stay with their (hung) sinks. */
-void bd_call_abandon_all(struct bd_server *srv, int status, const char *msg);
+void bd_call_abandon_all(struct bd_core *core, int status, const char *msg);
 
-/* A client is gone: a running call whose items all belonged to gone
+/* A waiter is gone: a running call whose items all belonged to gone
  * clients gets the sink's optional cancel hook. */
-void bd_call_cancel_for(struct bd_server *srv, const struct bd_conn *c);
+void bd_call_cancel_for(struct bd_core *core, const struct bd_waiter *w);
 
 /*
  * Answer one item and free it. key names it in logs. SEND items (no
- * conn) are not answered again: a failure is logged and counted.
+ * waiter) are not answered again: a failure is logged and counted.
  */
-void bd_item_answer(struct bd_server *srv, const char *key,
+void bd_item_answer(struct bd_core *core, const char *key,
                     struct bd_item *it, int status, const void *body,
                     size_t len, int is_str);
+
+/* Deliver one reply about item it to one recipient: a LOAD's waiter w
+ * (type, req_id), or a SEND (w NULL: a failure is logged and counted).
+ * Counts the reply; frees nothing. */
+void bd_reply_to(struct bd_core *core, const char *key,
+                 const struct bd_item *it, struct bd_waiter *w, int type,
+                 uint64_t req_id, int status, const void *body, size_t len,
+                 int is_str);
 
 #endif

@@ -178,6 +178,8 @@ static const struct opt sink_opts[] = {
 };
 
 /* [route.NAME] */
+static const char *const off_on_names[] = {"off", "on", NULL};
+
 static const struct opt route_opts[] = {
     { .name = "match", .kind = OPT_STR, .flags = OPT_REQUIRED,
       AT(bd_route_conf, match) },
@@ -220,6 +222,12 @@ static const struct opt route_opts[] = {
     { .name = "on_sink_timeout", .kind = OPT_ENUM,
       AT(bd_route_conf, on_sink_timeout), .def = "retry",
       .names = on_timeout_names },
+    { .name = "coalesce_inflight", .kind = OPT_ENUM,
+      AT(bd_route_conf, coalesce_inflight), .def = "off",
+      .names = off_on_names },
+    { .name = "priority_aging_ms", .kind = OPT_INT,
+      AT(bd_route_conf, priority_aging_ms), .def = "1000", .min = 0,
+      .max = 86400000 },
     { .name = NULL },
 };
 

@@ -67,6 +67,10 @@ struct bd_route_conf {
     uint32_t delivery_timeout_ms; /* give up retrying this long after accept, 0 = never */
     uint32_t sink_timeout_ms; /* bound on one sink call, 0 = none */
     int on_sink_timeout;      /* enum bd_on_timeout */
+    int coalesce_inflight;    /* 1: an item with a dedup_id also joins a
+                               * call in flight for it (batch.c, dedup.c) */
+    uint32_t priority_aging_ms; /* an item queued this long counts as top
+                               * priority (batch.c: lanes), 0 = never */
 };
 
 struct bd_config {

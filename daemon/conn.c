@@ -23,11 +23,21 @@
 #include "msg.h"
 #include "msg_inline.h"
 #include "request.h"
-#include "server.h"
+#include "state.h"
 
 #define OUT_KEEP (64 * 1024)   /* output buffer kept between bursts */
 
 static void conn_read_cb(evutil_socket_t fd, short what, void *arg);
+static const struct bd_waiter_ops conn_waiter_ops;
+
+/* Close at the next flush; from now on the core treats the client as
+ * gone (its queued LOADs are cancelled, not sent). */
+static void conn_close_asap(struct bd_conn *c)
+{
+    c->flags |= BD_CONN_CLOSE_ASAP;
+    c->waiter.gone = 1;
+}
+
 static void conn_write_cb(evutil_socket_t fd, short what, void *arg);
 
 struct bd_conn *bd_conn_new(struct bd_server *srv, int fd)
@@ -38,9 +48,10 @@ struct bd_conn *bd_conn_new(struct bd_server *srv, int fd)
         goto out_close_fd;
     c->srv = srv;
     c->fd = fd;
-    c->refs = 1;
+    c->waiter.ops = &conn_waiter_ops;
+    c->waiter.refs = 1;
     c->id = ++srv->next_conn_id;
-    c->last_io_ns = srv->now_ns;
+    c->last_io_ns = srv->core.clock.now_ns;
     bd_buf_init(&c->in);
     bd_buf_init(&c->out);
     c->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, conn_read_cb, c);
@@ -52,7 +63,7 @@ struct bd_conn *bd_conn_new(struct bd_server *srv, int fd)
         srv->conns->prev = c;
     srv->conns = c;
     srv->nconns++;
-    srv->ctr.conns_total++;
+    srv->core.ctr.conns_total++;
     return c;
 
 out_free:
@@ -73,14 +84,21 @@ static void conn_free(struct bd_conn *c)
     bd_free(c);
 }
 
-void bd_conn_unref_slow(struct bd_conn *c)
+static struct bd_conn *conn_of(struct bd_waiter *w)
 {
-    if (--c->refs == 0) {
+    return (struct bd_conn *)((char *)w - offsetof(struct bd_conn, waiter));
+}
+
+static void waiter_release_slow(struct bd_waiter *w)
+{
+    struct bd_conn *c = conn_of(w);
+
+    if (--c->waiter.refs == 0) {
         conn_free(c);
         return;
     }
     /* The last answer to a half-closed client lets it close. */
-    if (c->refs == 1 && (c->flags & BD_CONN_EOF))
+    if (c->waiter.refs == 1 && (c->flags & BD_CONN_EOF))
         bd_conn_mark(c);
 }
 
@@ -93,6 +111,19 @@ void bd_conn_mark(struct bd_conn *c)
     c->srv->pending = c;
     bd_server_want_flush(c->srv);
 }
+
+static void waiter_deliver(struct bd_waiter *w, int type, uint64_t req_id,
+                           int status, const void *body, size_t len,
+                           int is_str)
+{
+    bd_conn_reply(conn_of(w), type, req_id, status, body, len, is_str);
+}
+
+/* How the batching core answers this connection's LOAD items. */
+static const struct bd_waiter_ops conn_waiter_ops = {
+    .deliver = waiter_deliver,
+    .release_slow = waiter_release_slow,
+};
 
 void bd_conn_reply(struct bd_conn *c, int type, uint64_t req_id, int status,
                    const void *body, size_t len, int body_is_str)
@@ -109,16 +140,16 @@ void bd_conn_reply(struct bd_conn *c, int type, uint64_t req_id, int status,
                          body_is_str) != 0) {
         bd_log_error("conn %llu: out of memory for a reply; closing",
                      (unsigned long long)c->id);
-        c->flags |= BD_CONN_CLOSE_ASAP;
+        conn_close_asap(c);
     } else if (c->out.len > srv->cfg->conn_out_hard) {
         /* A client that never reads cannot make us hold its replies
          * forever: past the hard cap it is cut off. */
         bd_log_warn("conn %llu: output backlog %zu over conn_out_hard; closing",
                     (unsigned long long)c->id, c->out.len);
-        c->flags |= BD_CONN_CLOSE_ASAP;
-        srv->ctr.conns_dropped++;
+        conn_close_asap(c);
+        srv->core.ctr.conns_dropped++;
     }
-    srv->ctr.replies++;
+    srv->core.ctr.replies++;
     bd_conn_mark(c);
 }
 
@@ -126,7 +157,7 @@ void bd_conn_fatal(struct bd_conn *c, int status, const char *msg)
 {
     bd_conn_reply(c, BD_MSG_ERROR, 0, status, msg, strlen(msg), 1);
     c->flags |= BD_CONN_CLOSE_AFTER;
-    c->srv->ctr.conns_dropped++;
+    c->srv->core.ctr.conns_dropped++;
     if (!(c->flags & BD_CONN_CLOSED))
         event_del(c->rev);
 }
@@ -144,6 +175,7 @@ void bd_conn_close(struct bd_conn *c)
     close(c->fd);
     c->fd = -1;
     c->flags |= BD_CONN_CLOSED;
+    c->waiter.gone = 1;
     c->flags &= ~BD_CONN_PENDING;
     if (c->prev)
         c->prev->next = c->next;
@@ -155,11 +187,11 @@ void bd_conn_close(struct bd_conn *c)
     bd_server_conn_closed(srv);
     if (c->out.len > 0)
         c->dropped++;
-    if (c->refs > 1) {
+    if (c->waiter.refs > 1) {
         /* Its queued LOADs will never be read: drop them unsent, and
          * tell the sink about calls now run for nobody. */
-        bd_batch_cancel_conn(srv, c);
-        bd_call_cancel_for(srv, c);
+        bd_batch_cancel_waiter(&srv->core, &c->waiter);
+        bd_call_cancel_for(&srv->core, &c->waiter);
     }
     bd_buf_destroy(&c->in);
     bd_buf_destroy(&c->out);
@@ -176,7 +208,7 @@ static int conn_write(struct bd_conn *c)
         if (n > 0) {
             bd_buf_consume(&c->out, (size_t)n);
             c->stall_since_ns = 0;
-            c->last_io_ns = c->srv->now_ns;
+            c->last_io_ns = c->srv->core.clock.now_ns;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -219,7 +251,7 @@ static void conn_update_events(struct bd_conn *c)
          * client a whole frame_timeout_ms to finish what we could not
          * read meanwhile. */
         if (c->frame_start_ns)
-            c->frame_start_ns = c->srv->now_ns;
+            c->frame_start_ns = c->srv->core.clock.now_ns;
     }
 }
 
@@ -240,7 +272,7 @@ void bd_conn_flush(struct bd_conn *c)
     }
     if (c->out.len == 0) {
         if ((c->flags & BD_CONN_CLOSE_AFTER) ||
-            ((c->flags & BD_CONN_EOF) && c->refs == 1)) {
+            ((c->flags & BD_CONN_EOF) && c->waiter.refs == 1)) {
             bd_conn_close(c);
             return;
         }
@@ -259,11 +291,12 @@ static void conn_eof(struct bd_conn *c)
      * (shutdown(SHUT_WR)) does not: the client is done sending but may
      * still read every reply it is owed, so keep the conn until then. */
     if (poll(&p, 1, 0) == 1 && (p.revents & POLLHUP)) {
-        c->flags |= BD_CONN_CLOSE_ASAP;
+        conn_close_asap(c);
         bd_conn_mark(c);
         return;
     }
     c->flags |= BD_CONN_EOF;
+    c->waiter.notify = 1; /* its last answer lets it close */
     event_del(c->rev);
     bd_conn_mark(c);
 }
@@ -285,7 +318,7 @@ static void conn_feed(struct bd_conn *c, const uint8_t *data, size_t len,
     } else if (used < len && bd_buf_append(&c->in, data + used, len - used) != 0) {
         bd_log_error("conn %llu: out of memory for input; closing",
                      (unsigned long long)c->id);
-        c->flags |= BD_CONN_CLOSE_ASAP;
+        conn_close_asap(c);
     }
     /* A frame's clock starts at its first byte and survives reads that
      * do not complete it (slowloris). */
@@ -313,7 +346,7 @@ void bd_conn_check_timeouts(struct bd_conn *c, uint64_t now)
              now - c->stall_since_ns >
              (uint64_t)cfg->write_stall_timeout_ms * 1000000ull)
         why = "replies not read within write_stall_timeout_ms";
-    else if (cfg->idle_timeout_ms && c->refs == 1 && c->out.len == 0 &&
+    else if (cfg->idle_timeout_ms && c->waiter.refs == 1 && c->out.len == 0 &&
              c->in.len == 0 &&
              now - c->last_io_ns > (uint64_t)cfg->idle_timeout_ms * 1000000ull)
         why = "idle past idle_timeout_ms";
@@ -321,10 +354,10 @@ void bd_conn_check_timeouts(struct bd_conn *c, uint64_t now)
         return;
     bd_log_info("conn %llu (uid %u pid %d): %s; closing",
                 (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, why);
-    c->srv->ctr.conns_dropped++;
+    c->srv->core.ctr.conns_dropped++;
     if (c->stall_since_ns) {
         /* It is not reading: an error frame would only pile up. */
-        c->flags |= BD_CONN_CLOSE_ASAP;
+        conn_close_asap(c);
         bd_conn_mark(c);
         return;
     }
@@ -345,7 +378,7 @@ static ssize_t conn_read_once(struct bd_conn *c)
             conn_feed(c, srv->rbuf, (size_t)n, 0);
     } else {
         if (bd_buf_reserve(&c->in, sizeof(srv->rbuf)) != 0) {
-            c->flags |= BD_CONN_CLOSE_ASAP;
+            conn_close_asap(c);
             bd_conn_mark(c);
             return -1;
         }
@@ -361,7 +394,7 @@ static ssize_t conn_read_once(struct bd_conn *c)
                errno != EINTR) {
         bd_log_debug("conn %llu: read: %s", (unsigned long long)c->id,
                      strerror(errno));
-        c->flags |= BD_CONN_CLOSE_ASAP;
+        conn_close_asap(c);
     }
     bd_conn_mark(c);
     return n;
@@ -388,7 +421,7 @@ void bd_conn_drain_input(struct bd_conn *c)
                     BD_CONN_EOF))
         return;
     if (shutdown(c->fd, SHUT_RD) != 0) {
-        c->flags |= BD_CONN_CLOSE_ASAP;
+        conn_close_asap(c);
         bd_conn_mark(c);
         return;
     }

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "waiter.h"
 
 struct bd_server;
 struct event;
@@ -28,7 +29,10 @@ struct bd_conn {
     struct bd_server *srv;
     int fd;                   /* -1 once closed */
     unsigned flags;           /* BD_CONN_* */
-    uint32_t refs;            /* 1 while open, +1 per LOAD item it owns */
+    struct bd_waiter waiter;  /* what the core holds for its LOAD items:
+                               * waiter.refs is 1 while open, +1 per
+                               * LOAD item; waiter.gone mirrors
+                               * bd_conn_is_closed */
     uint64_t id;              /* for log lines */
     uint32_t bad_in_row;      /* consecutive bad requests */
     uid_t uid;                /* peer credentials (SO_PEERCRED) */
@@ -58,22 +62,11 @@ struct bd_conn {
  * closed and unreferenced) or NULL (fd closed). */
 struct bd_conn *bd_conn_new(struct bd_server *srv, int fd);
 
-/* Every queued LOAD holds a reference (taken and dropped per item, so
- * inline). The last unref frees; bd_conn_unref_slow also lets a
- * half-closed conn close once its last answer is queued. */
-void bd_conn_unref_slow(struct bd_conn *c);
-
-static inline void bd_conn_ref(struct bd_conn *c)
-{
-    c->refs++;
-}
-
+/* Drop one reference (the open one at close, or an item's through the
+ * waiter); the last frees. */
 static inline void bd_conn_unref(struct bd_conn *c)
 {
-    if (c->refs > 2 || (c->refs == 2 && !(c->flags & BD_CONN_EOF)))
-        c->refs--;
-    else
-        bd_conn_unref_slow(c);
+    bd_waiter_release(&c->waiter);
 }
 
 static inline int bd_conn_is_closed(const struct bd_conn *c)

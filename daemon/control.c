@@ -10,7 +10,7 @@
 #include "control.h"
 #include "log.h"
 #include "msg.h"
-#include "server.h"
+#include "state.h"
 #include "stats.h"
 
 static int str_is(const msgpack_object *o, const char *s)
@@ -70,7 +70,7 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
         !bd_access_admin(srv->access, c->uid, c->gid)) {
         bd_log_warn("control %.*s refused: uid %d is not an admin",
                     (int)m->name_len, m->name, (int)c->uid);
-        srv->ctr.status[BATCHD_PERMISSION_DENIED]++;
+        srv->core.ctr.status[BATCHD_PERMISSION_DENIED]++;
         reply_text(c, m, BATCHD_PERMISSION_DENIED,
                    "this command needs an admin user (admin_uids/admin_gids)");
         return BATCHD_PERMISSION_DENIED;
@@ -81,7 +81,7 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
         int json = stats_json(m);
 
         if (json < 0) {
-            srv->ctr.status[BATCHD_BAD_REQUEST]++;
+            srv->core.ctr.status[BATCHD_BAD_REQUEST]++;
             reply_text(c, m, BATCHD_BAD_REQUEST,
                        "format: must be \"json\" or \"text\"");
             return BATCHD_BAD_REQUEST;
@@ -93,14 +93,14 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
     } else if (is_cmd(m, "health")) {
         reply_buf(c, m, &b, bd_stats_health(srv, &b));
     } else if (is_cmd(m, "pause")) {
-        if (srv->state == BD_STATE_RUNNING)
-            srv->state = BD_STATE_PAUSED;
+        if (srv->core.state == BD_STATE_RUNNING)
+            srv->core.state = BD_STATE_PAUSED;
         bd_log_info("control: dispatch paused");
         reply_text(c, m, BATCHD_OK, "paused");
     } else if (is_cmd(m, "resume")) {
-        if (srv->state == BD_STATE_PAUSED)
-            srv->state = BD_STATE_RUNNING;
-        bd_batch_flush_all(srv);
+        if (srv->core.state == BD_STATE_PAUSED)
+            srv->core.state = BD_STATE_RUNNING;
+        bd_batch_flush_all(&srv->core);
         bd_log_info("control: dispatch resumed");
         reply_text(c, m, BATCHD_OK, "running");
     } else if (is_cmd(m, "drain")) {
@@ -108,7 +108,7 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
         reply_text(c, m, BATCHD_OK, "stopping: flushing every batch, then exit");
         bd_server_stop(srv);
     } else {
-        c->srv->ctr.status[BATCHD_UNSUPPORTED]++;
+        c->srv->core.ctr.status[BATCHD_UNSUPPORTED]++;
         reply_text(c, m, BATCHD_UNSUPPORTED,
                    is_cmd(m, "reload") ?
                    "reload: not supported yet; restart the daemon to apply "

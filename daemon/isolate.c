@@ -56,7 +56,6 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "batch.h"
 #include "isolate.h"
 #include "log.h"
 #include "runner.h"
@@ -882,7 +881,7 @@ static void drop_leftover(struct iso *p, struct bd_batch *b)
                      "of key %s; its %zu items are lost", b->pub.key,
                      b->pub.nitems);
     for (size_t i = 0; i < b->pub.nitems; i++)
-        bd_item_free(b->items[i]);
+        b->free_item(b->items[i]);
     bd_batch_free(b);
 }
 

@@ -14,7 +14,7 @@
 #include "msg.h"
 #include "msg_inline.h"
 #include "request.h"
-#include "server.h"
+#include "state.h"
 
 /*
  * Log a refused request without letting a hostile client flood the log:
@@ -47,7 +47,7 @@ static void log_reject(struct bd_conn *c, const char *key, size_t keylen,
 static void reject(struct bd_conn *c, int type, uint64_t req_id, int status,
                    const char *key, size_t keylen, const char *why)
 {
-    c->srv->ctr.status[status]++;
+    c->srv->core.ctr.status[status]++;
     log_reject(c, key, keylen, status, why);
     bd_conn_reply(c, type, req_id, status, why, strlen(why), 1);
 }
@@ -103,18 +103,18 @@ static inline int handle_item(struct bd_conn *c, const struct bd_msg_item *in,
     int is_load = in->type == BD_MSG_LOAD || in->type == BD_MSG_LOAD_MANY;
     struct bd_admit a;
 
-    if (srv->state == BD_STATE_STOPPING) {
+    if (srv->core.state == BD_STATE_STOPPING) {
         reject(c, in->type, in->req_id, BATCHD_SHUTTING_DOWN, in->key,
                in->key_len, "daemon is shutting down");
         return BATCHD_SHUTTING_DOWN;
     }
-    bd_batch_admit(srv, in, opts, is_load ? c : NULL, &a);
+    bd_batch_admit(&srv->core, in, opts, is_load ? &c->waiter : NULL, &a);
     if (a.status != BATCHD_OK) {
         reject(c, in->type, in->req_id, a.status, in->key, in->key_len, a.msg);
         return a.status;
     }
     if (!is_load) {
-        srv->ctr.status[BATCHD_ACCEPTED]++;
+        srv->core.ctr.status[BATCHD_ACCEPTED]++;
         bd_conn_reply(c, in->type, in->req_id, BATCHD_ACCEPTED, NULL, 0, 0);
     }
     return BATCHD_OK;

@@ -27,6 +27,7 @@
 #include "alloc.h"
 #include "batch.h"
 #include "call.h"
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
@@ -37,12 +38,20 @@
 #define ACCEPT_PER_EVENT 64    /* accepts per readable event: fairness */
 #define EMFILE_PAUSE_MS 100    /* listener pause when out of descriptors */
 
-uint64_t bd_now_ns(void)
+/* The core's end-of-pass hook. */
+static void core_wants_flush(void *arg)
 {
-    struct timespec ts;
+    bd_server_want_flush(arg);
+}
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+/* Finished sink calls (worker.c's callback): outcomes, then shutdown
+ * progress. */
+static void calls_done(void *arg, struct bd_batch *list)
+{
+    struct bd_server *srv = arg;
+
+    bd_core_complete_list(&srv->core, list);
+    bd_server_check_done(srv);
 }
 
 void bd_server_want_flush(struct bd_server *srv)
@@ -77,9 +86,9 @@ static void drain_all_input(struct bd_server *srv)
 
 void bd_server_check_done(struct bd_server *srv)
 {
-    if (srv->state != BD_STATE_STOPPING)
+    if (srv->core.state != BD_STATE_STOPPING)
         return;
-    if (srv->nqueued != 0 || srv->nretry != 0 || srv->inflight != 0)
+    if (srv->core.nqueued != 0 || srv->core.nretry != 0 || srv->core.inflight != 0)
         return;
     /* Nothing can be queued any more (new items are refused): read and
      * answer the last requests, then leave once every answer is out. */
@@ -100,7 +109,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     bd_server_tick(srv);
     srv->flush_pending = 0;
-    bd_batch_run_dirty(srv);
+    bd_batch_run_dirty(&srv->core);
     while (srv->pending != NULL) {
         struct bd_conn *c = srv->pending;
 
@@ -180,7 +189,7 @@ static void admit_conn(struct bd_server *srv, int fd)
 
     if (peer_cred(fd, &uc) != 0 ||
         !bd_access_allowed(srv->access, uc.uid, uc.gid)) {
-        srv->ctr.conns_dropped++;
+        srv->core.ctr.conns_dropped++;
         bd_log_warn("connection refused: uid %d gid %d pid %d not allowed",
                     (int)uc.uid, (int)uc.gid, (int)uc.pid);
         refuse_conn(fd, BATCHD_PERMISSION_DENIED,
@@ -188,7 +197,7 @@ static void admit_conn(struct bd_server *srv, int fd)
         return;
     }
     if (srv->nconns >= srv->cfg->max_conns || srv->nconns >= srv->fd_budget) {
-        srv->ctr.conns_dropped++;
+        srv->core.ctr.conns_dropped++;
         bd_log_warn("connection refused (uid %d pid %d): %s reached",
                     (int)uc.uid, (int)uc.pid,
                     srv->nconns >= srv->cfg->max_conns ? "max_conns" :
@@ -377,10 +386,10 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     bd_log_warn("shutdown_grace over: %llu queued, %llu waiting to retry and "
                 "%u running batches answered SHUTTING_DOWN",
-                (unsigned long long)srv->nqueued,
-                (unsigned long long)srv->nretry, srv->inflight);
-    bd_batch_fail_all_queued(srv, BATCHD_SHUTTING_DOWN, msg);
-    bd_call_abandon_all(srv, BATCHD_SHUTTING_DOWN, msg);
+                (unsigned long long)srv->core.nqueued,
+                (unsigned long long)srv->core.nretry, srv->core.inflight);
+    bd_batch_fail_all_queued(&srv->core, BATCHD_SHUTTING_DOWN, msg);
+    bd_call_abandon_all(&srv->core, BATCHD_SHUTTING_DOWN, msg);
     if (!srv->input_drained)
         drain_all_input(srv);
     /* Write what we can, then leave: hung sink calls keep their threads. */
@@ -396,14 +405,14 @@ void bd_server_stop(struct bd_server *srv)
 {
     struct timeval tv;
 
-    if (srv->state == BD_STATE_STOPPING)
+    if (srv->core.state == BD_STATE_STOPPING)
         return;
-    srv->state = BD_STATE_STOPPING;
+    srv->core.state = BD_STATE_STOPPING;
     sd_notify(0, "STOPPING=1");
     bd_log_info("stopping: %llu items queued, %u batches running",
-                (unsigned long long)srv->nqueued, srv->inflight);
+                (unsigned long long)srv->core.nqueued, srv->core.inflight);
     close_listener(srv);
-    bd_batch_flush_all(srv);
+    bd_batch_flush_all(&srv->core);
     tv.tv_sec = srv->cfg->shutdown_grace_ms / 1000;
     tv.tv_usec = (srv->cfg->shutdown_grace_ms % 1000) * 1000;
     evtimer_add(srv->grace_ev, &tv);
@@ -444,7 +453,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         next = c->next; /* checks only mark; closes happen in the flush */
         bd_conn_check_timeouts(c, now);
     }
-    bd_batch_sweep_idle(srv);
+    bd_batch_sweep_idle(&srv->core);
 }
 
 /* One sweep every 100 ms over all connections is cheaper than a timer
@@ -540,16 +549,16 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
     srv->cfg = cfg;
     srv->sinks = sinks;
     srv->listen_fd = -1;
-    srv->start_ns = bd_server_tick(srv);
-    srv->rng = srv->start_ns ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     msgpack_zone_init(&srv->zone, 4096);
     err[0] = '\0';
-    if (bd_sipkey_random(&srv->hash_key) != 0) {
+    srv->base = new_base();
+    if (bd_core_init(&srv->core, srv->base, cfg, sinks, NULL, bd_now_ns,
+                     core_wants_flush, srv) != 0) {
         snprintf(err, errlen, "no random bytes for the key table's hash: %s",
                  strerror(errno));
         goto out_free;
     }
-    srv->base = new_base();
+    srv->start_ns = srv->core.clock.now_ns;
     if (srv->base == NULL || setup_events(srv) != 0) {
         snprintf(err, errlen, "libevent: cannot set up the event loop");
         goto out_free;
@@ -557,9 +566,11 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
     srv->access = bd_access_new(cfg, err, errlen);
     if (srv->access == NULL)
         goto out_free;
-    srv->workers = bd_workers_new(srv, cfg->max_concurrency, err, errlen);
+    srv->workers = bd_workers_new(srv->base, cfg->max_concurrency, calls_done,
+                                  srv, err, errlen);
     if (srv->workers == NULL)
         goto out_free;
+    srv->core.workers = srv->workers;
     rc = listen_activated(srv, err, errlen);
     if (rc < 0 || (rc == 0 && listen_unix(srv, err, errlen) != 0))
         goto out_free;
@@ -592,9 +603,9 @@ int bd_server_run(struct bd_server *srv)
     sd_notify(0, "READY=1");
     event_base_dispatch(srv->base);
     bd_log_info("stopped: %llu items in, %llu batches, %llu replies",
-                (unsigned long long)srv->ctr.items_in,
-                (unsigned long long)srv->ctr.batches,
-                (unsigned long long)srv->ctr.replies);
+                (unsigned long long)srv->core.ctr.items_in,
+                (unsigned long long)srv->core.ctr.batches,
+                (unsigned long long)srv->core.ctr.replies);
     return srv->exit_code;
 }
 
@@ -606,7 +617,7 @@ void bd_server_free(struct bd_server *srv)
         return;
     /* A call abandoned at sink_timeout_ms may still be stuck in its
      * sink: then neither its thread nor the plugin can be waited for. */
-    idle = srv->inflight == 0 && srv->abandoned == 0;
+    idle = srv->core.inflight == 0 && srv->core.abandoned == 0;
     close_listener(srv);
     while (srv->conns)
         bd_conn_close(srv->conns);
@@ -615,7 +626,7 @@ void bd_server_free(struct bd_server *srv)
     bd_workers_free(srv->workers, idle);
     /* The loop is over: keys and queued items are ours to free even
      * when a stuck call still holds its own batch (and its items). */
-    bd_batch_destroy_all(srv);
+    bd_batch_destroy_all(&srv->core);
     if (idle)
         bd_sink_unload_all(srv->sinks, srv->cfg->nsinks, 1);
     for (int i = 0; i < 3; i++)

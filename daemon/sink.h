@@ -77,6 +77,8 @@ struct bd_batch {
     uint64_t retry_after_ns;  /* host->retry_after: least wait before its
                                * RETRY items go again; 0 = none */
     struct bd_item **items;   /* nitems entries, owned by the batch */
+    void (*free_item)(struct bd_item *it); /* how the core frees one of
+                               * them (a leftover batch at shutdown) */
     struct batchd_item *pitems;
     struct bd_result *results;
 };

@@ -7,7 +7,7 @@
 
 #include "batch.h"
 #include "msg.h"
-#include "server.h"
+#include "state.h"
 #include "sink.h"
 #include "stats.h"
 
@@ -85,6 +85,27 @@ static int render_rejects(struct bd_buf *b, const uint64_t *r, int json)
     return rc;
 }
 
+/* Queued items per lane, non-empty lanes only, highest first: "lanes":
+ * {"top":N,"7":N,"0":N} (JSON) or " lanes=top:N,7:N,0:N" (text). A key
+ * that never saw a priority has all its items in lane 0. */
+static int render_lanes(struct bd_buf *b, const struct bd_key *k, int json)
+{
+    const struct bd_lanes *L = k->lanes;
+    int rc = bprintf(b, json ? ",\"lanes\":{" : " lanes="), n = 0;
+
+    for (int l = BD_LANE_TOP; l >= 0 && rc == 0; l--) {
+        uint64_t q = L ? L->n[l] : (l == 0 ? k->nqueued : 0);
+        char name[8];
+
+        if (q == 0)
+            continue;
+        snprintf(name, sizeof(name), l == BD_LANE_TOP ? "top" : "%d", l);
+        rc = bprintf(b, json ? "%s\"%s\":%llu" : "%s%s:%llu", n++ ? "," : "",
+                     name, (unsigned long long)q);
+    }
+    return rc | (json ? bprintf(b, "}") : 0);
+}
+
 static void key_cb(const struct bd_key *k, void *arg)
 {
     struct key_walk *w = arg;
@@ -99,8 +120,8 @@ static void key_cb(const struct bd_key *k, void *arg)
                          "\"queued_items\":%llu,\"queued_bytes\":%llu,"
                          "\"retry_waiting\":%llu,\"inflight\":%u,"
                          "\"inflight_items\":%llu,\"batches\":%llu,"
-                         "\"items\":%llu,\"max_batch\":%u,\"rejects\":%llu,"
-                         "\"rejects_by_reason\":{",
+                         "\"items\":%llu,\"max_batch\":%u,\"coalesced\":%llu,"
+                         "\"rejects\":%llu,\"rejects_by_reason\":{",
                          k->route->name, idle ? "true" : "false",
                          (unsigned long long)k->nqueued,
                          (unsigned long long)k->qbytes,
@@ -108,13 +129,17 @@ static void key_cb(const struct bd_key *k, void *arg)
                          (unsigned long long)k->inflight_items,
                          (unsigned long long)k->batches,
                          (unsigned long long)k->items, k->max_batch,
+                         (unsigned long long)k->coalesced,
                          (unsigned long long)key_rejects(k));
         w->rc |= render_rejects(w->out, k->rejects, 1);
-        w->rc |= bprintf(w->out, "}}");
+        w->rc |= bprintf(w->out, "}");
+        w->rc |= render_lanes(w->out, k, 1);
+        w->rc |= bprintf(w->out, "}");
     } else {
         w->rc |= bprintf(w->out, "key %s route=%s idle=%d queued=%llu bytes=%llu "
                          "retry_waiting=%llu inflight=%u inflight_items=%llu "
-                         "batches=%llu items=%llu max_batch=%u rejects=%llu",
+                         "batches=%llu items=%llu max_batch=%u coalesced=%llu "
+                         "rejects=%llu",
                          k->name, k->route->name, idle,
                          (unsigned long long)k->nqueued,
                          (unsigned long long)k->qbytes,
@@ -122,8 +147,10 @@ static void key_cb(const struct bd_key *k, void *arg)
                          (unsigned long long)k->inflight_items,
                          (unsigned long long)k->batches,
                          (unsigned long long)k->items, k->max_batch,
+                         (unsigned long long)k->coalesced,
                          (unsigned long long)key_rejects(k));
         w->rc |= render_rejects(w->out, k->rejects, 0);
+        w->rc |= render_lanes(w->out, k, 0);
         w->rc |= bprintf(w->out, "\n");
     }
     w->n++;
@@ -134,7 +161,7 @@ static void key_cb(const struct bd_key *k, void *arg)
 static int render_keys(struct bd_server *srv, struct key_walk *w)
 {
     for (w->idle = 0; w->idle < 2; w->idle++)
-        bd_batch_foreach_key(srv, key_cb, w);
+        bd_batch_foreach_key(&srv->core, key_cb, w);
     return w->rc;
 }
 
@@ -165,33 +192,34 @@ struct stat_row {
     unsigned long long v;
 };
 
-#define NROWS 21
+#define NROWS 22
 
 static void counter_rows(const struct bd_server *srv, struct stat_row *r)
 {
-    const struct bd_counters *c = &srv->ctr;
+    const struct bd_counters *c = &srv->core.ctr;
     struct stat_row rows[NROWS] = {
         {"uptime_ms", (bd_now_ns() - srv->start_ns) / 1000000},
         {"conns", srv->nconns},
         {"conns_total", c->conns_total},
         {"conns_dropped", c->conns_dropped},
-        {"nkeys", srv->nkeys},
-        {"keys_live", srv->nkeys - srv->nidle},
-        {"keys_idle", srv->nidle},
-        {"queued_items", srv->nqueued},
-        {"queued_bytes", srv->qbytes},
-        {"inflight_batches", srv->inflight},
-        {"inflight_items", srv->inflight_items},
+        {"nkeys", srv->core.nkeys},
+        {"keys_live", srv->core.nkeys - srv->core.nidle},
+        {"keys_idle", srv->core.nidle},
+        {"queued_items", srv->core.nqueued},
+        {"queued_bytes", srv->core.qbytes},
+        {"inflight_batches", srv->core.inflight},
+        {"inflight_items", srv->core.inflight_items},
         {"items_in", c->items_in},
         {"items_out", c->items_out},
         {"batches", c->batches},
         {"replies", c->replies},
         {"cancelled", c->cancelled},
         {"send_failed", c->send_failed},
-        {"retry_waiting", srv->nretry},
+        {"retry_waiting", srv->core.nretry},
         {"retries", c->retries},
         {"timeouts", c->timeouts},
         {"splits", c->splits},
+        {"coalesced", c->coalesced},
     };
 
     for (int i = 0; i < NROWS; i++)
@@ -200,14 +228,14 @@ static void counter_rows(const struct bd_server *srv, struct stat_row *r)
 
 static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
 {
-    const struct bd_counters *c = &srv->ctr;
+    const struct bd_counters *c = &srv->core.ctr;
     struct key_walk w = {b, 1, 0, 0, 0};
     struct stat_row rows[NROWS];
     int rc;
 
     counter_rows(srv, rows);
     rc = bprintf(b, "{\"version\":\"%s\",\"state\":\"%s\"", BD_VERSION,
-                 state_names[srv->state]);
+                 state_names[srv->core.state]);
     for (int i = 0; i < NROWS && rc == 0; i++)
         rc = bprintf(b, ",\"%s\":%llu", rows[i].name, rows[i].v);
     rc |= bprintf(b, ",\"replies_by_status\":{");
@@ -234,14 +262,14 @@ static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
 
 static int render_text(struct bd_server *srv, int detail, struct bd_buf *b)
 {
-    const struct bd_counters *c = &srv->ctr;
+    const struct bd_counters *c = &srv->core.ctr;
     struct key_walk w = {b, 0, 0, 0, 0};
     struct stat_row rows[NROWS];
     int rc;
 
     counter_rows(srv, rows);
     rc = bprintf(b, "version %s\nstate %s\n", BD_VERSION,
-                 state_names[srv->state]);
+                 state_names[srv->core.state]);
     for (int i = 0; i < NROWS && rc == 0; i++)
         rc = bprintf(b, "%s %llu\n", rows[i].name, rows[i].v);
     rc |= bprintf(b, "replies_by_status");
@@ -271,10 +299,10 @@ int bd_stats_render(struct bd_server *srv, int json, int detail,
 
 int bd_stats_health(struct bd_server *srv, struct bd_buf *out)
 {
-    const char *status = srv->state == BD_STATE_RUNNING ? "ok" :
-                         srv->state == BD_STATE_PAUSED ? "paused" : "stopping";
+    const char *status = srv->core.state == BD_STATE_RUNNING ? "ok" :
+                         srv->core.state == BD_STATE_PAUSED ? "paused" : "stopping";
 
     return bprintf(out, "{\"status\":\"%s\",\"conns\":%u,\"queued_items\":%llu,"
                    "\"inflight_batches\":%u}", status, srv->nconns,
-                   (unsigned long long)srv->nqueued, srv->inflight);
+                   (unsigned long long)srv->core.nqueued, srv->core.inflight);
 }

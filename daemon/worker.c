@@ -11,14 +11,13 @@
 #include <event2/event.h>
 
 #include "alloc.h"
-#include "call.h"
 #include "log.h"
-#include "server.h"
 #include "sink.h"
 #include "worker.h"
 
 struct bd_workers {
-    struct bd_server *srv;
+    bd_workers_done_fn *on_done; /* completion callback (loop thread) */
+    void *done_arg;           /* its argument */
     pthread_mutex_t mu;       /* guards jobs, done, stop */
     pthread_cond_t cv;        /* signals jobs or stop */
     struct bd_batch *jobs;    /* FIFO of batches to run */
@@ -89,7 +88,6 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t v;
 
     (void)what;
-    bd_server_tick(w->srv);
     if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         bd_log_error("workers: eventfd read: %s", strerror(errno));
     pthread_mutex_lock(&w->mu);
@@ -103,16 +101,13 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         rev = b;
         b = next;
     }
-    while (rev != NULL) {
-        b = rev;
-        rev = rev->next;
-        bd_call_complete(w->srv, b);
-    }
-    bd_server_check_done(w->srv);
+    if (rev != NULL)
+        w->on_done(w->done_arg, rev);
 }
 
-struct bd_workers *bd_workers_new(struct bd_server *srv, size_t n, char *err,
-                                  size_t errlen)
+struct bd_workers *bd_workers_new(struct event_base *base, size_t n,
+                                  bd_workers_done_fn *done, void *arg,
+                                  char *err, size_t errlen)
 {
     struct bd_workers *w = bd_calloc(1, sizeof(*w));
     int rc;
@@ -122,7 +117,8 @@ struct bd_workers *bd_workers_new(struct bd_server *srv, size_t n, char *err,
         bd_free(w);
         return NULL;
     }
-    w->srv = srv;
+    w->on_done = done;
+    w->done_arg = arg;
     w->target = n;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
@@ -131,7 +127,7 @@ struct bd_workers *bd_workers_new(struct bd_server *srv, size_t n, char *err,
         snprintf(err, errlen, "workers: eventfd: %s", strerror(errno));
         goto out_free;
     }
-    w->ev = event_new(srv->base, w->efd, EV_READ | EV_PERSIST, done_cb, w);
+    w->ev = event_new(base, w->efd, EV_READ | EV_PERSIST, done_cb, w);
     if (w->ev == NULL || event_add(w->ev, NULL) != 0) {
         snprintf(err, errlen, "workers: cannot watch the eventfd");
         goto out_free;

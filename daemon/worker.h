@@ -12,13 +12,22 @@
 
 #include <stddef.h>
 
-struct bd_server;
+struct event_base;
 struct bd_batch;
 struct bd_workers;
 
-/* Start n threads (free with bd_workers_free). NULL with err. */
-struct bd_workers *bd_workers_new(struct bd_server *srv, size_t n, char *err,
-                                  size_t errlen);
+/*
+ * Finished batches go back to whoever started the pool: done(arg, list)
+ * runs on the loop thread with every batch finished since the last
+ * call, oldest first, linked by b->next (the sink layer never calls up
+ * into the batching core; DESIGN section 10).
+ */
+typedef void bd_workers_done_fn(void *arg, struct bd_batch *list);
+
+/* Start n threads on base (free with bd_workers_free). NULL with err. */
+struct bd_workers *bd_workers_new(struct event_base *base, size_t n,
+                                  bd_workers_done_fn *done, void *arg,
+                                  char *err, size_t errlen);
 
 /* Queue a batch for a worker (loop thread). The dispatcher never hands
  * out more batches than max_concurrency, so the job queue is bounded. */

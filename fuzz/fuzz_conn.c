@@ -310,16 +310,16 @@ static void finish(struct client *cl)
     uint64_t start = bd_now_ns();
     int rounds = 0, flushing = 0;
 
-    while (!cl->eof || srv->nqueued != 0 || srv->inflight != 0) {
+    while (!cl->eof || srv->core.nqueued != 0 || srv->core.inflight != 0) {
         pump();
         if (bd_now_ns() - start > FINISH_MAX_NS) {
             char what[200];
 
             snprintf(what, sizeof(what), "eof %d, flushing %d, state %d, conns "
                      "%u, queued %llu, running %u, keys %zu, %llu replies",
-                     cl->eof, flushing, srv->state, srv->nconns,
-                     (unsigned long long)srv->nqueued, srv->inflight,
-                     srv->nkeys, (unsigned long long)cl->replies);
+                     cl->eof, flushing, srv->core.state, srv->nconns,
+                     (unsigned long long)srv->core.nqueued, srv->core.inflight,
+                     srv->core.nkeys, (unsigned long long)cl->replies);
             die("no end 5 s after the client half-closed: %s", what);
         }
         if (drain(cl) > 0) {
@@ -327,8 +327,8 @@ static void finish(struct client *cl)
         } else if (++rounds > 20 && !flushing) {
             flushing = 1;
             rounds = 0;
-            srv->state = BD_STATE_STOPPING;
-            bd_batch_flush_all(srv);
+            srv->core.state = BD_STATE_STOPPING;
+            bd_batch_flush_all(&srv->core);
             bd_server_want_flush(srv);
         } else if (flushing && rounds > STALL_MAX) {
             die(cl->eof ? "items still queued after every batch was flushed%s"
@@ -343,24 +343,24 @@ static void finish(struct client *cl)
 static void check_idle(void)
 {
     char what[160];
-    uint64_t now = srv->now_ns;
+    uint64_t now = srv->core.clock.now_ns;
 
     /* Idle keys stay in the table for BD_KEY_IDLE_NS by design: step the
      * clock past that so the sweep frees them, and every input starts
      * from an empty key table. */
-    srv->now_ns = now + BD_KEY_IDLE_NS + 1;
-    bd_batch_sweep_idle(srv);
-    srv->now_ns = now;
-    if (srv->conns != NULL || srv->nconns != 0 || srv->nqueued != 0 ||
-        srv->qbytes != 0 || srv->inflight != 0 || srv->nkeys != 0 ||
-        srv->running != NULL) {
+    srv->core.clock.now_ns = now + BD_KEY_IDLE_NS + 1;
+    bd_batch_sweep_idle(&srv->core);
+    srv->core.clock.now_ns = now;
+    if (srv->conns != NULL || srv->nconns != 0 || srv->core.nqueued != 0 ||
+        srv->core.qbytes != 0 || srv->core.inflight != 0 || srv->core.nkeys != 0 ||
+        srv->core.running != NULL) {
         snprintf(what, sizeof(what), "conns %u, queued %llu items %llu bytes, "
                  "running %u, keys %zu", srv->nconns,
-                 (unsigned long long)srv->nqueued,
-                 (unsigned long long)srv->qbytes, srv->inflight, srv->nkeys);
+                 (unsigned long long)srv->core.nqueued,
+                 (unsigned long long)srv->core.qbytes, srv->core.inflight, srv->core.nkeys);
         die("state left behind after the connection closed: %s", what);
     }
-    srv->state = BD_STATE_RUNNING;
+    srv->core.state = BD_STATE_RUNNING;
     evtimer_del(srv->grace_ev);
 }
 

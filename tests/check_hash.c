@@ -145,13 +145,13 @@ static struct bd_server *server_with_key(void)
     struct bd_server *srv = calloc(1, sizeof(*srv));
 
     ck_assert_ptr_nonnull(srv);
-    ck_assert_int_eq(bd_sipkey_random(&srv->hash_key), 0);
+    ck_assert_int_eq(bd_sipkey_random(&srv->core.hash_key), 0);
     return srv;
 }
 
 static unsigned bucket(const struct bd_server *srv, const char *key)
 {
-    return bd_batch_key_hash(srv, key, strlen(key)) & (NBUCKETS - 1);
+    return bd_batch_key_hash(&srv->core, key, strlen(key)) & (NBUCKETS - 1);
 }
 
 START_TEST(test_fnv_colliding_keys_spread)
@@ -190,7 +190,7 @@ START_TEST(test_bucket_layout_depends_on_the_seed)
     ck_assert_msg(moved >= NCOLLIDING - 16, "only %zu of %d keys changed "
                   "bucket under another seed", moved, NCOLLIDING);
     /* The same seed gives the same layout (a table must find its keys). */
-    b->hash_key = a->hash_key;
+    b->core.hash_key = a->core.hash_key;
     for (size_t i = 0; i < NCOLLIDING; i++)
         ck_assert_uint_eq(bucket(a, keys[i]), bucket(b, keys[i]));
     free(keys);

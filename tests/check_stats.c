@@ -161,6 +161,9 @@ START_TEST(test_stats_per_key_reasons_inflight_live_idle)
     ck_assert_int_eq(jint(why, "key_max_items"), 1);
     ck_assert_int_eq(jint(why, "max_bytes"), 1);
     ck_assert_int_eq(jint(why, "key_max_bytes"), 0);
+    /* Queued items per lane: no priority was used, all in lane 0. */
+    ck_assert_int_eq(json_object_size(json_object_get(k, "lanes")), 1);
+    ck_assert_int_eq(jint(json_object_get(k, "lanes"), "0"), 5);
     fast = json_object_get(keys, "fast.k");
     ck_assert_msg((fast != NULL) == (idle == 1), "fast.k listed: %d, keys_idle %lld",
                   fast != NULL, idle);
@@ -187,8 +190,8 @@ START_TEST(test_stats_text_matches)
                   "%s", s);
     ck_assert_msg(strstr(s, "\nkey held.k route=held idle=0 queued=5 bytes=5 "
                          "retry_waiting=0 inflight=1 inflight_items=3 batches=1 "
-                         "items=3 max_batch=3 rejects=2 key_max_items=1 "
-                         "max_bytes=1\n") != NULL, "%s", s);
+                         "items=3 max_batch=3 coalesced=0 rejects=2 key_max_items=1 "
+                         "max_bytes=1 lanes=0:5\n") != NULL, "%s", s);
     free(s);
     batchd_free(c);
     bd_test_daemon_stop(d);
