@@ -53,6 +53,7 @@ $(FUZZ_BUILD)/fuzz_conn: $(FUZZ_BUILD)/obj/fuzz/fuzz_conn.o $(FUZZ_DAEMON_OBJ) \
 # The redis sink's template parser alone (no hiredis, no daemon).
 $(FUZZ_BUILD)/fuzz_redis_template: $(FUZZ_BUILD)/obj/fuzz/fuzz_redis_template.o \
 		$(FUZZ_BUILD)/obj/sinks/redis/template.o
+	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^
 
 # pgerr: the postgres sink's pure error readers, no libpq.
 $(FUZZ_BUILD)/fuzz_pgerr: $(FUZZ_BUILD)/obj/fuzz/fuzz_pgerr.o \
