@@ -1356,16 +1356,22 @@ static int closed_unread(int fd, int timeout_ms)
  */
 START_TEST(test_paused_client_frame_clock_stops)
 {
-    struct bd_test_daemon *d = bd_test_daemon_start(
-        "[daemon]\nconn_out_soft = 16K\nframe_timeout_ms = 1000\n"
-        "write_stall_timeout_ms = 5000\n\n"
-        "[sink.e]\nplugin = echo\n\n"
-        "[route.all]\nmatch = *\nsink = e\npolicy = immediate\n");
+    char conf[512];
+    struct bd_test_daemon *d;
     struct bd_buf rest_a, rest_b;
     struct bd_test_frame f;
     int fa, fb, frames = 0, rc;
     char *log;
 
+    /* Every time scales together (valgrind): the 2.5 s wait below must
+     * stay past the frame timeout and short of the write stall. */
+    snprintf(conf, sizeof(conf),
+             "[daemon]\nconn_out_soft = 16K\nframe_timeout_ms = %d\n"
+             "write_stall_timeout_ms = %d\n\n"
+             "[sink.e]\nplugin = echo\n\n"
+             "[route.all]\nmatch = *\nsink = e\npolicy = immediate\n",
+             bd_test_scaled(1000), bd_test_scaled(5000));
+    d = bd_test_daemon_start(conf);
     bd_buf_init(&rest_a);
     bd_buf_init(&rest_b);
     fa = pause_conn(d, &rest_a);
