@@ -37,7 +37,9 @@
  * returning NULL means "no resource now" (the batch is retried or
  * failed), so a resource is never NULL.
  *
- * Growth: members are only ever appended, with a version bump.
+ * Growth: members are only ever appended, with a version bump; a
+ * plugin built against an older version keeps loading and working.
+ * Version 2 added item_trace and batch_span_id to struct batchd_host.
  */
 #ifndef BATCHD_SINK_H
 #define BATCHD_SINK_H
@@ -45,7 +47,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BATCHD_SINK_ABI_VERSION 1
+#define BATCHD_SINK_ABI_VERSION 2
+
+/* The oldest plugin ABI the daemon still loads (a version-1 plugin sees
+ * the host table up to complete and host_priv, and works as before). */
+#define BATCHD_SINK_ABI_MIN 1
 
 /* flags */
 #define BATCHD_SINK_NONBLOCKING 0x1u  /* process() never blocks (see above) */
@@ -120,6 +126,15 @@ struct batchd_host {
      * rc is BATCHD_SINK_DONE, _FAIL or _RETRY as process() would return. */
     void (*complete)(struct batchd_batch *b, int rc);
     void *host_priv;          /* the daemon's; do not touch */
+    /* ---- abi_version >= 2: trace ---- */
+    /* Item i's W3C traceparent as its client sent it (opts.trace,
+     * NUL-terminated), or NULL when it has none. Valid while the sink
+     * holds the batch; any thread that may touch the batch. */
+    const char *(*item_trace)(const struct batchd_batch *b, size_t i);
+    /* The batch's own span id: 16 lower-case hex digits, random, so a
+     * sink can record one span for the call and link it to the callers'
+     * traces. Same validity. */
+    const char *(*batch_span_id)(const struct batchd_batch *b);
 };
 
 struct batchd_sink {

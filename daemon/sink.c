@@ -86,6 +86,22 @@ static void host_batch_error(struct batchd_batch *pb, const char *msg)
     bd_error_set(&b->error, msg);
 }
 
+static const char *host_item_trace(const struct batchd_batch *pb, size_t i)
+{
+    const struct bd_batch *b = pb->host_priv;
+
+    if (i >= pb->nitems || b->trace_of == NULL)
+        return NULL;
+    return b->trace_of(b->items[i]);
+}
+
+static const char *host_batch_span_id(const struct batchd_batch *pb)
+{
+    const struct bd_batch *b = pb->host_priv;
+
+    return b->span_id;
+}
+
 static void host_complete(struct batchd_batch *pb, int rc)
 {
     struct bd_batch *b = pb->host_priv;
@@ -155,9 +171,11 @@ int bd_sink_open(const char *name, const char *path,
                  BATCHD_SINK_ENTRY);
         goto out_close;
     }
-    if (vt->abi_version != BATCHD_SINK_ABI_VERSION) {
-        snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u",
-                 name, path, vt->abi_version,
+    /* Older ABIs keep loading: the table only ever grew at its end. */
+    if (vt->abi_version < BATCHD_SINK_ABI_MIN ||
+        vt->abi_version > BATCHD_SINK_ABI_VERSION) {
+        snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u..%u",
+                 name, path, vt->abi_version, (unsigned)BATCHD_SINK_ABI_MIN,
                  (unsigned)BATCHD_SINK_ABI_VERSION);
         goto out_close;
     }
@@ -203,6 +221,8 @@ static void host_fill(struct bd_sink *s)
     s->host.result = host_result;
     s->host.batch_error = host_batch_error;
     s->host.complete = host_complete;
+    s->host.item_trace = host_item_trace;
+    s->host.batch_span_id = host_batch_span_id;
     s->host.host_priv = s;
 }
 

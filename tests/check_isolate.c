@@ -837,7 +837,7 @@ START_TEST(test_bad_plugins_same_words)
     char *conf, want[4200];
 
     conf = isolated_conf("bad_abi", "");
-    snprintf(want, sizeof(want), "sink t (%s): ABI 999, daemon speaks 1",
+    snprintf(want, sizeof(want), "sink t (%s): ABI 999, daemon speaks 1..2",
              bd_test_tsink("bad_abi"));
     expect_start_failure(conf, want);
     free(conf);
