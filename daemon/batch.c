@@ -1062,11 +1062,15 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
         it->next = NULL;
         if (it->deadline_ns && it->deadline_ns <= k->min_deadline_ns)
             recompute = 1;
-        /* A coalesced item has no waiter of its own: LOADs test no more. */
-        if (it->waiter == NULL && it->dedup != NULL ?
-            dedup_leaves(core, k, it, now) :
-            (item_cancelled(core, it) || expired_plain(core, k, it, now)))
+        /* A coalesced item has no waiter of its own: LOADs test no more.
+         * Its recipients' deadlines may have set min_deadline_ns. */
+        if (it->waiter == NULL && it->dedup != NULL) {
+            recompute = 1;
+            if (dedup_leaves(core, k, it, now))
+                continue;
+        } else if (item_cancelled(core, it) || expired_plain(core, k, it, now)) {
             continue;
+        }
         batch_set_item(b, got++, it, now);
     }
     if (recompute)

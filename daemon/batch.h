@@ -206,8 +206,9 @@ void bd_batch_flush_all(struct bd_core *core);
 void bd_batch_fail_all_queued(struct bd_core *core, int status,
                               const char *msg);
 
-/* A waiter is gone: drop its queued LOAD items, unsent (counted as
- * cancelled). */
+/* A waiter is gone (w->gone set): drop its queued LOAD items, unsent
+ * (counted as cancelled); from a coalesced item only the recipients
+ * that are gone leave, the item when none is left. */
 void bd_batch_cancel_waiter(struct bd_core *core, const struct bd_waiter *w);
 
 /* Free every key and item (exit). */
