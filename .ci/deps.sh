@@ -8,9 +8,10 @@ set -euo pipefail
 what=${1:-build}
 
 build_pkgs=(build-essential pkg-config libevent-dev libmsgpack-dev
-    libsystemd-dev libinih-dev check libpq-dev libhiredis-dev libjansson-dev)
+    libsystemd-dev libinih-dev check libpq-dev libhiredis-dev
+    libcurl4-openssl-dev libjansson-dev librdkafka-dev)
 test_pkgs=(clang libclang-rt-14-dev valgrind cppcheck util-linux procps
-    postgresql redis-server redis-tools)
+    postgresql redis-server redis-tools python3 python3-msgpack)
 
 case $what in
 build) pkgs=("${build_pkgs[@]}") ;;

@@ -8,7 +8,8 @@
  *                    counts when its status is OK
  *   --proto echo     the same LOAD frames, no HELLO; each frame echoed
  *                    back counts as the reply (the epoll floor)
- *   --proto redis    RESP "SET key payload"; "+OK" counts
+ *   --proto redis    RESP "SET key payload"; "+OK" counts (--redis-get:
+ *                    "GET key"; a bulk string counts, nil does not)
  *
  * The parent forks P client processes. Each opens its own AF_UNIX
  * connection, says it is ready, waits for the common start, then keeps D
@@ -93,6 +94,7 @@ struct lg_args {
     unsigned max_s;           /* longest run the timeline can hold */
     unsigned sample_ms;       /* schedstat sampling period */
     int wait_mode;            /* WAIT_POLL, WAIT_READ or WAIT_SPIN */
+    int redis_get;            /* redis: GET key instead of SET key payload */
 };
 
 /* What one child leaves in shared memory. */
@@ -128,7 +130,7 @@ struct lg_client {
     char *payload;
     uint8_t *frames;          /* D LOAD frames, one per slot, frame_len each */
     size_t frame_len;
-    char *redis_req;          /* one pre-built SET command */
+    char *redis_req;          /* one pre-built SET (or GET) command */
     size_t redis_len;
     uint64_t *t0;             /* per slot (batchd/echo) or ring (redis) */
     uint32_t *free_slots;     /* stack of idle slots */
@@ -362,17 +364,43 @@ static int take_frame(struct lg_client *c, const uint8_t *body, size_t len,
     return 0;
 }
 
-/* RESP: one line per SET reply. */
-static int take_line(struct lg_client *c, const uint8_t *line, size_t len,
-                     uint64_t now)
+/* The RESP reply at p: its length in *used (0 while incomplete), and
+ * whether it counts as good (+OK for SET, a non-nil bulk string for GET). */
+static void resp_reply(const uint8_t *p, size_t avail, size_t *used, int *good)
 {
-    int good = len >= 3 && line[0] == '+' && line[1] == 'O' && line[2] == 'K';
+    const uint8_t *nl = memchr(p, '\n', avail);
+    size_t line = nl ? (size_t)(nl - p) + 1 : 0;
+    long blen;
 
+    *used = 0;
+    *good = 0;
+    if (nl == NULL)
+        return;
+    if (p[0] != '$') {
+        *good = line >= 3 && p[0] == '+' && p[1] == 'O' && p[2] == 'K';
+        *used = line;
+        return;
+    }
+    blen = strtol((const char *)p + 1, NULL, 10);
+    if (blen < 0) {           /* nil */
+        *used = line;
+        return;
+    }
+    if (avail >= line + (size_t)blen + 2) {
+        *used = line + (size_t)blen + 2;
+        *good = 1;
+    }
+}
+
+/* RESP: one reply, answered in order. */
+static int take_resp(struct lg_client *c, const uint8_t *reply, size_t len,
+                     int good, uint64_t now)
+{
     if (!good) {
         char msg[64];
 
         snprintf(msg, sizeof(msg), "%.*s", (int)(len < 60 ? len : 60),
-                 (const char *)line);
+                 (const char *)reply);
         fail(c, "redis replied %s", msg);
     }
     count_reply(c, now - c->t0[c->done % c->a->depth], good, now);
@@ -390,13 +418,15 @@ static int64_t parse_replies(struct lg_client *c, uint64_t now)
         size_t avail = c->in_len - pos, body;
 
         if (c->a->proto == PROTO_REDIS) {
-            const uint8_t *nl = memchr(p, '\n', avail);
+            size_t used;
+            int good;
 
-            if (nl == NULL)
+            resp_reply(p, avail, &used, &good);
+            if (used == 0)
                 break;
-            if (take_line(c, p, (size_t)(nl - p), now) != 0)
+            if (take_resp(c, p, used, good, now) != 0)
                 return -1;
-            pos += (size_t)(nl - p) + 1;
+            pos += used;
         } else {
             int rc = bd_frame_peek(p, avail, BD_FRAME_DEFAULT_MAX, &body);
 
@@ -497,6 +527,11 @@ static int client_setup(struct lg_client *c)
     }
     memcpy(c->frames, bd_buf_head(&c->out), c->out.len);
     bd_buf_consume(&c->out, c->out.len);
+    if (a->redis_get) {
+        c->redis_len = (size_t)sprintf(c->redis_req, "*2\r\n$3\r\nGET\r\n$%zu\r\n%s\r\n",
+                                       strlen(a->key), a->key);
+        return 0;
+    }
     c->redis_len = (size_t)sprintf(c->redis_req,
                                    "*3\r\n$3\r\nSET\r\n$%zu\r\n%s\r\n$%zu\r\n",
                                    strlen(a->key), a->key, a->size);
@@ -761,6 +796,7 @@ static void usage(FILE *f)
         "  -w, --warmup N       first N replies per client not measured (default n/10)\n"
         "  -z, --size N         payload bytes (default 64)\n"
         "  -k, --key K          batchd key / redis key (default \"bench\")\n"
+        "      --redis-get      redis: GET key (must exist) instead of SET key payload\n"
         "  -p, --pid PID        server pid: CPU per item and peak RSS from /proc\n"
         "  -l, --label L        name printed in the result line\n"
         "  -t, --timeout-ms N   connect and reply timeout (default 10000)\n"
@@ -798,6 +834,7 @@ static int parse_args(int argc, char **argv, struct lg_args *a)
         {"max-seconds", required_argument, NULL, 'M'},
         {"sample-ms", required_argument, NULL, 'S'},
         {"wait", required_argument, NULL, 'W'},
+        {"redis-get", no_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -830,6 +867,7 @@ static int parse_args(int argc, char **argv, struct lg_args *a)
                            !strcmp(optarg, "spin") ? WAIT_SPIN : -1;
             rc |= a->wait_mode < 0;
             break;
+        case 'G': a->redis_get = 1; break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
         }

@@ -34,12 +34,24 @@
  * and is the one calling result().
  *
  * Resources: acquire and release come together or not at all; acquire
- * returning NULL means "no resource now" (the batch is retried or
- * failed), so a resource is never NULL.
+ * returning NULL means "no resource now": the backend is unavailable, so
+ * the batch is retried whole, and items out of attempts are answered
+ * SINK_UNAVAILABLE with err. A resource is therefore never NULL.
  *
- * Growth: members are only ever appended, with a version bump; a
- * plugin built against an older version keeps loading and working.
- * Version 2 added item_trace and batch_span_id to struct batchd_host.
+ * Growth: members are only ever appended, with a version bump. The
+ * daemon loads plugins of every version from 1 to BATCHD_SINK_ABI_VERSION
+ * and reads only the members of struct batchd_sink that exist in the
+ * plugin's abi_version. host->abi_version says which members of struct
+ * batchd_host the daemon fills: a plugin built against a newer header
+ * checks it before calling a newer member (host->abi_version >= 2 for
+ * retry_after), so that it can also document what an older daemon lacks.
+ *
+ * Versions:
+ *   1  the tables as first published.
+ *   2  struct batchd_host gains retry_after (a minimum retry wait, e.g.
+ *      from an HTTP Retry-After header), then item_trace and
+ *      batch_span_id (each item's opts.trace, the batch's span id).
+ *      struct batchd_sink is unchanged.
  */
 #ifndef BATCHD_SINK_H
 #define BATCHD_SINK_H
@@ -48,10 +60,6 @@
 #include <stdint.h>
 
 #define BATCHD_SINK_ABI_VERSION 2
-
-/* The oldest plugin ABI the daemon still loads (a version-1 plugin sees
- * the host table up to complete and host_priv, and works as before). */
-#define BATCHD_SINK_ABI_MIN 1
 
 /* flags */
 #define BATCHD_SINK_NONBLOCKING 0x1u  /* process() never blocks (see above) */
@@ -102,9 +110,13 @@ struct batchd_kv {
     const char *value;
 };
 
-/* A sink option, for the option table (like a config map). */
+/* A sink option, for the option table (like a config map). A name
+ * ending in ".*" ("header.*") stands for every key with that prefix and
+ * something after it ("header.X-Api-Key"); init() gets each such key as
+ * written. */
 struct batchd_sink_option {
-    const char *name;         /* NULL ends the table */
+    const char *name;         /* NULL ends the table; "pfx.*" takes
+                               * every key "pfx.X" (X not empty) */
     const char *def;          /* default shown in docs, NULL if required */
     const char *help;
 };
@@ -126,7 +138,22 @@ struct batchd_host {
      * rc is BATCHD_SINK_DONE, _FAIL or _RETRY as process() would return. */
     void (*complete)(struct batchd_batch *b, int rc);
     void *host_priv;          /* the daemon's; do not touch */
+
+    /* ---- ABI version 2 (check host->abi_version >= 2 first) ---------- */
+
+    /* The backend asked for a pause (HTTP 429/503 Retry-After, a
+     * throttling reply): the batch's RETRY items, or the whole batch on
+     * BATCHD_SINK_RETRY, are not tried again for at least ms
+     * milliseconds. The daemon waits the larger of this and its own
+     * jittered backoff, and still never past an item's deadline or the
+     * route's delivery_timeout_ms: an item that cannot wait that long
+     * ends as when its time runs out (RETRY_EXHAUSTED). Call it like
+     * result() (the thread that owns the batch, before process() returns
+     * or before complete()); the last call wins, 0 clears it. */
+    void (*retry_after)(struct batchd_batch *b, uint64_t ms);
+
     /* ---- abi_version >= 2: trace ---- */
+
     /* Item i's W3C traceparent as its client sent it (opts.trace,
      * NUL-terminated), or NULL when it has none. Valid while the sink
      * holds the batch; any thread that may touch the batch. */

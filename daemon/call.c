@@ -133,6 +133,7 @@ static double rnd01(struct bd_core *core)
  */
 struct retry_plan {
     uint64_t wait_ns;         /* the wait, once drawn */
+    uint64_t min_wait_ns;     /* the sink's host->retry_after hint, 0 = none */
     int drawn;                /* wait_ns is set */
 };
 
@@ -144,6 +145,10 @@ static uint64_t plan_wait(struct bd_core *core, const struct bd_route_conf *r,
     /* At shutdown the backoff is skipped: the grace time is short. */
     p->wait_ns = core->state == BD_STATE_STOPPING ? 0 :
                  bd_batch_backoff_ns(r, it->attempt, rnd01(core));
+    /* A sink that knows when its backend comes back (HTTP Retry-After)
+     * sets the floor; the deadline checks still bound the wait. */
+    if (core->state != BD_STATE_STOPPING && p->wait_ns < p->min_wait_ns)
+        p->wait_ns = p->min_wait_ns;
     p->drawn = 1;
     return p->wait_ns;
 }
@@ -344,7 +349,7 @@ static void call_verdict(struct bd_core *core, struct bd_batch *b,
                          enum verdict v, const char *msg)
 {
     struct bd_key *k = b->key;
-    struct retry_plan plan = {0};
+    struct retry_plan plan = {.min_wait_ns = b->retry_after_ns};
 
     for (size_t i = 0; i < b->pub.nitems; i++) {
         struct bd_item *it = b->items[i];
@@ -558,7 +563,7 @@ void bd_call_complete(struct bd_core *core, struct bd_batch *b)
     v = batch_verdict(b, msg, sizeof(msg));
     if (v == V_ITEMS) {
         /* The usual case, once per item: its own loop. */
-        struct retry_plan plan = {0};
+        struct retry_plan plan = {.min_wait_ns = b->retry_after_ns};
 
         k->ok_calls++;
         for (size_t i = 0; i < b->pub.nitems; i++)

@@ -682,6 +682,8 @@ static void call_runner(struct iso *p, struct bd_batch *b)
         if (code != 0)
             p->host->result(&b->pub, i, code, data ? data : "", len);
     }
+    if (res.retry_after_ms != 0)
+        p->host->retry_after(&b->pub, res.retry_after_ms);
     if (res.error != NULL) {
         char *msg = bd_strndup(res.error, res.error_len);
 

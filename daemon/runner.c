@@ -334,9 +334,15 @@ int bd_runner_decode_result(const uint8_t *body, size_t len,
     memset(r, 0, sizeof(*r));
     if (unpack(body, len, zone, &o) != 0)
         return result_bad(err, errlen, "not one msgpack object");
-    if (o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size != 4)
-        return result_bad(err, errlen, "must be an array of 4");
+    if (o.type != MSGPACK_OBJECT_ARRAY ||
+        (o.via.array.size != 4 && o.via.array.size != 5))
+        return result_bad(err, errlen, "must be an array of 4 or 5");
     a = o.via.array.ptr;
+    if (o.via.array.size == 5) {
+        if (a[4].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return result_bad(err, errlen, "retry_after_ms must be an integer");
+        r->retry_after_ms = a[4].via.u64;
+    }
     if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
         return result_bad(err, errlen, "seq must be an integer");
     r->seq = a[0].via.u64;
@@ -394,6 +400,7 @@ struct rbatch {
     char *error;              /* batch_error text, owned */
     char **traces;            /* per item: its traceparent or NULL, owned */
     char span[17];            /* the batch's span id, from the daemon */
+    uint64_t retry_after_ms;  /* host->retry_after, 0 = none */
     int rc;                   /* from complete() */
     int done;                 /* complete() was called */
 };
@@ -459,6 +466,13 @@ static const char *rhost_batch_span_id(const struct batchd_batch *pb)
     const struct rbatch *b = pb->host_priv;
 
     return b->span;
+}
+
+static void rhost_retry_after(struct batchd_batch *pb, uint64_t ms)
+{
+    struct rbatch *b = pb->host_priv;
+
+    b->retry_after_ms = ms;
 }
 
 static void rhost_complete(struct batchd_batch *pb, int rc)
@@ -545,6 +559,7 @@ static int start_plugin(struct runner *r)
     r->host.item_trace = rhost_item_trace;
     r->host.batch_span_id = rhost_batch_span_id;
     r->host.host_priv = r;
+    r->host.retry_after = rhost_retry_after;
     r->state = r->vt->init(&r->host, r->kv, r->nkv, why, sizeof(why));
     if (r->state == NULL) {
         snprintf(err, sizeof(err), "sink %s (%s): init failed: %s", r->name,
@@ -681,7 +696,7 @@ static int encode_result(struct bd_buf *out, uint64_t seq,
     struct bd_enc e;
 
     bd_enc_begin(&e, out);
-    BD_ENC(&e, msgpack_pack_array(&e.pk, 4));
+    BD_ENC(&e, msgpack_pack_array(&e.pk, 5));
     BD_ENC(&e, msgpack_pack_uint64(&e.pk, seq));
     BD_ENC(&e, msgpack_pack_int(&e.pk, rc));
     if (b->error == NULL)
@@ -698,6 +713,7 @@ static int encode_result(struct bd_buf *out, uint64_t seq,
             bd_enc_bin(&e, b->res[i].len ? (const void *)b->res[i].data : "",
                     b->res[i].len);
     }
+    BD_ENC(&e, msgpack_pack_uint64(&e.pk, b->retry_after_ms));
     return enc_end_bounded(&e);
 }
 

@@ -14,12 +14,15 @@
  *                                          payload (bin), trace (str or nil)],
  *                                          ...], span_id (str)]
  *   runner -> daemon  RESULT  [seq, rc, error (str or nil),
- *                              [[code, data (bin or nil)], ...]]
+ *                              [[code, data (bin or nil)], ...],
+ *                              retry_after_ms]
  *
  * rc is process()'s verdict (or complete()'s, for a PENDING batch), or
  * BD_SINK_ACQUIRE_FAILED when acquire() refused (sink.h);
  * code is 0 for an item the plugin left without a result, else an enum
- * batchd_result_code. EOF from the daemon: the runner calls the plugin's
+ * batchd_result_code. retry_after_ms is the plugin's host->retry_after
+ * (ABI 2; 0 when it gave none); a RESULT of 4 elements (no hint) is
+ * accepted too. EOF from the daemon: the runner calls the plugin's
  * shutdown and exits 0. The error of a refused INIT is the whole line
  * the daemon prints ("sink NAME (PATH): init failed: why").
  */
@@ -96,6 +99,7 @@ struct bd_runner_result {
     size_t error_len;
     const msgpack_object *items; /* nitems [code, data] pairs, checked */
     size_t nitems;
+    uint64_t retry_after_ms;  /* host->retry_after in the runner, 0 = none */
 };
 
 /* Returns 0, or -1 with a reason naming the field in err. */

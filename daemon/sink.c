@@ -8,6 +8,7 @@
  */
 #include <dlfcn.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -110,6 +111,22 @@ static void host_complete(struct batchd_batch *pb, int rc)
     complete_hook(b);
 }
 
+/* The longest host->retry_after taken (a day): past that any item's time
+ * runs out anyway, and ms * 10^6 must not overflow. */
+#define BD_RETRY_AFTER_MAX_MS (86400ull * 1000)
+
+/* ABI 2: the least wait before b's RETRY items go again (call.c). The
+ * isolation proxy calls this too, with the runner's hint. */
+static void host_retry_after(struct batchd_batch *pb, uint64_t ms)
+{
+    struct bd_batch *b = pb->host_priv;
+
+    /* Clamp: a hint of centuries must not wrap to no wait at all. */
+    if (ms > BD_RETRY_AFTER_MAX_MS)
+        ms = BD_RETRY_AFTER_MAX_MS;
+    b->retry_after_ns = ms * 1000000ull;
+}
+
 /* ---- loading --------------------------------------------------------- */
 
 static char *resolve_path(const char *plugin, const char *dir)
@@ -126,17 +143,57 @@ static char *resolve_path(const char *plugin, const char *dir)
     return p;
 }
 
+/*
+ * Bytes of struct batchd_sink a plugin of ABI version v provides. The
+ * daemon reads no member past this (bd_sink_has): a plugin built against
+ * an older header has a shorter table. Every version so far has the same
+ * table; a version that appends a member gets its own case here.
+ */
+static size_t sink_table_size(uint32_t v)
+{
+    switch (v) {
+    case 1:
+    case 2:
+        return offsetof(struct batchd_sink, shutdown) +
+               sizeof(((struct batchd_sink *)0)->shutdown);
+    default:
+        return sizeof(struct batchd_sink);
+    }
+}
+
+int bd_sink_has(const struct batchd_sink *vt, size_t off, size_t size)
+{
+    return off + size <= sink_table_size(vt->abi_version);
+}
+
+/* Does option name o take key? "NAME" takes itself; "PREFIX.*" takes
+ * every "PREFIX.something" (the http sink's header.NAME, the kafka
+ * sink's rdkafka.* pass-through). */
+static int option_takes(const char *o, const char *key)
+{
+    size_t n = strlen(o);
+
+    if (n >= 2 && o[n - 2] == '.' && o[n - 1] == '*')
+        return strncmp(o, key, n - 1) == 0 && key[n - 1] != '\0';
+    return strcmp(o, key) == 0;
+}
+
+const struct batchd_sink_option *
+bd_sink_option_find(const struct batchd_sink_option *opts, const char *key)
+{
+    for (; opts != NULL && opts->name != NULL; opts++)
+        if (option_takes(opts->name, key))
+            return opts;
+    return NULL;
+}
+
 static int check_options(const char *name, const char *path,
                          const struct batchd_kv *kv, size_t nkv,
                          const struct batchd_sink *vt, char *err,
                          size_t errlen)
 {
     for (size_t i = 0; i < nkv; i++) {
-        const struct batchd_sink_option *o = vt->options;
-
-        while (o != NULL && o->name != NULL && strcmp(o->name, kv[i].key) != 0)
-            o++;
-        if (o == NULL || o->name == NULL) {
+        if (bd_sink_option_find(vt->options, kv[i].key) == NULL) {
             snprintf(err, errlen, "sink %s (%s): unknown option '%s'",
                      name, path, kv[i].key);
             return -1;
@@ -171,16 +228,15 @@ int bd_sink_open(const char *name, const char *path,
                  BATCHD_SINK_ENTRY);
         goto out_close;
     }
-    /* Older ABIs keep loading: the table only ever grew at its end. */
     if (vt->abi_version < BATCHD_SINK_ABI_MIN ||
         vt->abi_version > BATCHD_SINK_ABI_VERSION) {
-        snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u..%u",
+        snprintf(err, errlen, "sink %s (%s): ABI %u, daemon speaks %u to %u",
                  name, path, vt->abi_version, (unsigned)BATCHD_SINK_ABI_MIN,
                  (unsigned)BATCHD_SINK_ABI_VERSION);
         goto out_close;
     }
-    if (vt->name == NULL || vt->init == NULL || vt->process == NULL ||
-        vt->shutdown == NULL) {
+    if (!BD_SINK_HAS(vt, shutdown) || vt->name == NULL || vt->init == NULL ||
+        vt->process == NULL || vt->shutdown == NULL) {
         snprintf(err, errlen,
                  "sink %s (%s): table lacks name, init, process or shutdown",
                  name, path);
@@ -224,7 +280,12 @@ static void host_fill(struct bd_sink *s)
     s->host.item_trace = host_item_trace;
     s->host.batch_span_id = host_batch_span_id;
     s->host.host_priv = s;
+    s->host.retry_after = host_retry_after;
 }
+
+/* do_init: LOAD_RUN (the daemon), LOAD_CHECK (--check-config: init in
+ * this process, whatever the isolation). */
+enum { LOAD_RUN = 1, LOAD_CHECK = 2 };
 
 static int init_one(struct bd_sink *s, const struct bd_sink_conf *sc,
                     const char *dir, int do_init, char *err, size_t errlen)
@@ -237,18 +298,16 @@ static int init_one(struct bd_sink *s, const struct bd_sink_conf *sc,
         snprintf(err, errlen, "sink %s: out of memory", sc->name);
         return -1;
     }
-    if (do_init && sc->isolation == BD_ISOLATION_PROCESS) {
+    if (do_init == LOAD_RUN && sc->isolation == BD_ISOLATION_PROCESS) {
         /* The plugin is only ever loaded by the runner child; the
          * daemon gets the proxy table (isolate.c). --check-config
-         * (do_init 0) still dlopens it here: it never calls init. */
+         * (LOAD_CHECK) loads and inits it here, then shuts it down. */
         s->isolation = sc->isolation;
         host_fill(s);
         return bd_isolate_load(s, sc, &s->host, err, errlen);
     }
     if (open_plugin(s, sc, err, errlen) != 0)
         return -1;
-    if (!do_init)
-        return 0;
     host_fill(s);
     s->state = s->vt->init(&s->host, sc->kv, sc->nkv, why, sizeof(why));
     if (s->state == NULL) {
@@ -290,13 +349,13 @@ struct bd_sink *bd_sink_load_all(const struct bd_config *cfg,
                                  const char *sink_dir, char *err,
                                  size_t errlen)
 {
-    return load(cfg, sink_dir, 1, err, errlen);
+    return load(cfg, sink_dir, LOAD_RUN, err, errlen);
 }
 
 int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
                       char *err, size_t errlen)
 {
-    struct bd_sink *s = load(cfg, sink_dir, 0, err, errlen);
+    struct bd_sink *s = load(cfg, sink_dir, LOAD_CHECK, err, errlen);
 
     if (s == NULL)
         return -1;

