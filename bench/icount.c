@@ -22,7 +22,19 @@
  * divides the difference in instructions by the difference in N, which
  * cancels start-up, sink loading and teardown.
  *
+ * -o picks request options, to price the features when used:
+ *   plain  none (the hot path; default)
+ *   empty  an empty opts map: the full decoder (any options take it)
+ *          and the admission path for options, no feature: what the
+ *          modes below compare against
+ *   deadline  opts.deadline_ms = 60000
+ *   prio   opts.priority = i % 4: the key's priority lanes in use
+ *   dedup  a dedup_id per item, all different: coalescing records, no join
+ *   join   a dedup_id shared by each pair of items: half of them join
+ *   trace  a W3C traceparent per item
+ *
  *   usage: icount [-n ITEMS] [-c CHUNK] [-z SIZE] [-s SINK] [-d SINK_DIR]
+ *                 [-o MODE]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,7 +65,35 @@ struct icount_args {
     size_t size;              /* payload bytes */
     const char *sink;         /* plugin name */
     const char *sink_dir;
+    const char *mode;         /* -o: plain, empty, deadline, prio, dedup, join, trace */
 };
+
+/* The options of frame i of a chunk under mode (NULL: none); ids and
+ * traces point into static buffers that live as long as the encoding. */
+static const struct bd_opts *mode_opts(const char *mode, unsigned i,
+                                       struct bd_opts *o, char *id, size_t n)
+{
+    memset(o, 0, sizeof(*o));
+    if (strcmp(mode, "empty") == 0) {
+        /* all unset: encoded as an empty map */
+    } else if (strcmp(mode, "deadline") == 0) {
+        o->has_deadline = 1;
+        o->deadline_ms = 60000;
+    } else if (strcmp(mode, "prio") == 0) {
+        o->has_priority = 1;
+        o->priority = i % 4;
+    } else if (strcmp(mode, "dedup") == 0 || strcmp(mode, "join") == 0) {
+        o->dedup_len = (size_t)snprintf(id, n, "id-%05u",
+                                        mode[0] == 'j' ? i / 2 : i);
+        o->dedup_id = id;
+    } else if (strcmp(mode, "trace") == 0) {
+        o->trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        o->trace_len = 55;
+    } else {
+        return NULL;
+    }
+    return o;
+}
 
 static int set_nonblock(int fd)
 {
@@ -162,10 +202,16 @@ static int drive(const struct icount_args *a, struct bd_server *srv, int fd)
         payload[i] = (char)('a' + i % 26);
     if (bd_msg_encode_hello(&hello, 1, BD_PROTO_VERSION, "icount") != 0)
         goto out;
-    for (unsigned i = 0; i < a->chunk; i++)
+    for (unsigned i = 0; i < a->chunk; i++) {
+        struct bd_opts o;
+        char id[16];
+
+        /* "%05u": every frame of a chunk has the same length. */
         if (bd_msg_encode_item(&chunk, BD_MSG_LOAD, REQ_ID_BASE + i, "bench", 5,
-                               payload, a->size, NULL) != 0)
+                               payload, a->size,
+                               mode_opts(a->mode, i, &o, id, sizeof(id))) != 0)
             goto out;
+    }
     frame_len = chunk.len / a->chunk;
     if (feed(srv, fd, bd_buf_head(&hello), hello.len) != 0)
         goto out;
@@ -208,13 +254,14 @@ static int parse_args(int argc, char **argv, struct icount_args *a)
 {
     int ch;
 
-    while ((ch = getopt(argc, argv, "n:c:z:s:d:h")) != -1) {
+    while ((ch = getopt(argc, argv, "n:c:z:s:d:o:h")) != -1) {
         switch (ch) {
         case 'n': a->items = strtoul(optarg, NULL, 10); break;
         case 'c': a->chunk = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'z': a->size = strtoul(optarg, NULL, 10); break;
         case 's': a->sink = optarg; break;
         case 'd': a->sink_dir = optarg; break;
+        case 'o': a->mode = optarg; break;
         default: return -1;
         }
     }
@@ -225,7 +272,8 @@ static int parse_args(int argc, char **argv, struct icount_args *a)
 int main(int argc, char **argv)
 {
     struct icount_args a = {.items = 20000, .chunk = 64, .size = 64,
-                            .sink = "null", .sink_dir = "build/sinks"};
+                            .sink = "null", .sink_dir = "build/sinks",
+                            .mode = "plain"};
     char dir[] = "/tmp/batchd-icount-XXXXXX";
     struct bd_server *srv;
     int sv[2], rc = 1;

@@ -18,7 +18,8 @@
 #
 # Environment: ICOUNT_BIN (default build/bench/icount), BATCHD_SINK_DIR
 # (default build/sinks), ICOUNT_CHUNK (frames per write, default 64),
-# ICOUNT_SINK (default null), ICOUNT_TOP.
+# ICOUNT_SINK (default null), ICOUNT_TOP, ICOUNT_MODE (request options:
+# plain, empty, deadline, prio, dedup, join, trace; see bench/icount.c; default plain).
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,7 @@ bin=${ICOUNT_BIN:-$top/$BUILD/bench/icount}
 sinks=${BATCHD_SINK_DIR:-$top/$BUILD/sinks}
 chunk=${ICOUNT_CHUNK:-64}
 sink=${ICOUNT_SINK:-null}
+mode=${ICOUNT_MODE:-plain}
 top_file=${ICOUNT_TOP:-$top/bench/results/icount.txt}
 
 if [ "$n2" -le "$n1" ]; then
@@ -51,7 +53,7 @@ run() {
     local name=$1 n=$2
     shift 2
     if ! valgrind --tool=callgrind --callgrind-out-file="$tmp/$name" "$@" \
-            "$bin" -n "$n" -c "$chunk" -s "$sink" -d "$sinks" \
+            "$bin" -n "$n" -c "$chunk" -s "$sink" -d "$sinks" -o "$mode" \
             >"$tmp/$name.out" 2>"$tmp/$name.err"; then
         echo "icount.sh: icount -n $n failed:" >&2
         grep -v '^==' "$tmp/$name.err" | tail -n 5 >&2
@@ -68,7 +70,7 @@ loop2=$(run loop2 "$n2" --toggle-collect=event_base_loop) || exit 1
 
 per_all=$(( (all2 - all1) / (n2 - n1) ))
 per_loop=$(( (loop2 - loop1) / (n2 - n1) ))
-echo "icount: sink $sink, ${chunk} frames per write, 64-byte payloads; $(cat "$tmp/all2.out")"
+echo "icount: sink $sink, options $mode, ${chunk} frames per write, 64-byte payloads; $(cat "$tmp/all2.out")"
 echo "icount: N1=$n1 Ir=$all1  N2=$n2 Ir=$all2"
 echo "instructions per item: $per_all (whole process)  $per_loop (inside event_base_loop)  target <= ~1600"
 

@@ -88,7 +88,9 @@ struct batchd_opts {
                                * this id queued at the same time share one
                                * sink item and its result (PROTOCOL.md) */
     size_t dedup_len;
-    const char *trace;        /* W3C traceparent, NULL = none */
+    const char *trace;        /* W3C traceparent ("00-<32 hex>-<16 hex>-
+                               * <2 hex>"), NULL = none; reaches the sink
+                               * with the item (malformed: BAD_REQUEST) */
 };
 
 typedef void (*batchd_reply_cb)(struct batchd_client *c,

@@ -320,8 +320,9 @@ static __attribute__((noinline)) void admit_first(struct bd_core *core, struct b
 
     if (bd_dedup_attach(core, k, it, opts->dedup_id, opts->dedup_len, w,
                         it->req_id, it->reply_type, it->deadline_ns) != 0) {
-        bd_log_warn("key %s: out of memory for dedup_id of item %llu; not "
-                    "coalesced", k->name, (unsigned long long)it->id);
+        bd_log_warn("key %s: out of memory for dedup_id of item %llu%s%s; "
+                    "not coalesced", k->name, (unsigned long long)it->id,
+                    it->tlen ? " trace " : "", it->tlen ? bd_item_trace(it) : "");
         return;
     }
     it->waiter = NULL; /* the record holds the waiter now */
@@ -454,8 +455,9 @@ static __attribute__((noinline)) void lanes_push(struct bd_key *k,
                                                  struct bd_item *it)
 {
     if (k->lanes == NULL && bd_lanes_make(k) != 0) {
-        bd_log_warn("key %s: out of memory for priority lanes; item %llu "
-                    "queued in lane 0", k->name, (unsigned long long)it->id);
+        bd_log_warn("key %s: out of memory for priority lanes; item %llu%s%s "
+                    "queued in lane 0", k->name, (unsigned long long)it->id,
+                    it->tlen ? " trace " : "", it->tlen ? bd_item_trace(it) : "");
         it->lane = 0;
     }
     if (k->lanes != NULL) {
@@ -562,19 +564,16 @@ admit_key(struct bd_core *core,
 /* A new item for in within k's bounds, or NULL with a set. Every field
  * is set here (no memset: this runs once per item). */
 static inline __attribute__((always_inline)) struct bd_item *
-item_make(struct bd_core *core,
-                                        struct bd_key *k,
-                                        const struct bd_msg_item *in,
-                                        struct bd_waiter *w,
-                                        uint64_t deadline_ns, unsigned lane,
-                                        struct bd_admit *a)
+item_make(struct bd_core *core, struct bd_key *k, const struct bd_msg_item *in,
+          struct bd_waiter *w, uint64_t deadline_ns, unsigned lane,
+          const char *trace, size_t tlen, struct bd_admit *a)
 {
     size_t len = in->payload_len;
     struct bd_item *it;
 
     if (!within_bounds(core, k, len, a))
         return NULL;
-    it = bd_item_new(len);
+    it = bd_item_new(len + (tlen ? tlen + 1 : 0));
     if (it == NULL) {
         refuse(a, BATCHD_OVERLOADED, BD_REJECT_NO_MEMORY,
                "out of memory (%llu bytes)", (unsigned long long)len);
@@ -597,8 +596,13 @@ item_make(struct bd_core *core,
     it->reply_type = (uint8_t)in->type;
     it->lane = (uint16_t)lane;
     it->len = len;
+    it->tlen = (uint8_t)tlen;
     if (len)
         memcpy(it->data, in->payload, len);
+    if (tlen) {
+        memcpy(it->data + len, trace, tlen);
+        it->data[len + tlen] = '\0';
+    }
     return it;
 }
 
@@ -616,7 +620,8 @@ admit_opts(struct bd_core *core, const struct bd_msg_item *in,
         return;
     it = item_make(core, k, in, w,
                    item_deadline(k->route, opts, core->clock.now_ns),
-                   opts->priority, a);
+                   opts->priority, opts->trace, opts->trace ? opts->trace_len : 0,
+                   a);
     if (it == NULL) {
         admit_refused(core, k, a);
         return;
@@ -644,7 +649,8 @@ void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
     if (k == NULL)
         return;
     it = item_make(core, k, in, w, item_deadline(k->route, NULL,
-                                                 core->clock.now_ns), 0, a);
+                                                 core->clock.now_ns), 0,
+                   NULL, 0, a);
     if (it == NULL) {
         admit_refused(core, k, a);
         return;
@@ -996,6 +1002,25 @@ static struct bd_item *queue_cut(struct bd_core *core, struct bd_key *k,
     return first;
 }
 
+/* A new random span id for a batch: 16 lower-case hex digits, never all
+ * zero (W3C). xorshift64* on the core's jitter state, seeded at start-up:
+ * unpredictable enough for an id, and no system call per batch. */
+static void span_id(struct bd_core *core, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t x = core->rng;
+
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    core->rng = x;
+    x *= 2685821657736338717ull;
+    x |= !x;
+    for (int i = 15; i >= 0; i--, x >>= 4)
+        out[i] = hex[x & 15];
+    out[16] = '\0';
+}
+
 /* Fill the batch's public item from our item. */
 static void batch_set_item(struct bd_batch *b, size_t i, struct bd_item *it,
                            uint64_t now)
@@ -1027,6 +1052,8 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
         return -1;
     }
     b->free_item = bd_item_free;
+    b->trace_of = bd_item_trace;
+    span_id(core, b->span_id);
     it = queue_cut(core, k, n, bytes, last);
     if (k->lanes != NULL)
         bd_lanes_cut(k, it);
@@ -1035,11 +1062,15 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
         it->next = NULL;
         if (it->deadline_ns && it->deadline_ns <= k->min_deadline_ns)
             recompute = 1;
-        /* A coalesced item has no waiter of its own: LOADs test no more. */
-        if (it->waiter == NULL && it->dedup != NULL ?
-            dedup_leaves(core, k, it, now) :
-            (item_cancelled(core, it) || expired_plain(core, k, it, now)))
+        /* A coalesced item has no waiter of its own: LOADs test no more.
+         * Its recipients' deadlines may have set min_deadline_ns. */
+        if (it->waiter == NULL && it->dedup != NULL) {
+            recompute = 1;
+            if (dedup_leaves(core, k, it, now))
+                continue;
+        } else if (item_cancelled(core, it) || expired_plain(core, k, it, now)) {
             continue;
+        }
         batch_set_item(b, got++, it, now);
     }
     if (recompute)

@@ -62,6 +62,8 @@ struct bd_item {
                                * failure (poison split, call.c) */
     uint8_t batch_fails;      /* whole-batch failures it was part of */
     uint8_t reply_type;       /* message type to reply with */
+    uint8_t tlen;             /* opts.trace bytes (stored NUL-terminated
+                               * after the payload), 0 = none */
     uint16_t lane;            /* its lane while queued: opts.priority
                                * (0..255), or BD_LANE_TOP once aged or back
                                * from a retry */
@@ -167,8 +169,21 @@ void bd_batch_retry_later(struct bd_core *core, struct bd_key *k,
 void bd_batch_requeue_front(struct bd_core *core, struct bd_key *k,
                             struct bd_item *it);
 
-/* A new item with room for len payload bytes (free with bd_item_free),
- * or NULL. Small items come from a free list: loop thread only. */
+/* The traceparent of an item (NUL-terminated), or NULL. */
+static inline const char *bd_item_trace(const struct bd_item *it)
+{
+    return it->tlen ? (const char *)it->data + it->len : NULL;
+}
+
+/* Bytes after the struct: payload, and the trace with its NUL. */
+static inline size_t bd_item_room(const struct bd_item *it)
+{
+    return it->len + (it->tlen ? (size_t)it->tlen + 1 : 0);
+}
+
+/* A new item with room for len bytes after the struct (free with
+ * bd_item_free), or NULL. Small items come from a free list: loop
+ * thread only. */
 struct bd_item *bd_item_new(size_t len);
 
 /* A coalesced item (it->dedup): drop the recipients whose client is
@@ -191,8 +206,9 @@ void bd_batch_flush_all(struct bd_core *core);
 void bd_batch_fail_all_queued(struct bd_core *core, int status,
                               const char *msg);
 
-/* A waiter is gone: drop its queued LOAD items, unsent (counted as
- * cancelled). */
+/* A waiter is gone (w->gone set): drop its queued LOAD items, unsent
+ * (counted as cancelled); from a coalesced item only the recipients
+ * that are gone leave, the item when none is left. */
 void bd_batch_cancel_waiter(struct bd_core *core, const struct bd_waiter *w);
 
 /* Free every key and item (exit). */

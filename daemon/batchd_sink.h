@@ -49,7 +49,9 @@
  * Versions:
  *   1  the tables as first published.
  *   2  struct batchd_host gains retry_after (a minimum retry wait, e.g.
- *      from an HTTP Retry-After header). struct batchd_sink is unchanged.
+ *      from an HTTP Retry-After header), then item_trace and
+ *      batch_span_id (each item's opts.trace, the batch's span id).
+ *      struct batchd_sink is unchanged.
  */
 #ifndef BATCHD_SINK_H
 #define BATCHD_SINK_H
@@ -149,6 +151,17 @@ struct batchd_host {
      * result() (the thread that owns the batch, before process() returns
      * or before complete()); the last call wins, 0 clears it. */
     void (*retry_after)(struct batchd_batch *b, uint64_t ms);
+
+    /* ---- abi_version >= 2: trace ---- */
+
+    /* Item i's W3C traceparent as its client sent it (opts.trace,
+     * NUL-terminated), or NULL when it has none. Valid while the sink
+     * holds the batch; any thread that may touch the batch. */
+    const char *(*item_trace)(const struct batchd_batch *b, size_t i);
+    /* The batch's own span id: 16 lower-case hex digits, random, so a
+     * sink can record one span for the call and link it to the callers'
+     * traces. Same validity. */
+    const char *(*batch_span_id)(const struct batchd_batch *b);
 };
 
 struct batchd_sink {

@@ -26,6 +26,11 @@
 
 /* ---- answering items ------------------------------------------------- */
 
+/* " trace T" for a log line about an item that has one, else nothing:
+ * two arguments for "%s%s". */
+#define TRACE_LOG(it) (it)->tlen ? " trace " : "", \
+    (it)->tlen ? bd_item_trace(it) : ""
+
 static inline void reply_one(struct bd_core *core, const char *key,
                              const struct bd_item *it, struct bd_waiter *w,
                              int type, uint64_t req_id, int status,
@@ -37,9 +42,9 @@ static inline void reply_one(struct bd_core *core, const char *key,
         /* SEND: the client had ACCEPTED; a failure is only logged. */
         if (status != BATCHD_OK) {
             core->ctr.send_failed++;
-            bd_log_warn("key %s: SEND item %llu lost: %s: %.*s", key,
-                        (unsigned long long)it->id, bd_status_name(status),
-                        (int)(len > 200 ? 200 : len),
+            bd_log_warn("key %s: SEND item %llu%s%s lost: %s: %.*s", key,
+                        (unsigned long long)it->id, TRACE_LOG(it),
+                        bd_status_name(status), (int)(len > 200 ? 200 : len),
                         body ? (const char *)body : "");
         }
         return;
@@ -258,14 +263,14 @@ static enum verdict batch_verdict(struct bd_batch *b, char *buf, size_t n)
     default:
         snprintf(buf, n, "sink %s: plugin bug: process returned %d",
                  b->sink->name, b->rc);
-        bd_log_error("key %s: %s", b->pub.key, buf);
+        bd_log_error("key %s: call %s: %s", b->pub.key, b->span_id, buf);
         return V_BUG;
     }
     for (size_t i = 0; i < b->pub.nitems; i++) {
         if (b->results[i].code == 0) {
             snprintf(buf, n, "sink %s: plugin bug: no result for item %zu of %zu",
                      b->sink->name, i, b->pub.nitems);
-            bd_log_error("key %s: %s", b->pub.key, buf);
+            bd_log_error("key %s: call %s: %s", b->pub.key, b->span_id, buf);
             return V_BUG;
         }
     }
@@ -437,11 +442,11 @@ void bd_call_start(struct bd_core *core, struct bd_batch *b)
 /* A copy of it for a retry, while the sink keeps borrowing it. */
 static struct bd_item *item_clone(const struct bd_item *it)
 {
-    struct bd_item *c = bd_item_new(it->len);
+    struct bd_item *c = bd_item_new(bd_item_room(it));
 
     if (c == NULL)
         return NULL;
-    memcpy(c, it, sizeof(*c) + it->len);
+    memcpy(c, it, sizeof(*c) + bd_item_room(it));
     c->next = NULL;
     if (c->waiter != NULL)
         bd_waiter_hold(c->waiter);
@@ -479,9 +484,9 @@ static void call_withdrawn(struct bd_core *core, struct bd_batch *b)
 {
     struct bd_key *k = b->key;
 
-    bd_log_warn("key %s: sink %s: call with %zu items waited sink_timeout_ms "
-                "for a worker; queued again", k->name, b->sink->name,
-                b->pub.nitems);
+    bd_log_warn("key %s: sink %s: call %s with %zu items waited "
+                "sink_timeout_ms for a worker; queued again", k->name,
+                b->sink->name, b->span_id, b->pub.nitems);
     call_end(core, b);
     for (size_t i = b->pub.nitems; i-- > 0;) {
         struct bd_item *it = b->items[i];
@@ -508,8 +513,9 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
         call_withdrawn(core, b);
         return;
     }
-    bd_log_warn("key %s: sink %s: call with %zu items timed out after %u ms",
-                k->name, b->sink->name, b->pub.nitems, tmo);
+    bd_log_warn("key %s: sink %s: call %s with %zu items timed out after "
+                "%u ms", k->name, b->sink->name, b->span_id, b->pub.nitems,
+                tmo);
     core->ctr.timeouts++;
     core->abandoned++;
     b->abandoned = 1;

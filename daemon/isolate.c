@@ -557,7 +557,8 @@ static int exchange(struct iso *p, struct bd_batch *b,
         age = 0;
     p->seq++;
     why[0] = '\0';
-    if (bd_runner_encode_batch(&p->io.out, p->seq, &b->pub, age) != 0)
+    if (bd_runner_encode_batch(&p->io.out, p->seq, &b->pub, age,
+                               p->host) != 0)
         return X_NOMEM; /* not the runner's fault */
     while ((rc = bd_runner_io_flush(&p->io, &ioerr)) == -2)
         if (stopping(p))

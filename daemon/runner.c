@@ -219,12 +219,14 @@ int bd_runner_encode_init(struct bd_buf *out, const struct batchd_kv *kv,
 }
 
 int bd_runner_encode_batch(struct bd_buf *out, uint64_t seq,
-                           const struct batchd_batch *b, int64_t age_ms)
+                           const struct batchd_batch *b, int64_t age_ms,
+                           const struct batchd_host *host)
 {
+    const char *span = host->batch_span_id(b);
     struct bd_enc e;
 
     bd_enc_begin(&e, out);
-    BD_ENC(&e, msgpack_pack_array(&e.pk, 3));
+    BD_ENC(&e, msgpack_pack_array(&e.pk, 4));
     BD_ENC(&e, msgpack_pack_uint64(&e.pk, seq));
     bd_enc_str(&e, b->key, b->key_len);
     BD_ENC(&e, msgpack_pack_array(&e.pk, b->nitems));
@@ -234,12 +236,19 @@ int bd_runner_encode_batch(struct bd_buf *out, uint64_t seq,
 
         if (dl >= 0)
             dl = dl > age_ms ? dl - age_ms : 0;
-        BD_ENC(&e, msgpack_pack_array(&e.pk, 4));
+        const char *trace = host->item_trace(b, i);
+
+        BD_ENC(&e, msgpack_pack_array(&e.pk, 5));
         BD_ENC(&e, msgpack_pack_uint64(&e.pk, it->id));
         BD_ENC(&e, msgpack_pack_uint32(&e.pk, it->attempt));
         BD_ENC(&e, msgpack_pack_int64(&e.pk, dl));
         bd_enc_bin(&e, it->len ? it->data : "", it->len);
+        if (trace != NULL)
+            bd_enc_str(&e, trace, strlen(trace));
+        else
+            BD_ENC(&e, msgpack_pack_nil(&e.pk));
     }
+    bd_enc_str(&e, span, strlen(span));
     return enc_end_bounded(&e);
 }
 
@@ -389,6 +398,8 @@ struct rbatch {
     struct batchd_item *items;  /* payloads point into the frame body */
     struct bd_result *res;       /* one per item, as the daemon keeps them */
     char *error;              /* batch_error text, owned */
+    char **traces;            /* per item: its traceparent or NULL, owned */
+    char span[17];            /* the batch's span id, from the daemon */
     uint64_t retry_after_ms;  /* host->retry_after, 0 = none */
     int rc;                   /* from complete() */
     int done;                 /* complete() was called */
@@ -441,6 +452,20 @@ static void rhost_batch_error(struct batchd_batch *pb, const char *msg)
     struct rbatch *b = pb->host_priv;
 
     bd_error_set(&b->error, msg);
+}
+
+static const char *rhost_item_trace(const struct batchd_batch *pb, size_t i)
+{
+    const struct rbatch *b = pb->host_priv;
+
+    return i < pb->nitems ? b->traces[i] : NULL;
+}
+
+static const char *rhost_batch_span_id(const struct batchd_batch *pb)
+{
+    const struct rbatch *b = pb->host_priv;
+
+    return b->span;
 }
 
 static void rhost_retry_after(struct batchd_batch *pb, uint64_t ms)
@@ -531,6 +556,8 @@ static int start_plugin(struct runner *r)
     r->host.result = rhost_result;
     r->host.batch_error = rhost_batch_error;
     r->host.complete = rhost_complete;
+    r->host.item_trace = rhost_item_trace;
+    r->host.batch_span_id = rhost_batch_span_id;
     r->host.host_priv = r;
     r->host.retry_after = rhost_retry_after;
     r->state = r->vt->init(&r->host, r->kv, r->nkv, why, sizeof(why));
@@ -555,6 +582,9 @@ static void rbatch_free(struct rbatch *b)
         return;
     for (size_t i = 0; b->res != NULL && i < b->pub.nitems; i++)
         bd_free(b->res[i].data);
+    for (size_t i = 0; b->traces != NULL && i < b->pub.nitems; i++)
+        bd_free(b->traces[i]);
+    bd_free(b->traces);
     bd_free(b->res);
     bd_free(b->items);
     bd_free((char *)b->pub.key);
@@ -572,12 +602,13 @@ static struct rbatch *decode_batch(struct runner *r, const uint8_t *body,
     size_t n;
 
     if (unpack(body, len, &r->zone, &o) != 0 ||
-        o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size != 3)
+        o.type != MSGPACK_OBJECT_ARRAY || o.via.array.size != 4)
         return NULL;
     a = o.via.array.ptr;
     if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
         a[1].type != MSGPACK_OBJECT_STR || a[2].type != MSGPACK_OBJECT_ARRAY ||
-        a[2].via.array.size == 0)
+        a[2].via.array.size == 0 || a[3].type != MSGPACK_OBJECT_STR ||
+        a[3].via.str.size != 16)
         return NULL;
     *seq = a[0].via.u64;
     n = a[2].via.array.size;
@@ -586,10 +617,14 @@ static struct rbatch *decode_batch(struct runner *r, const uint8_t *body,
         return NULL;
     b->items = bd_calloc(n, sizeof(*b->items));
     b->res = bd_calloc(n, sizeof(*b->res));
+    b->traces = bd_calloc(n, sizeof(*b->traces));
     b->pub.key = bd_strndup(a[1].via.str.ptr, a[1].via.str.size);
     b->pub.nitems = n;
-    if (b->items == NULL || b->res == NULL || b->pub.key == NULL)
+    if (b->items == NULL || b->res == NULL || b->traces == NULL ||
+        b->pub.key == NULL)
         goto out_free;
+    memcpy(b->span, a[3].via.str.ptr, 16);
+    b->span[16] = '\0';
     b->pub.key_len = a[1].via.str.size;
     b->pub.items = b->items;
     b->pub.host_priv = b;
@@ -598,13 +633,18 @@ static struct rbatch *decode_batch(struct runner *r, const uint8_t *body,
 
         it = &a[2].via.array.ptr[i];
         f = it->via.array.ptr;
-        if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size != 4 ||
+        if (it->type != MSGPACK_OBJECT_ARRAY || it->via.array.size != 5 ||
             f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
             f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
             f[1].via.u64 > UINT32_MAX ||
             (f[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
              f[2].type != MSGPACK_OBJECT_NEGATIVE_INTEGER) ||
-            !is_raw(&f[3]))
+            !is_raw(&f[3]) ||
+            (f[4].type != MSGPACK_OBJECT_STR && f[4].type != MSGPACK_OBJECT_NIL))
+            goto out_free;
+        if (f[4].type == MSGPACK_OBJECT_STR &&
+            (b->traces[i] = bd_strndup(f[4].via.str.ptr,
+                                       f[4].via.str.size)) == NULL)
             goto out_free;
         b->items[i].id = f[0].via.u64;
         b->items[i].attempt = (uint32_t)f[1].via.u64;

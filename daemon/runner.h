@@ -11,7 +11,8 @@
  *   daemon -> runner  INIT    [{key: value, ...}, log_level]
  *   runner -> daemon          [ok (bool), error (str or nil)]
  *   daemon -> runner  BATCH   [seq, key, [[item_id, attempt, deadline_ms,
- *                                          payload (bin)], ...]]
+ *                                          payload (bin), trace (str or nil)],
+ *                                          ...], span_id (str)]
  *   runner -> daemon  RESULT  [seq, rc, error (str or nil),
  *                              [[code, data (bin or nil)], ...],
  *                              retry_after_ms]
@@ -78,9 +79,11 @@ int bd_runner_io_recv(struct bd_runner_io *io, const uint8_t **body,
 int bd_runner_encode_init(struct bd_buf *out, const struct batchd_kv *kv,
                           size_t nkv, int log_level);
 /* age_ms: time since the batch was made; deadlines are sent as what is
- * left of them now. */
+ * left of them now. host (the daemon's) gives each item's trace and the
+ * batch's span id. */
 int bd_runner_encode_batch(struct bd_buf *out, uint64_t seq,
-                           const struct batchd_batch *b, int64_t age_ms);
+                           const struct batchd_batch *b, int64_t age_ms,
+                           const struct batchd_host *host);
 
 /* The runner's answer to INIT: *ok, and its error line in msg ("" when
  * none). Returns 0, or -1 when the frame is not such an answer. */

@@ -87,6 +87,22 @@ static void host_batch_error(struct batchd_batch *pb, const char *msg)
     bd_error_set(&b->error, msg);
 }
 
+static const char *host_item_trace(const struct batchd_batch *pb, size_t i)
+{
+    const struct bd_batch *b = pb->host_priv;
+
+    if (i >= pb->nitems || b->trace_of == NULL)
+        return NULL;
+    return b->trace_of(b->items[i]);
+}
+
+static const char *host_batch_span_id(const struct batchd_batch *pb)
+{
+    const struct bd_batch *b = pb->host_priv;
+
+    return b->span_id;
+}
+
 static void host_complete(struct batchd_batch *pb, int rc)
 {
     struct bd_batch *b = pb->host_priv;
@@ -261,6 +277,8 @@ static void host_fill(struct bd_sink *s)
     s->host.result = host_result;
     s->host.batch_error = host_batch_error;
     s->host.complete = host_complete;
+    s->host.item_trace = host_item_trace;
+    s->host.batch_span_id = host_batch_span_id;
     s->host.host_priv = s;
     s->host.retry_after = host_retry_after;
 }

@@ -79,6 +79,9 @@ struct bd_batch {
     struct bd_item **items;   /* nitems entries, owned by the batch */
     void (*free_item)(struct bd_item *it); /* how the core frees one of
                                * them (a leftover batch at shutdown) */
+    const char *(*trace_of)(const struct bd_item *it); /* an item's
+                               * traceparent or NULL (host->item_trace) */
+    char span_id[17];         /* the batch's span id, 16 hex (the core's) */
     struct batchd_item *pitems;
     struct bd_result *results;
 };

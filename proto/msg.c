@@ -11,6 +11,31 @@
 #include "msg.h"
 #include "msg_inline.h"
 
+/* n lowercase hex digits at s, not all of them '0' when nonzero. */
+static int hex_run(const char *s, size_t n, int nonzero)
+{
+    int any = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+        any |= s[i] != '0';
+    }
+    return any || !nonzero;
+}
+
+int bd_trace_valid(const char *s, size_t n)
+{
+    /* version "-" trace-id "-" parent-id "-" flags: 55 bytes; a later
+     * version may append "-..." fields, version ff is invalid. */
+    if (n < 55 || (n > 55 && (s[0] == '0' && s[1] == '0')) ||
+        (n > 55 && s[55] != '-'))
+        return 0;
+    return hex_run(s, 2, 0) && !(s[0] == 'f' && s[1] == 'f') &&
+           s[2] == '-' && hex_run(s + 3, 32, 1) && s[35] == '-' &&
+           hex_run(s + 36, 16, 1) && s[52] == '-' && hex_run(s + 53, 2, 0);
+}
+
 static const char *const status_names[BATCHD_STATUS_COUNT] = {
     [BATCHD_OK] = "OK",
     [BATCHD_ACCEPTED] = "ACCEPTED",
@@ -165,7 +190,13 @@ static int decode_opts(const msgpack_object *o, struct bd_opts *opts,
             if (v->type != MSGPACK_OBJECT_STR || v->via.str.size > BD_TRACE_MAX)
                 return bad(err, errlen, "opts.trace",
                            "must be a str of at most 128 bytes");
-            opts->trace = v->via.str.ptr;
+            if (v->via.str.size > 0 &&
+                !bd_trace_valid(v->via.str.ptr, v->via.str.size))
+                return bad(err, errlen, "opts.trace",
+                           "must be a W3C traceparent "
+                           "(00-<32 hex>-<16 hex>-<2 hex>)");
+            /* An empty str is the same as no trace. */
+            opts->trace = v->via.str.size ? v->via.str.ptr : NULL;
             opts->trace_len = v->via.str.size;
         } else {
             snprintf(err, errlen, "opts: unknown option '%s'", name);

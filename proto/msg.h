@@ -144,4 +144,9 @@ int bd_msg_encode_reply(struct bd_buf *out, int type, uint64_t req_id,
                         int status, const void *body, size_t body_len,
                         int body_is_str);
 
+/* Is s[0..n) a W3C traceparent ("00-" 32 hex "-" 16 hex "-" 2 hex, lower
+ * case, trace and parent ids not all zero; version ff refused; a later
+ * version may append "-" fields)? */
+int bd_trace_valid(const char *s, size_t n);
+
 #endif

@@ -305,9 +305,10 @@ START_TEST(test_batch_and_item_failures)
     char *json;
     long long send_failed, retries, splits, cancelled;
 
-    /* every 4th item a SEND: their losses must show in send_failed */
-    load_wait(load_start(d, "-c %d -n %d -k 8 -d 64 -z 48 --send-every 4",
-                         FL_CLIENTS, FL_ITEMS), 120000);
+    /* every 4th item a SEND: their losses must show in send_failed;
+     * four priority lanes, so retries, splits and aging mix with them */
+    load_wait(load_start(d, "-c %d -n %d -k 8 -d 64 -z 48 --send-every 4 "
+                         "--priorities 4", FL_CLIENTS, FL_ITEMS), 120000);
     wait_idle(d, 20000);
     print_stats(d, "failures");
     json = bd_test_stats_json(d);

@@ -377,6 +377,8 @@ static void peer_control(struct pconn *p)
     pc_until_eof(p);
 }
 
+#define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
 /* First LOAD must carry every option, the second none. */
 static void peer_opts(struct pconn *p)
 {
@@ -387,8 +389,8 @@ static void peer_opts(struct pconn *p)
     pc_next(p, &m);
     if (!o->has_deadline || o->deadline_ms != 250 || !o->has_priority ||
         o->priority != 7 || o->dedup_len != 3 ||
-        memcmp(o->dedup_id, "abc", 3) != 0 || o->trace_len != 5 ||
-        memcmp(o->trace, "00-ab", 5) != 0)
+        memcmp(o->dedup_id, "abc", 3) != 0 || o->trace_len != 55 ||
+        memcmp(o->trace, TRACEPARENT, 55) != 0)
         peer_exit(16);
     pc_reply(p, BD_MSG_LOAD, m.req_id, BATCHD_OK, NULL, 0, 0);
     pc_next(p, &m);
@@ -600,7 +602,7 @@ START_TEST(test_opts_on_the_wire)
 {
     struct batchd_opts o = { .deadline_ms = 250, .priority = 7,
                              .dedup_id = "abc", .dedup_len = 3,
-                             .trace = "00-ab" };
+                             .trace = TRACEPARENT };
     struct batchd_opts zero = { 0 };
     struct batchd_client *c;
     struct batchd_reply *r;

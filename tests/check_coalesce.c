@@ -204,6 +204,63 @@ START_TEST(test_all_waiters_killed_cancels_the_item)
 }
 END_TEST
 
+/* Wait (10 s) until the record sink has started n calls. */
+static void wait_calls(struct bd_test_daemon *d, long n)
+{
+    double end = bd_test_now_ms() + bd_test_scaled(10000);
+    struct bd_test_batch *b;
+    long got;
+
+    while ((got = bd_test_ledger_read(bd_test_daemon_path(d, "ledger"), &b)) < n &&
+           bd_test_now_ms() < end) {
+        bd_test_ledger_free(b, got);
+        usleep(10000);
+    }
+    bd_test_ledger_free(b, got);
+    ck_assert_int_ge(got, n);
+}
+
+/* A burst arriving while the first call for its dedup_id runs joins that
+ * call under coalesce_inflight = on (one sink item in all); with it off
+ * the burst needs items of its own (one more, or two when the first of
+ * them already left for the second key slot). */
+static void inflight_burst(const char *onoff, long min_items, long max_items)
+{
+    char conf[512];
+    struct bd_test_daemon *d;
+    struct shared *sh, *sh1;
+    struct bd_test_procs *first, *burst;
+
+    snprintf(conf, sizeof(conf), "%s"
+             "[sink.rec]\nplugin = @TSINKS@/record.so\nledger = @DIR@/ledger\n"
+             "delay_ms = 2500\n[route.r]\nmatch = *\nsink = rec\n"
+             "policy = immediate\nkey_concurrency = 2\ncoalesce_inflight = %s\n",
+             "", onoff);
+    d = bd_test_daemon_start(conf);
+    sh = start(d);
+    sh1 = start(d);
+    first = bd_test_procs_start(1, dedup_client, sh1);
+    wait_calls(d, 1);           /* its call is in the sink now (2.5 s) */
+    burst = bd_test_procs_start(8, dedup_client, sh);
+    ck_assert_int_eq(bd_test_procs_wait(burst, bd_test_scaled(20000), NULL), 0);
+    ck_assert_int_eq(bd_test_procs_wait(first, bd_test_scaled(20000), NULL), 0);
+    ck_assert_int_eq(sh1->status[0], BATCHD_OK);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(sh->status[i], BATCHD_OK);
+    ck_assert_int_ge(sink_items(d), min_items);
+    ck_assert_int_le(sink_items(d), max_items);
+    bd_test_shared_free(sh, sizeof(*sh));
+    bd_test_shared_free(sh1, sizeof(*sh1));
+    bd_test_daemon_stop(d);
+}
+
+START_TEST(test_burst_joins_the_call_in_flight)
+{
+    inflight_burst("on", 1, 1);
+    inflight_burst("off", 2, 9);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("coalesce");
@@ -215,6 +272,7 @@ int main(void)
     bd_test_add(tc, test_fifty_processes_one_sink_item);
     bd_test_add(tc, test_killed_waiters_leave_the_others_served);
     bd_test_add(tc, test_all_waiters_killed_cancels_the_item);
+    bd_test_add(tc, test_burst_joins_the_call_in_flight);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -697,7 +697,9 @@ START_TEST(test_decode_accepts)
         "[x:cf0000000000000001, x:ce00000005, 'k', b'p']",
         "[1, 5, 'k', b'p', {'deadline_ms': 1, 'priority': 0}]",
         "[1, 5, 'k', b'p', {'deadline_ms': 4294967295, 'priority': 255}]",
-        "[1, 5, 'k', b'p', {'dedup_id': s*256, 'trace': s*128}]",
+        "[1, 5, 'k', b'p', {'dedup_id': s*256, 'trace': '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'}]",
+        "[1, 5, 'k', b'p', {'trace': '01-4bf92f3577b34da6a3ce929d0e0e4736-"
+        "00f067aa0ba902b7-01-later'}]",
         "[1, 5, 'k', b'p', {'dedup_id': b*256}]",
         "[1, 5, 'k', b'p', {'dedup_id': b:00}]",
         "[1, 5, 'k', b'p', {'trace': ''}]",
@@ -1077,6 +1079,25 @@ static const struct bad_case {
       "opts.trace: must be a str of at most 128 bytes", 1, 5 },
     { "[1, 5, 'k', b'p', {'trace': b'00-ab'}]", BAD,
       "opts.trace: must be a str of at most 128 bytes", 1, 5 },
+    { "[1, 5, 'k', b'p', {'trace': '00-ab'}]", BAD,
+      "opts.trace: must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)",
+      1, 5 },
+    { "[1, 5, 'k', b'p', {'trace': '00-00000000000000000000000000000000-"
+      "00f067aa0ba902b7-01'}]", BAD,
+      "opts.trace: must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)",
+      1, 5 },
+    { "[1, 5, 'k', b'p', {'trace': '00-4BF92F3577B34DA6A3CE929D0E0E4736-"
+      "00f067aa0ba902b7-01'}]", BAD,
+      "opts.trace: must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)",
+      1, 5 },
+    { "[1, 5, 'k', b'p', {'trace': 'ff-4bf92f3577b34da6a3ce929d0e0e4736-"
+      "00f067aa0ba902b7-01'}]", BAD,
+      "opts.trace: must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)",
+      1, 5 },
+    { "[1, 5, 'k', b'p', {'trace': '00-4bf92f3577b34da6a3ce929d0e0e4736-"
+      "00f067aa0ba902b7-01-x'}]", BAD,
+      "opts.trace: must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>)",
+      1, 5 },
     { "[1, 5, 'k', b'p', {'trace': nil}]", BAD,
       "opts.trace: must be a str of at most 128 bytes", 1, 5 },
     /* LOAD_MANY/SEND_MANY [type, req_id, key, [payload...], opts?]. */

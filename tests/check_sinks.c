@@ -1215,7 +1215,7 @@ START_TEST(test_option_tables_match)
         { "null", 0, "" }, { "echo", 0, "" },
         { "file", 0, "path,format,fsync,mode," }, { "example", 0, "prefix," },
         { "record", 1, "ledger,delay_ms,fail_payload,retry_payload,fail_first,fail_verdict,"
-          "acquire_fail_first," },
+          "acquire_fail_first,trace_ledger," },
         { "async", 1, "delay_ms," },
         { "kafka", 0, "brokers,topic,message_key,partitioner,acks,compression,"
                       "flush_timeout_ms,rdkafka.*," },

@@ -19,6 +19,10 @@
  *   acquire_fail_first  the first N acquire() calls return NULL with
  *                  "record sink: backend unavailable (acquire N)"
  *                  (default 0; process is not called, no ledger line)
+ *   trace_ledger   path of a second ledger (optional), one line per batch
+ *                  with what the host's ABI 2 trace accessors say:
+ *                  "<span_id> <trace>,<trace>,...\n", "-" for an item
+ *                  without a trace, in batch order (one write, as below)
  * Every other item gets OK with its own payload. Calls are counted per
  * sink, from 1.
  *
@@ -58,6 +62,8 @@ struct record_state {
     unsigned long fail_first; /* process() calls that fail whole */
     int fail_verdict;         /* their return: BATCHD_SINK_RETRY or _FAIL */
     unsigned long acquire_fail_first; /* acquire() calls that refuse */
+    char *trace_ledger;       /* path, owned, NULL when unset */
+    int tfd;                  /* trace ledger, O_APPEND; owned; -1 none */
     unsigned long calls;      /* process() calls so far (atomic) */
     unsigned long acquires;   /* acquire() calls so far (atomic) */
 };
@@ -70,6 +76,7 @@ static const struct batchd_sink_option record_options[] = {
     { .name = "fail_first", .def = "0", .help = "the first N calls fail the whole batch" },
     { .name = "fail_verdict", .def = "retry", .help = "retry, fail or a raw code: what those calls return" },
     { .name = "acquire_fail_first", .def = "0", .help = "the first N acquire calls refuse" },
+    { .name = "trace_ledger", .def = NULL, .help = "file: each batch's span id and item traces" },
     { .name = NULL },
 };
 
@@ -91,6 +98,9 @@ static void record_free(struct record_state *st)
 {
     if (st->fd >= 0)
         close(st->fd);
+    if (st->tfd >= 0)
+        close(st->tfd);
+    free(st->trace_ledger);
     free(st->ledger);
     free(st->fail_payload);
     free(st->retry_payload);
@@ -124,6 +134,8 @@ static int record_parse(struct record_state *st, const struct batchd_kv *kv,
 
         if (strcmp(k, "ledger") == 0) {
             rc = set_str(&st->ledger, NULL, v);
+        } else if (strcmp(k, "trace_ledger") == 0) {
+            rc = set_str(&st->trace_ledger, NULL, v);
         } else if (strcmp(k, "fail_payload") == 0) {
             rc = set_str(&st->fail_payload, &st->fail_len, v);
         } else if (strcmp(k, "retry_payload") == 0) {
@@ -186,6 +198,7 @@ static void *record_init(const struct batchd_host *host,
     }
     st->host = host;
     st->fd = -1;
+    st->tfd = -1;
     st->fail_verdict = BATCHD_SINK_RETRY;
     if (record_parse(st, kv, nkv, err, errlen) < 0)
         goto out_free;
@@ -193,6 +206,19 @@ static void *record_init(const struct batchd_host *host,
     if (st->fd < 0) {
         snprintf(err, errlen, "record sink: open %s: %s", st->ledger, strerror(errno));
         goto out_free;
+    }
+    if (st->trace_ledger != NULL) {
+        if (host->abi_version < 2) {
+            snprintf(err, errlen, "record sink: trace_ledger needs host ABI 2");
+            goto out_free;
+        }
+        st->tfd = open(st->trace_ledger, O_WRONLY | O_APPEND | O_CREAT |
+                       O_CLOEXEC, 0644);
+        if (st->tfd < 0) {
+            snprintf(err, errlen, "record sink: open %s: %s", st->trace_ledger,
+                     strerror(errno));
+            goto out_free;
+        }
     }
     return st;
 
@@ -233,6 +259,29 @@ static char *record_line(const struct batchd_batch *b, size_t *outlen)
     return line;
 }
 
+/* One trace ledger line for b (see the top); -1 when it failed. */
+static int record_traces(struct record_state *st, const struct batchd_batch *b)
+{
+    size_t cap = 32 + b->nitems * 130, n;
+    char *line = malloc(cap), *p;
+    ssize_t w;
+
+    if (line == NULL)
+        return -1;
+    p = line + snprintf(line, cap, "%s ", st->host->batch_span_id(b));
+    for (size_t i = 0; i < b->nitems; i++) {
+        const char *t = st->host->item_trace(b, i);
+
+        p += snprintf(p, (size_t)(line + cap - p), "%s%.128s", i ? "," : "",
+                      t ? t : "-");
+    }
+    *p++ = '\n';
+    n = (size_t)(p - line);
+    w = write(st->tfd, line, n);
+    free(line);
+    return w == (ssize_t)n ? 0 : -1;
+}
+
 static void sleep_ms(unsigned long ms)
 {
     struct timespec ts = { .tv_sec = (time_t)(ms / 1000),
@@ -268,6 +317,10 @@ static int record_process(void *state, void *res, struct batchd_batch *b)
         snprintf(msg, sizeof(msg), "record sink: write %s: %s", st->ledger,
                  n < 0 ? strerror(errno) : "short write");
         st->host->batch_error(b, msg);
+        return BATCHD_SINK_FAIL;
+    }
+    if (st->tfd >= 0 && record_traces(st, b) != 0) {
+        st->host->batch_error(b, "record sink: trace ledger write failed");
         return BATCHD_SINK_FAIL;
     }
     if (st->delay_ms > 0)

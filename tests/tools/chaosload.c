@@ -58,6 +58,7 @@ struct load_conf {
     size_t size;              /* payload bytes */
     int send_every;           /* every Nth item a SEND; 0 none */
     uint32_t deadline_ms;     /* per request; 0 none */
+    int priorities;           /* item s gets opts.priority s % N; 0 none */
     double seconds;           /* stop submitting after; 0 = no limit */
     double wait_s;            /* then wait this long for replies */
     int kill;                 /* submit all, write the ledger, _exit */
@@ -161,7 +162,10 @@ static void reply_cb(struct batchd_client *c, const struct batchd_reply *r, void
 static int submit(struct load_client *lc, struct batchd_client *c, long s)
 {
     const struct load_conf *cf = lc->cf;
-    struct batchd_opts opts = { .deadline_ms = cf->deadline_ms };
+    struct batchd_opts opts = {
+        .deadline_ms = cf->deadline_ms,
+        .priority = cf->priorities ? (int)(s % cf->priorities) : 0,
+    };
     char key[128];
     size_t len = payload(cf, lc->n, s, lc->buf);
     int rc;
@@ -361,6 +365,7 @@ static void usage(void)
         "  -z, --size N           payload bytes (32)\n"
         "      --send-every N     every Nth item is a SEND (0: all LOAD)\n"
         "      --deadline-ms MS   deadline of each request (0: none)\n"
+        "      --priorities N     item s gets opts.priority s %% N (0: none)\n"
         "  -t, --time S           stop submitting after S seconds\n"
         "  -w, --wait S           then wait S seconds for replies (60)\n"
         "      --kill-after-submit  submit all, write the ledger, exit unread\n"
@@ -382,7 +387,8 @@ static long num(const char *s, long min, long max)
 
 static void parse_args(int argc, char **argv, struct load_conf *cf)
 {
-    enum { O_FIRST = 256, O_PREFIX, O_SEND, O_DEADLINE, O_KILL, O_NOECHO };
+    enum { O_FIRST = 256, O_PREFIX, O_SEND, O_DEADLINE, O_KILL, O_NOECHO,
+           O_PRIO };
     static const struct option lo[] = {
         { "socket", required_argument, NULL, 's' },
         { "dir", required_argument, NULL, 'o' },
@@ -395,6 +401,7 @@ static void parse_args(int argc, char **argv, struct load_conf *cf)
         { "size", required_argument, NULL, 'z' },
         { "send-every", required_argument, NULL, O_SEND },
         { "deadline-ms", required_argument, NULL, O_DEADLINE },
+        { "priorities", required_argument, NULL, O_PRIO },
         { "time", required_argument, NULL, 't' },
         { "wait", required_argument, NULL, 'w' },
         { "kill-after-submit", no_argument, NULL, O_KILL },
@@ -416,6 +423,7 @@ static void parse_args(int argc, char **argv, struct load_conf *cf)
         case 'z': cf->size = (size_t)num(optarg, 0, 16 << 20); break;
         case O_SEND: cf->send_every = (int)num(optarg, 0, 1000000); break;
         case O_DEADLINE: cf->deadline_ms = (uint32_t)num(optarg, 0, 86400000); break;
+        case O_PRIO: cf->priorities = (int)num(optarg, 0, 256); break;
         case 't': cf->seconds = atof(optarg); break;
         case 'w': cf->wait_s = atof(optarg); break;
         case O_KILL: cf->kill = 1; break;
