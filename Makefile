@@ -5,6 +5,7 @@
 #   make asan       the same with -fsanitize=address,undefined in build-asan/
 #   make install    PREFIX=/usr/local DESTDIR= (mk/install.mk)
 #   make run        run the daemon on conf/batchd.conf with the echo sink
+#                   on RUN_DIR/batchd.sock (RUN_DIR=/tmp/batchd)
 #   make deps       install the Debian packages to build (sudo when not root)
 
 VERSION := $(shell sed -n 's/^\#define BATCHD_VERSION "\(.*\)"/\1/p' client/batchd.h)
@@ -153,9 +154,14 @@ bench: all $(BENCHES)
 deps:
 	bash .ci/deps.sh build
 
+# The socket's directory must be ours: on a shared machine another
+# user's /tmp/batchd would refuse the bind, so say so before starting.
+RUN_DIR ?= /tmp/batchd
 run: all
-	@mkdir -p /tmp/batchd
-	$(BATCHD) -c conf/batchd.conf --sink-dir $(BUILD)/sinks --socket /tmp/batchd/batchd.sock
+	@mkdir -p $(RUN_DIR) && [ -w $(RUN_DIR) ] || { echo "make run: $(RUN_DIR) is \
+	not writable by $$(id -un) (another user made it): remove it, or run \
+	make run RUN_DIR=/tmp/batchd-$$(id -un) and pass -s that/batchd.sock to batchctl" >&2; exit 1; }
+	$(BATCHD) -c conf/batchd.conf --sink-dir $(BUILD)/sinks --socket $(RUN_DIR)/batchd.sock
 
 # install: mk/install.mk (paths from this step's PREFIX, never a stale build).
 

@@ -303,6 +303,10 @@ static void bind_error(const char *path, int e, char *err, size_t errlen)
                  "create it (mkdir -p and chown it to the daemon's user), "
                  "start batchd through batchd.socket/batchd.service "
                  "(RuntimeDirectory=batchd), or pass --socket PATH", path);
+    else if (e == EACCES)
+        snprintf(err, errlen, "socket %s: bind: %s: uid %d may not create "
+                 "files in its directory; chown the directory to this user "
+                 "or pass --socket PATH", path, strerror(e), (int)geteuid());
     else
         snprintf(err, errlen, "socket %s: bind: %s", path, strerror(e));
 }
