@@ -10,11 +10,14 @@
  * "config": --check-config, --dump-options and the sample file.
  */
 #include <ctype.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -219,6 +222,52 @@ START_TEST(test_activation_names_socket)
 }
 END_TEST
 
+/* Read one sd_notify datagram from fd into buf (NUL-terminated); 0 on
+ * timeout. */
+static int read_notify(int fd, char *buf, size_t len)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    ssize_t n;
+
+    if (poll(&p, 1, bd_test_scaled(10000)) != 1)
+        return 0;
+    n = recv(fd, buf, len - 1, 0);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    return 1;
+}
+
+/* The readiness and stop notifications carry STATUS= lines that
+ * systemctl status shows: where it listens, then what the drain waits
+ * for (a real NOTIFY_SOCKET, as systemd sets it). */
+START_TEST(test_notify_status)
+{
+    struct bd_test_daemon *d = bd_test_daemon_new(ECHO_ROUTE);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char msg[512], want[300];
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s",
+             bd_test_daemon_path(d, "notify.sock"));
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(setenv("NOTIFY_SOCKET", sa.sun_path, 1), 0);
+    bd_test_daemon_spawn(d, NULL);
+    unsetenv("NOTIFY_SOCKET");
+    ck_assert_msg(read_notify(fd, msg, sizeof(msg)), "no READY notification");
+    snprintf(want, sizeof(want), "READY=1\nSTATUS=listening on %s",
+             bd_test_daemon_socket(d));
+    ck_assert_str_eq(msg, want);
+    bd_test_daemon_wait_ready(d);
+    ck_assert_int_eq(bd_test_daemon_kill(d, SIGTERM), 0);
+    ck_assert_msg(read_notify(fd, msg, sizeof(msg)), "no STOPPING notification");
+    ck_assert_str_eq(msg, "STOPPING=1\nSTATUS=draining 0 queued items, 0 running "
+                     "batches");
+    close(fd);
+    bd_test_daemon_free(d);
+}
+END_TEST
+
 /* ---- config ---- */
 
 static char *src_path(const char *rel)
@@ -331,7 +380,7 @@ START_TEST(test_sample_options_exist)
     char section[64] = "", unknown[2048] = "";
 
     for (char *line = strtok(sample, "\n"); line; line = strtok(NULL, "\n")) {
-        char key[64], row[128];
+        char key[64], row[160];
         const char *p = line;
 
         if (line[0] == '[' || (line[0] == '#' && line[1] == '[')) {
@@ -383,6 +432,7 @@ static Suite *ops_suite(void)
     bd_test_add(logs, test_plain_timestamps);
     bd_test_add(logs, test_foreign_journal_stream);
     bd_test_add(logs, test_activation_names_socket);
+    bd_test_add(logs, test_notify_status);
     suite_add_tcase(s, logs);
 
     tcase_set_timeout(config, 60);
