@@ -3,8 +3,9 @@
 #   make            build everything into $(BUILD) (default build/)
 #   make test       build and run every test (tests/run.sh)
 #   make asan       the same with -fsanitize=address,undefined in build-asan/
-#   make install    PREFIX=/usr/local DESTDIR=
+#   make install    PREFIX=/usr/local DESTDIR= (mk/install.mk)
 #   make run        run the daemon on conf/batchd.conf with the echo sink
+#                   on RUN_DIR/batchd.sock (RUN_DIR=/tmp/batchd)
 #   make deps       install the Debian packages to build (sudo when not root)
 
 VERSION := $(shell sed -n 's/^\#define BATCHD_VERSION "\(.*\)"/\1/p' client/batchd.h)
@@ -16,6 +17,7 @@ INCDIR ?= $(PREFIX)/include
 SINKDIR ?= $(LIBDIR)/batchd/sinks
 SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 
 BUILD ?= build
@@ -92,7 +94,7 @@ $(LIBSO): $(LIB_OBJ) $(PROTO_OBJ)
 	$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,libbatchd.so.0 -o $@ $^ $(MSGPACK_LIBS)
 
 $(BATCHCTL): $(CTL_OBJ) $(LIBA)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MSGPACK_LIBS) -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MSGPACK_LIBS) -lm $(LIBS_batchctl)
 
 $(BUILD)/sinks/%.so: $(BUILD)/obj/sinks/%.o
 	@mkdir -p $(dir $@)
@@ -123,7 +125,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(MSGPACK_LIBS) -lm
 
-$(BUILD)/batchd.pc: Makefile client/batchd.h
+$(BUILD)/batchd.pc: Makefile client/batchd.h $(BUILD)/paths.stamp
 	@mkdir -p $(dir $@)
 	printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: batchd\nDescription: client library for the batchd batching daemon\nVersion: %s\nLibs: -L$${libdir} -lbatchd\nLibs.private: %s\nCflags: -I$${includedir}\n' \
 		'$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' '$(MSGPACK_LIBS)' > $@
@@ -152,23 +154,16 @@ bench: all $(BENCHES)
 deps:
 	bash .ci/deps.sh build
 
+# The socket's directory must be ours: on a shared machine another
+# user's /tmp/batchd would refuse the bind, so say so before starting.
+RUN_DIR ?= /tmp/batchd
 run: all
-	@mkdir -p /tmp/batchd
-	$(BATCHD) -c conf/batchd.conf --sink-dir $(BUILD)/sinks --socket /tmp/batchd/batchd.sock
+	@mkdir -p $(RUN_DIR) && [ -w $(RUN_DIR) ] || { echo "make run: $(RUN_DIR) is \
+	not writable by $$(id -un) (another user made it): remove it, or run \
+	make run RUN_DIR=/tmp/batchd-$$(id -un) and pass -s that/batchd.sock to batchctl" >&2; exit 1; }
+	$(BATCHD) -c conf/batchd.conf --sink-dir $(BUILD)/sinks --socket $(RUN_DIR)/batchd.sock
 
-install: all
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) \
-		$(DESTDIR)$(SINKDIR) $(DESTDIR)$(SYSCONFDIR)/batchd $(DESTDIR)$(UNITDIR)
-	install -m 755 $(BATCHD) $(BATCHCTL) $(DESTDIR)$(BINDIR)/
-	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libbatchd.so.$(VERSION)
-	ln -sf libbatchd.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libbatchd.so.0
-	ln -sf libbatchd.so.0 $(DESTDIR)$(LIBDIR)/libbatchd.so
-	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/
-	install -m 644 $(BUILD)/batchd.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
-	install -m 644 client/batchd.h proto/batchd_status.h daemon/batchd_sink.h $(DESTDIR)$(INCDIR)/
-	install -m 755 $(SINKS) $(DESTDIR)$(SINKDIR)/
-	install -m 644 conf/batchd.conf $(DESTDIR)$(SYSCONFDIR)/batchd/batchd.conf
-	install -m 644 systemd/batchd.service systemd/batchd.socket $(DESTDIR)$(UNITDIR)/
+# install: mk/install.mk (paths from this step's PREFIX, never a stale build).
 
 clean:
 	rm -rf build build-asan

@@ -9,7 +9,7 @@ what=${1:-build}
 
 build_pkgs=(build-essential pkg-config libevent-dev libmsgpack-dev
     libsystemd-dev libinih-dev check libpq-dev libhiredis-dev
-    libcurl4-openssl-dev libjansson-dev librdkafka-dev)
+    libcurl4-openssl-dev libjansson-dev librdkafka-dev scdoc)
 test_pkgs=(clang libclang-rt-14-dev valgrind cppcheck util-linux procps
     postgresql redis-server redis-tools python3 python3-msgpack)
 

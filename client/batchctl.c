@@ -14,6 +14,7 @@
 #include "batchd.h"
 #include "buf.h"
 #include "ctl_bench.h"
+#include "ctl_top.h"
 
 #define CTL_DEFAULT_TIMEOUT_MS 10000
 
@@ -36,22 +37,26 @@ static void usage(FILE *f)
         "  -s, --socket SOCKET   daemon socket (default $BATCHD_SOCKET, else\n"
         "                        " BATCHD_DEFAULT_SOCKET ")\n"
         "  -t, --timeout MS      connect and reply timeout (default %d, 0 = none)\n"
+        "  -V, --version         print the version\n"
         "  -h, --help            this text\n"
         "\n"
         "commands:\n"
         "  ping                  check that the daemon answers\n"
         "  load KEY [DATA]       LOAD one item and write the result to stdout\n"
+        "                        (with a newline added on a terminal)\n"
         "  send KEY [DATA]       SEND one item (fire and forget)\n"
         "        DATA is read from stdin when omitted or \"-\"; options:\n"
         "        --deadline-ms N   give up after N ms\n"
         "        --priority N      priority lane 0..255 (reserved: not acted on yet)\n"
-        "  stats [--json]        per-key counters and histograms\n"
-        "  health                daemon and sink health\n"
+        "  stats [--json]        counters, histograms and (admins) per-key lines;\n"
+        "                        control bytes in keys are shown as \\xNN\n"
+        "  health [--json]       daemon state and each sink's (ok, unhealthy)\n"
         "  pause | resume        stop / restart dispatching batches to sinks\n"
         "  drain                 stop gracefully: flush every batch, answer\n"
         "                        everything, exit (as SIGTERM; admin only)\n"
         "  reload                not supported yet (the daemon answers\n"
         "                        UNSUPPORTED): restart it to apply a config\n"
+        CTL_TOP_USAGE
         CTL_BENCH_USAGE
         "\n"
         "exit status: 0 OK/ACCEPTED, 1 another status (printed as\n"
@@ -63,6 +68,27 @@ static int usage_error(const char *cmd, const char *why)
 {
     fprintf(stderr, "batchctl %s: %s\n", cmd, why);
     return CTL_EXIT_USAGE;
+}
+
+/* After a usage error: one line saying where the help is, not the help
+ * itself, so the error stays on the screen. */
+static void usage_hint(void)
+{
+    fprintf(stderr, "Try 'batchctl --help' for more information.\n");
+}
+
+/* Text from the daemon for a person's terminal: control bytes and DEL
+ * (a key inside a message, say) as \xNN, so they cannot drive it. */
+static void put_escaped(FILE *f, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f)
+            fprintf(f, "\\x%02x", ch);
+        else
+            putc(ch, f);
+    }
 }
 
 /* Returns a connected client, or NULL after printing why. */
@@ -84,21 +110,27 @@ static struct batchd_client *ctl_connect(const struct ctl *ctl)
 }
 
 /* Print a reply the way every command does: OK/ACCEPTED bodies to
- * stdout (raw, or as a line of text), any other status to stderr.
+ * stdout (raw: the bytes as they are, ending the line only on a
+ * terminal; else as a line of text), any other status to stderr.
  * Takes r. Returns the exit code. */
 static int report(struct batchd_reply *r, int raw)
 {
     int rc = CTL_EXIT_OK;
+    int line = !raw || isatty(STDOUT_FILENO);
 
     if (r->status == BATCHD_OK || r->status == BATCHD_ACCEPTED) {
         if (r->data != NULL && r->len > 0) {
-            fwrite(r->data, 1, r->len, stdout);
-            if (!raw && ((const char *)r->data)[r->len - 1] != '\n')
+            if (raw)
+                fwrite(r->data, 1, r->len, stdout);
+            else
+                put_escaped(stdout, r->data, r->len);
+            if (line && ((const char *)r->data)[r->len - 1] != '\n')
                 putchar('\n');
         }
     } else {
-        fprintf(stderr, "%s: %.*s\n", batchd_status_name(r->status),
-                (int)r->len, r->data ? (const char *)r->data : "");
+        fprintf(stderr, "%s: ", batchd_status_name(r->status));
+        put_escaped(stderr, r->data ? (const char *)r->data : "", r->len);
+        putc('\n', stderr);
         rc = CTL_EXIT_STATUS;
     }
     batchd_reply_free(r);
@@ -129,7 +161,7 @@ static int control(const struct ctl *ctl, const char *cmd,
     return rc;
 }
 
-/* ping, health, pause, resume, drain, reload: a CONTROL named after the
+/* ping, pause, resume, drain, reload: a CONTROL named after the
  * command, without arguments. */
 static int cmd_plain(const struct ctl *ctl, int argc, char **argv)
 {
@@ -138,16 +170,17 @@ static int cmd_plain(const struct ctl *ctl, int argc, char **argv)
     return control(ctl, argv[0], NULL, 0);
 }
 
-static int cmd_stats(const struct ctl *ctl, int argc, char **argv)
+/* stats and health: text for people by default, JSON with --json. */
+static int cmd_report(const struct ctl *ctl, int argc, char **argv)
 {
     static const char *const text[] = { "format", "text" };
     static const char *const json[] = { "format", "json" };
 
     if (argc == 2 && strcmp(argv[1], "--json") == 0)
-        return control(ctl, "stats", json, 1);
+        return control(ctl, argv[0], json, 1);
     if (argc > 1)
-        return usage_error("stats", "the only option is --json");
-    return control(ctl, "stats", text, 1);
+        return usage_error(argv[0], "the only option is --json");
+    return control(ctl, argv[0], text, 1);
 }
 
 /* The item to send: argv's DATA, or all of stdin. On success *data
@@ -254,17 +287,23 @@ static int cmd_bench(const struct ctl *ctl, int argc, char **argv)
     return ctl_bench(ctl->socket, ctl->timeout_ms, argc, argv);
 }
 
+static int cmd_top(const struct ctl *ctl, int argc, char **argv)
+{
+    return ctl_top(ctl->socket, ctl->timeout_ms, argc, argv);
+}
+
 static const struct ctl_cmd commands[] = {
     { "ping", cmd_plain },
     { "load", cmd_item },
     { "send", cmd_item },
-    { "stats", cmd_stats },
-    { "health", cmd_plain },
+    { "stats", cmd_report },
+    { "health", cmd_report },
     { "pause", cmd_plain },
     { "resume", cmd_plain },
     { "drain", cmd_plain },
     { "reload", cmd_plain },
     { "bench", cmd_bench },
+    { "top", cmd_top },
 };
 
 static const struct ctl_cmd *find_command(const char *name)
@@ -276,20 +315,22 @@ static const struct ctl_cmd *find_command(const char *name)
 }
 
 /* The global options, up to the command name. Returns the index of the
- * command in argv, 0 for --help, or -1 on a usage error. */
+ * command in argv, 0 for --help or --version (done), or -1 on a usage
+ * error. */
 static int parse_global(int argc, char **argv, struct ctl *ctl)
 {
     static const struct option longopts[] = {
         { "socket", required_argument, NULL, 's' },
         { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     uint64_t v;
     int ch;
 
     /* '+': stop at the command, whose options are its own. */
-    while ((ch = getopt_long(argc, argv, "+s:t:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "+s:t:hV", longopts, NULL)) != -1) {
         switch (ch) {
         case 's':
             ctl->socket = optarg;
@@ -302,6 +343,10 @@ static int parse_global(int argc, char **argv, struct ctl *ctl)
             ctl->timeout_ms = (int)v;
             break;
         case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("batchctl %s\n", BATCHD_VERSION);
             return 0;
         default:
             return -1;
@@ -321,22 +366,20 @@ int main(int argc, char **argv)
     int first, rc;
 
     first = parse_global(argc, argv, &ctl);
-    if (first == 0) {
-        usage(stdout);
-        return CTL_EXIT_OK;
-    }
+    if (first == 0)
+        return fflush(stdout) == 0 ? CTL_EXIT_OK : CTL_EXIT_IO;
     if (first < 0) {
-        usage(stderr);
+        usage_hint();
         return CTL_EXIT_USAGE;
     }
     cmd = find_command(argv[first]);
     if (cmd == NULL) {
         fprintf(stderr, "batchctl: unknown command '%s'\n", argv[first]);
-        usage(stderr);
+        usage_hint();
         return CTL_EXIT_USAGE;
     }
     rc = cmd->run(&ctl, argc - first, argv + first);
     if (rc == CTL_EXIT_USAGE)
-        usage(stderr);
+        usage_hint();
     return rc;
 }

@@ -11,7 +11,7 @@
 enum ctl_exit {
     CTL_EXIT_OK = 0,          /* every answer was OK or ACCEPTED */
     CTL_EXIT_STATUS = 1,      /* the daemon answered another status */
-    CTL_EXIT_USAGE = 2,       /* bad command line; usage was printed */
+    CTL_EXIT_USAGE = 2,       /* bad command line; a hint was printed */
     CTL_EXIT_IO = 3,          /* could not connect, or the connection failed */
 };
 

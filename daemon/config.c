@@ -63,6 +63,7 @@ struct opt {
     uint64_t min, max;      /* numbers: inclusive bounds */
     const char *const *names;              /* OPT_ENUM: NULL-terminated */
     const char *(*check)(const char *val); /* OPT_STR: extra validator */
+    const char *help;       /* one sentence for batchd.conf(5) (--dump-options) */
 };
 
 #define AT(type, field) .off = offsetof(struct type, field), \
@@ -112,68 +113,117 @@ _Static_assert(BD_POLICY_IMMEDIATE == 0 && BD_POLICY_BALANCED == 3,
 /* [daemon]. conf/batchd.conf documents every row; keep them in step. */
 static const struct opt daemon_opts[] = {
     { .name = "socket", .kind = OPT_STR, AT(bd_config, socket),
-      .def = "/run/batchd/batchd.sock", .check = check_socket_path },
+      .def = "/run/batchd/batchd.sock", .check = check_socket_path,
+      .help = "Path of the listening Unix socket (at most 107 bytes). Not used "
+              "when systemd passes the socket (batchd.socket)." },
     { .name = "socket_mode", .kind = OPT_OCTAL, AT(bd_config, socket_mode),
-      .def = "0660", .min = 0, .max = 0777 },
-    { .name = "socket_group", .kind = OPT_STR, AT(bd_config, socket_group) },
+      .def = "0660", .min = 0, .max = 0777,
+      .help = "Mode of the socket file, in octal, applied from the moment it is"
+              " created." },
+    { .name = "socket_group", .kind = OPT_STR, AT(bd_config, socket_group),
+      .help = "Group that owns the socket file (a name or number); unset: the "
+              "daemon's group." },
     { .name = "sink_dir", .kind = OPT_STR, AT(bd_config, sink_dir),
-      .def = BD_SINKDIR },
+      .def = BD_SINKDIR,
+      .help = "Where a bare plugin name (plugin = echo) is looked up as "
+              "NAME.so; --sink-dir overrides it." },
     { .name = "max_frame", .kind = OPT_SIZE, AT(bd_config, max_frame),
-      .def = "1M", .min = 64, .max = 64 * MIB },
+      .def = "1M", .min = 64, .max = 64 * MIB,
+      .help = "Largest request frame body in bytes; a larger frame is refused "
+              "unread." },
     { .name = "max_conns", .kind = OPT_INT, AT(bd_config, max_conns),
-      .def = "1024", .min = 1, .max = 1000000 },
+      .def = "1024", .min = 1, .max = 1000000,
+      .help = "Client connections open at once; above it new connections are "
+              "closed." },
     { .name = "max_queued_items", .kind = OPT_INT,
       AT(bd_config, max_queued_items), .def = "1000000", .min = 1,
-      .max = TIB },
+      .max = TIB,
+      .help = "Items queued over all keys; above it items are answered "
+              "OVERLOADED." },
     { .name = "max_queued_bytes", .kind = OPT_SIZE,
       AT(bd_config, max_queued_bytes), .def = "256M", .min = KIB,
-      .max = TIB },
+      .max = TIB,
+      .help = "Payload bytes queued over all keys: the main memory bound." },
     { .name = "max_concurrency", .kind = OPT_INT,
-      AT(bd_config, max_concurrency), .def = "8", .min = 1, .max = 1024 },
+      AT(bd_config, max_concurrency), .def = "8", .min = 1, .max = 1024,
+      .help = "Sink calls in flight over all sinks; also the number of sink "
+              "worker threads." },
     { .name = "shutdown_grace_ms", .kind = OPT_INT,
       AT(bd_config, shutdown_grace_ms), .def = "10000", .min = 0,
-      .max = 3600000 },
+      .max = 3600000,
+      .help = "At SIGTERM, how long running sink calls may finish after every "
+              "open batch was flushed; what is left is answered SHUTTING_DOWN." },
     { .name = "conn_out_soft", .kind = OPT_SIZE, AT(bd_config, conn_out_soft),
-      .def = "4M", .min = KIB, .max = GIB },
+      .def = "4M", .min = KIB, .max = GIB,
+      .help = "Reply backlog of one connection at which the daemon stops "
+              "reading from it." },
     { .name = "conn_out_hard", .kind = OPT_SIZE, AT(bd_config, conn_out_hard),
-      .def = "64M", .min = 4 * KIB, .max = 4 * GIB },
+      .def = "64M", .min = 4 * KIB, .max = 4 * GIB,
+      .help = "Reply backlog of one connection at which it is closed (more than"
+              " conn_out_soft)." },
     { .name = "log_level", .kind = OPT_ENUM, AT(bd_config, log_level),
-      .def = "info", .names = log_names },
+      .def = "info", .names = log_names,
+      .help = "Least severe log lines written." },
     { .name = "frame_timeout_ms", .kind = OPT_INT,
       AT(bd_config, frame_timeout_ms), .def = "10000", .min = 0,
-      .max = 3600000 },
+      .max = 3600000,
+      .help = "A frame whose first byte arrived must be complete within this "
+              "time, or the connection is closed (0 = off)." },
     { .name = "idle_timeout_ms", .kind = OPT_INT,
-      AT(bd_config, idle_timeout_ms), .def = "0", .min = 0, .max = 86400000 },
+      AT(bd_config, idle_timeout_ms), .def = "0", .min = 0, .max = 86400000,
+      .help = "Close a connection with nothing in flight that sent nothing for "
+              "this long (0 = off)." },
     { .name = "write_stall_timeout_ms", .kind = OPT_INT,
       AT(bd_config, write_stall_timeout_ms), .def = "30000", .min = 0,
-      .max = 3600000 },
+      .max = 3600000,
+      .help = "Close a connection whose pending replies could not be written "
+              "for this long (0 = off)." },
     { .name = "max_bad_requests", .kind = OPT_INT,
-      AT(bd_config, max_bad_requests), .def = "16", .min = 1, .max = 1000000 },
+      AT(bd_config, max_bad_requests), .def = "16", .min = 1, .max = 1000000,
+      .help = "Malformed or refused requests in a row after which a connection "
+              "is closed." },
     { .name = "allow_uids", .kind = OPT_STR, AT(bd_config, allow_uids),
-      .check = check_id_list },
+      .check = check_id_list,
+      .help = "Users (names or uids, comma-separated) allowed to connect; unset"
+              " with allow_gids unset: anyone who can open the socket." },
     { .name = "allow_gids", .kind = OPT_STR, AT(bd_config, allow_gids),
-      .check = check_id_list },
+      .check = check_id_list,
+      .help = "Groups (names or gids, comma-separated) whose members may "
+              "connect." },
     { .name = "admin_uids", .kind = OPT_STR, AT(bd_config, admin_uids),
-      .check = check_id_list },
+      .check = check_id_list,
+      .help = "Users who may pause, resume, drain and see per-key stats, "
+              "besides root and the daemon's own user." },
     { .name = "admin_gids", .kind = OPT_STR, AT(bd_config, admin_gids),
-      .check = check_id_list },
+      .check = check_id_list,
+      .help = "Groups whose members are admins, as admin_uids." },
     { .name = NULL },
 };
 
 /* [sink.NAME]; any other key goes to the sink's kv list. */
 static const struct opt sink_opts[] = {
     { .name = "plugin", .kind = OPT_STR, .flags = OPT_REQUIRED,
-      AT(bd_sink_conf, plugin) },
+      AT(bd_sink_conf, plugin),
+      .help = "Required. A path to the plugin's .so, or a bare name looked up "
+              "in sink_dir as NAME.so." },
     { .name = "isolation", .kind = OPT_ENUM, AT(bd_sink_conf, isolation),
-      .def = "inproc", .names = isolation_names },
+      .def = "inproc", .names = isolation_names,
+      .help = "inproc: the plugin runs inside the daemon; process: in a sink-"
+              "runner child, so its crash or hang cannot take the daemon down." },
     { .name = "restart_base_ms", .kind = OPT_INT,
       AT(bd_sink_conf, restart_base_ms), .def = "100", .min = 1,
-      .max = 3600000 },
+      .max = 3600000,
+      .help = "process: first restart delay after a crash, doubled on each "
+              "crash in a row." },
     { .name = "restart_cap_ms", .kind = OPT_INT,
       AT(bd_sink_conf, restart_cap_ms), .def = "10000", .min = 1,
-      .max = 3600000 },
+      .max = 3600000,
+      .help = "process: longest restart delay." },
     { .name = "unhealthy_after", .kind = OPT_INT,
-      AT(bd_sink_conf, unhealthy_after), .def = "5", .min = 1, .max = 1000 },
+      AT(bd_sink_conf, unhealthy_after), .def = "5", .min = 1, .max = 1000,
+      .help = "process: crashes in a row after which new items get "
+              "SINK_UNAVAILABLE at once, until a restarted runner completes a "
+              "batch." },
     { .name = NULL },
 };
 
@@ -182,52 +232,84 @@ static const char *const off_on_names[] = {"off", "on", NULL};
 
 static const struct opt route_opts[] = {
     { .name = "match", .kind = OPT_STR, .flags = OPT_REQUIRED,
-      AT(bd_route_conf, match) },
+      AT(bd_route_conf, match),
+      .help = "Required. An exact key or an fnmatch(3) glob; \"*\" makes a "
+              "default route. Routes are tried in file order." },
     { .name = "sink", .kind = OPT_STR, .flags = OPT_REQUIRED,
-      AT(bd_route_conf, sink) },
+      AT(bd_route_conf, sink),
+      .help = "Required. NAME of a [sink.NAME] section." },
     { .name = "policy", .kind = OPT_ENUM, AT(bd_route_conf, policy),
-      .def = "duration", .names = policy_names },
+      .def = "duration", .names = policy_names,
+      .help = "When a batch is sent: immediate (a free slot), size (only full "
+              "batches), duration (full, or max_delay_us after its first item),"
+              " balanced (wait for min_items only while every slot is busy)." },
     { .name = "max_items", .kind = OPT_INT, AT(bd_route_conf, max_items),
-      .def = "100", .min = 1, .max = 1000000 },
+      .def = "100", .min = 1, .max = 1000000,
+      .help = "Items per batch." },
     { .name = "max_bytes", .kind = OPT_SIZE, AT(bd_route_conf, max_bytes),
-      .def = "1M", .min = 1, .max = 256 * MIB },
+      .def = "1M", .min = 1, .max = 256 * MIB,
+      .help = "Payload bytes per batch, a hard ceiling: the item that would "
+              "overflow it starts the next batch." },
     { .name = "max_delay_us", .kind = OPT_INT,
       AT(bd_route_conf, max_delay_us), .def = "1000", .min = 0,
-      .max = 60000000 },
+      .max = 60000000,
+      .help = "Microseconds from a batch's first item until it is sent "
+              "(duration, balanced)." },
     { .name = "min_items", .kind = OPT_INT, AT(bd_route_conf, min_items),
-      .def = "1", .min = 1, .max = 1000000 },
+      .def = "1", .min = 1, .max = 1000000,
+      .help = "balanced: items to wait for while no slot is free (at most "
+              "max_items)." },
     { .name = "key_concurrency", .kind = OPT_INT,
-      AT(bd_route_conf, key_concurrency), .def = "1", .min = 1, .max = 1024 },
+      AT(bd_route_conf, key_concurrency), .def = "1", .min = 1, .max = 1024,
+      .help = "Sink calls in flight per key; above 1, batches of one key may "
+              "finish out of order." },
     { .name = "key_max_items", .kind = OPT_INT,
       AT(bd_route_conf, key_max_items), .def = "100000", .min = 1,
-      .max = TIB },
+      .max = TIB,
+      .help = "Items queued per key; above it items are answered OVERLOADED." },
     { .name = "key_max_bytes", .kind = OPT_SIZE,
-      AT(bd_route_conf, key_max_bytes), .def = "64M", .min = 1, .max = TIB },
+      AT(bd_route_conf, key_max_bytes), .def = "64M", .min = 1, .max = TIB,
+      .help = "Payload bytes queued per key." },
     { .name = "deadline_ms", .kind = OPT_INT, AT(bd_route_conf, deadline_ms),
-      .def = "0", .min = 0, .max = 86400000 },
+      .def = "0", .min = 0, .max = 86400000,
+      .help = "Default deadline of each item from its arrival; a client may "
+              "shorten it (0 = none)." },
     { .name = "max_attempts", .kind = OPT_INT,
-      AT(bd_route_conf, max_attempts), .def = "3", .min = 1, .max = 100 },
+      AT(bd_route_conf, max_attempts), .def = "3", .min = 1, .max = 100,
+      .help = "Sink calls per item (1 = no retries); then RETRY_EXHAUSTED." },
     { .name = "retry_base_ms", .kind = OPT_INT,
       AT(bd_route_conf, retry_base_ms), .def = "100", .min = 1,
-      .max = 3600000 },
+      .max = 3600000,
+      .help = "First retry delay; each next one doubles up to retry_cap_ms, "
+              "drawn between 50% and 100% (jitter)." },
     { .name = "retry_cap_ms", .kind = OPT_INT,
       AT(bd_route_conf, retry_cap_ms), .def = "10000", .min = 1,
-      .max = 3600000 },
+      .max = 3600000,
+      .help = "Longest retry delay." },
     { .name = "delivery_timeout_ms", .kind = OPT_INT,
       AT(bd_route_conf, delivery_timeout_ms), .def = "60000", .min = 0,
-      .max = 86400000 },
+      .max = 86400000,
+      .help = "No retry is scheduled past this long after the item arrived (0 ="
+              " no limit)." },
     { .name = "sink_timeout_ms", .kind = OPT_INT,
       AT(bd_route_conf, sink_timeout_ms), .def = "30000", .min = 0,
-      .max = 86400000 },
+      .max = 86400000,
+      .help = "Bound on one sink call; a later answer is dropped (0 = none)." },
     { .name = "on_sink_timeout", .kind = OPT_ENUM,
       AT(bd_route_conf, on_sink_timeout), .def = "retry",
-      .names = on_timeout_names },
+      .names = on_timeout_names,
+      .help = "retry: a timed-out call counts as an attempt; fail: its items "
+              "are answered SINK_TIMEOUT at once." },
     { .name = "coalesce_inflight", .kind = OPT_ENUM,
       AT(bd_route_conf, coalesce_inflight), .def = "off",
-      .names = off_on_names },
+      .names = off_on_names,
+      .help = "on: an item with a dedup_id also joins a sink call already "
+              "running for it; off: only a queued item." },
     { .name = "priority_aging_ms", .kind = OPT_INT,
       AT(bd_route_conf, priority_aging_ms), .def = "1000", .min = 0,
-      .max = 86400000 },
+      .max = 86400000,
+      .help = "An item queued this long counts as top priority, so low "
+              "priorities are never starved (0 = never)." },
     { .name = NULL },
 };
 
@@ -1232,4 +1314,53 @@ int bd_policy_parse(const char *s)
         if (strcmp(policy_names[i], s) == 0)
             return i;
     return -1;
+}
+
+/* ---- --dump-options ---- */
+
+static const char *const kind_names[] = {
+    [OPT_STR] = "string", [OPT_INT] = "integer", [OPT_SIZE] = "size",
+    [OPT_OCTAL] = "mode", [OPT_ENUM] = "enum",
+};
+
+/* The allowed values: "lo..hi" for numbers, "a|b" for enums, "-". */
+static void fmt_range(const struct opt *o, char *buf, size_t len)
+{
+    char lo[32], hi[32];
+    size_t n = 0;
+
+    if (o->kind == OPT_STR) {
+        snprintf(buf, len, "-");
+    } else if (o->kind == OPT_ENUM) {
+        buf[0] = '\0';
+        for (size_t i = 0; o->names[i] != NULL && n < len; i++)
+            n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? "|" : "",
+                                  o->names[i]);
+    } else {
+        fmt_num(o, o->min, lo, sizeof(lo));
+        fmt_num(o, o->max, hi, sizeof(hi));
+        snprintf(buf, len, "%s..%s", lo, hi);
+    }
+}
+
+static void dump_table(FILE *out, const char *section, const struct opt *opts)
+{
+    char range[128];
+
+    for (const struct opt *o = opts; o->name != NULL; o++) {
+        fmt_range(o, range, sizeof(range));
+        fprintf(out, "%s\t%s\t%s\t%s\t%s\t%s\n", section, o->name,
+                kind_names[o->kind],
+                (o->flags & OPT_REQUIRED) ? "(required)"
+                : o->def ? o->def : "(unset)",
+                range, o->help ? o->help : "");
+    }
+}
+
+int bd_config_dump_options(FILE *out)
+{
+    dump_table(out, "daemon", daemon_opts);
+    dump_table(out, "sink", sink_opts);
+    dump_table(out, "route", route_opts);
+    return ferror(out) ? -1 : 0;
 }

@@ -133,6 +133,14 @@ void bd_config_free(struct bd_config *cfg);
  */
 int bd_config_print(const struct bd_config *cfg, FILE *out);
 
+/*
+ * The option table, one row per option: section (daemon, sink, route),
+ * name, type, default ("(unset)", "(required)"), range ("lo..hi",
+ * "a|b|c" or "-") and help, separated by tabs. For batchd
+ * --dump-options, from which man/gen-conf.sh writes batchd.conf(5).
+ */
+int bd_config_dump_options(FILE *out);
+
 /* The policy's name ("unknown" when out of range), and back; -1 for an
  * unknown name. */
 const char *bd_policy_name(int policy);

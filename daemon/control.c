@@ -21,7 +21,7 @@ static int str_is(const msgpack_object *o, const char *s)
            memcmp(o->via.str.ptr, s, n) == 0;
 }
 
-/* args["format"] of stats: 1 for "json" (or no format), 0 for "text",
+/* args["format"] of stats and health: 1 for "json" (or no format), 0 for "text",
  * -1 for anything else, which is refused rather than answered in a
  * format the client did not ask for. */
 static int stats_json(const struct bd_msg *m)
@@ -77,7 +77,7 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
     }
     if (is_cmd(m, "ping")) {
         reply_text(c, m, BATCHD_OK, "pong");
-    } else if (is_cmd(m, "stats")) {
+    } else if (is_cmd(m, "stats") || is_cmd(m, "health")) {
         int json = stats_json(m);
 
         if (json < 0) {
@@ -87,11 +87,10 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
             return BATCHD_BAD_REQUEST;
         }
         /* Key names and counts tell one client about the others' keys. */
-        reply_buf(c, m, &b, bd_stats_render(srv, json,
-                                            bd_access_admin(srv->access, c->uid,
-                                                            c->gid), &b));
-    } else if (is_cmd(m, "health")) {
-        reply_buf(c, m, &b, bd_stats_health(srv, &b));
+        reply_buf(c, m, &b, is_cmd(m, "health") ? bd_stats_health(srv, json, &b)
+                  : bd_stats_render(srv, json, bd_access_admin(srv->access,
+                                                               c->uid, c->gid),
+                                    &b));
     } else if (is_cmd(m, "pause")) {
         if (srv->core.state == BD_STATE_RUNNING)
             srv->core.state = BD_STATE_PAUSED;

@@ -1,5 +1,7 @@
 /*
- * log.h - one line per event on stderr: "batchd[pid]: LEVEL message".
+ * log.h - one line per event on stderr: "batchd[pid]: LEVEL: message",
+ * after "<PRIO>" (its syslog priority) when stderr is journald's stream
+ * (JOURNAL_STREAM), else after a local ISO 8601 timestamp.
  * Rejects always carry the key and the reason.
  */
 #ifndef BD_LOG_H

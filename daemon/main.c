@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "config.h"
@@ -33,6 +35,8 @@ static void usage(FILE *f)
             "      --log-level L     error, warn, info or debug\n"
             "      --check-config    validate FILE and the sinks it names, print\n"
             "                        the effective configuration, and exit\n"
+            "      --dump-options    print the option table (section, name, type,\n"
+            "                        default, range, help; tab-separated) and exit\n"
             "  -V, --version         print the version\n"
             "  -h, --help            this text\n");
 }
@@ -45,6 +49,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"sink-dir", required_argument, NULL, 'd'},
         {"log-level", required_argument, NULL, 'l'},
         {"check-config", no_argument, NULL, 'k'},
+        {"dump-options", no_argument, NULL, 'D'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -59,6 +64,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         case 'l': o->log_level = optarg; break;
         case 'k': o->check_only = 1; break;
         case 'V': printf("batchd %s\n", BD_VERSION); exit(0);
+        case 'D': exit(bd_config_dump_options(stdout) == 0 ? 0 : 1);
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -81,16 +87,27 @@ static int parse_level(const char *s)
 }
 
 /* Command-line overrides win over the file. */
+static int replace_str(char **field, const char *value)
+{
+    char *s;
+
+    if (value == NULL)
+        return 0;
+    s = bd_strdup(value);
+    if (s == NULL)
+        return -1;
+    bd_free(*field);
+    *field = s;
+    return 0;
+}
+
 static int apply_overrides(struct bd_config *cfg, const struct opts *o)
 {
-    if (o->socket != NULL) {
-        char *s = bd_strdup(o->socket);
-
-        if (s == NULL)
-            return -1;
-        bd_free(cfg->socket);
-        cfg->socket = s;
-    }
+    /* --sink-dir goes into the config too, so --check-config prints
+     * the directory actually searched. */
+    if (replace_str(&cfg->socket, o->socket) != 0 ||
+        replace_str(&cfg->sink_dir, o->sink_dir) != 0)
+        return -1;
     if (o->log_level != NULL) {
         int lvl = parse_level(o->log_level);
 
@@ -104,12 +121,40 @@ static int apply_overrides(struct bd_config *cfg, const struct opts *o)
     return 0;
 }
 
+/*
+ * Run from a build tree (build/batchd beside build/sinks/) without
+ * --sink-dir, the sinks are looked for where an install would put them:
+ * say where the freshly built ones are. Prints nothing otherwise.
+ */
+static void hint_build_sinks(const struct bd_config *cfg, const struct opts *o)
+{
+    char exe[4096], dir[4200];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *slash;
+    struct stat st;
+
+    if (o->sink_dir != NULL || n <= 0)
+        return;
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0';
+    snprintf(dir, sizeof(dir), "%s/sinks", exe);
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+        strcmp(dir, cfg->sink_dir) != 0)
+        fprintf(stderr, "batchd: sinks are looked up in %s (sink_dir); this "
+                "batchd runs from a build tree: add --sink-dir %s\n",
+                cfg->sink_dir, dir);
+}
+
 static int check_config(struct bd_config *cfg, const struct opts *o)
 {
     char err[512];
 
     if (bd_sink_check_all(cfg, o->sink_dir, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s: %s\n", cfg->path, err);
+        hint_build_sinks(cfg, o);
         return 1;
     }
     bd_config_print(cfg, stdout);
@@ -152,6 +197,7 @@ int main(int argc, char **argv)
     sinks = bd_sink_load_all(cfg, o.sink_dir, err, sizeof(err));
     if (sinks == NULL) {
         bd_log_error("%s", err);
+        hint_build_sinks(cfg, &o);
         bd_config_free(cfg);
         return 1;
     }

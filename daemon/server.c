@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <grp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <dirent.h>
@@ -293,6 +294,23 @@ static int set_group(const char *path, const char *group, char *err,
     return 0;
 }
 
+/* A missing directory is the usual first-run failure (the default
+ * /run/batchd exists only under systemd): say how to get past it. */
+static void bind_error(const char *path, int e, char *err, size_t errlen)
+{
+    if (e == ENOENT)
+        snprintf(err, errlen, "socket %s: bind: the directory does not exist; "
+                 "create it (mkdir -p and chown it to the daemon's user), "
+                 "start batchd through batchd.socket/batchd.service "
+                 "(RuntimeDirectory=batchd), or pass --socket PATH", path);
+    else if (e == EACCES)
+        snprintf(err, errlen, "socket %s: bind: %s: uid %d may not create "
+                 "files in its directory; chown the directory to this user "
+                 "or pass --socket PATH", path, strerror(e), (int)geteuid());
+    else
+        snprintf(err, errlen, "socket %s: bind: %s", path, strerror(e));
+}
+
 static int listen_unix(struct bd_server *srv, char *err, size_t errlen)
 {
     const struct bd_config *cfg = srv->cfg;
@@ -319,7 +337,7 @@ static int listen_unix(struct bd_server *srv, char *err, size_t errlen)
     rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
     if (rc != 0) {
-        snprintf(err, errlen, "socket %s: bind: %s", cfg->socket, strerror(errno));
+        bind_error(cfg->socket, errno, err, errlen);
         goto out_close;
     }
     srv->socket_owned = 1;
@@ -343,9 +361,33 @@ out_close:
     return -1;
 }
 
+/* The path of the socket we listen on, read back from the socket
+ * itself: under socket activation it is the one systemd handed us,
+ * which need not be the config's. */
+static const char *listen_name(const struct bd_server *srv, char *buf,
+                               size_t len)
+{
+    struct sockaddr_un sa;
+    socklen_t salen = sizeof(sa);
+
+    memset(&sa, 0, sizeof(sa));
+    if (srv->listen_fd < 0 ||
+        getsockname(srv->listen_fd, (struct sockaddr *)&sa, &salen) != 0 ||
+        sa.sun_family != AF_UNIX || salen <= offsetof(struct sockaddr_un, sun_path))
+        snprintf(buf, len, "%s", srv->cfg->socket);
+    else if (sa.sun_path[0] == '\0')   /* abstract namespace */
+        snprintf(buf, len, "@%.*s", (int)(salen - offsetof(struct sockaddr_un,
+                 sun_path) - 1), sa.sun_path + 1);
+    else
+        snprintf(buf, len, "%.*s", (int)sizeof(sa.sun_path), sa.sun_path);
+    return buf;
+}
+
 /* systemd socket activation: use the passed socket when there is one. */
 static int listen_activated(struct bd_server *srv, char *err, size_t errlen)
 {
+    char name[sizeof(((struct sockaddr_un *)0)->sun_path) + 2];
+
     int n = sd_listen_fds(1);
 
     if (n <= 0)
@@ -359,7 +401,8 @@ static int listen_activated(struct bd_server *srv, char *err, size_t errlen)
     srv->listen_fd = SD_LISTEN_FDS_START;
     evutil_make_socket_nonblocking(srv->listen_fd);
     evutil_make_socket_closeonexec(srv->listen_fd);
-    bd_log_info("using the socket passed by systemd");
+    bd_log_info("using the socket passed by systemd: %s",
+                listen_name(srv, name, sizeof(name)));
     return 1;
 }
 
@@ -408,7 +451,9 @@ void bd_server_stop(struct bd_server *srv)
     if (srv->core.state == BD_STATE_STOPPING)
         return;
     srv->core.state = BD_STATE_STOPPING;
-    sd_notify(0, "STOPPING=1");
+    sd_notifyf(0, "STOPPING=1\nSTATUS=draining %llu queued items, %u "
+               "running batches", (unsigned long long)srv->core.nqueued,
+               srv->core.inflight);
     bd_log_info("stopping: %llu items queued, %u batches running",
                 (unsigned long long)srv->core.nqueued, srv->core.inflight);
     close_listener(srv);
@@ -597,10 +642,13 @@ out_free:
 
 int bd_server_run(struct bd_server *srv)
 {
+    char name[sizeof(((struct sockaddr_un *)0)->sun_path) + 2];
+
+    listen_name(srv, name, sizeof(name));
     bd_log_info("ready: listening on %s (%zu sinks, %zu routes, %u workers)",
-                srv->cfg->socket, srv->cfg->nsinks, srv->cfg->nroutes,
+                name, srv->cfg->nsinks, srv->cfg->nroutes,
                 srv->cfg->max_concurrency);
-    sd_notify(0, "READY=1");
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %s", name);
     event_base_dispatch(srv->base);
     bd_log_info("stopped: %llu items in, %llu batches, %llu replies",
                 (unsigned long long)srv->core.ctr.items_in,

@@ -52,6 +52,24 @@ static int json_str(struct bd_buf *b, const char *s, size_t n)
     return rc ? rc : bprintf(b, "\"");
 }
 
+/* A key in the text format, one space-separated word: control bytes,
+ * DEL, spaces and backslashes become \xNN, so a key cannot break a line
+ * or drive a terminal. */
+static int text_str(struct bd_buf *b, const char *s, size_t n)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        if (ch <= 0x20 || ch == 0x7f || ch == '\\')
+            rc = bprintf(b, "\\x%02x", ch);
+        else
+            rc = bd_buf_append(b, &s[i], 1);
+    }
+    return rc;
+}
+
 struct key_walk {
     struct bd_buf *out;
     int json;
@@ -136,11 +154,13 @@ static void key_cb(const struct bd_key *k, void *arg)
         w->rc |= render_lanes(w->out, k, 1);
         w->rc |= bprintf(w->out, "}");
     } else {
-        w->rc |= bprintf(w->out, "key %s route=%s idle=%d queued=%llu bytes=%llu "
+        w->rc |= bprintf(w->out, "key ");
+        w->rc |= text_str(w->out, k->name, k->len);
+        w->rc |= bprintf(w->out, " route=%s idle=%d queued=%llu bytes=%llu "
                          "retry_waiting=%llu inflight=%u inflight_items=%llu "
                          "batches=%llu items=%llu max_batch=%u coalesced=%llu "
                          "rejects=%llu",
-                         k->name, k->route->name, idle,
+                         k->route->name, idle,
                          (unsigned long long)k->nqueued,
                          (unsigned long long)k->qbytes,
                          (unsigned long long)k->nretry, k->inflight,
@@ -297,12 +317,28 @@ int bd_stats_render(struct bd_server *srv, int json, int detail,
                   render_text(srv, detail, out);
 }
 
-int bd_stats_health(struct bd_server *srv, struct bd_buf *out)
+/* A sink's state for health: "unhealthy" while an isolated sink keeps
+ * crashing (admission answers SINK_UNAVAILABLE), else "ok". */
+static const char *sink_state(const struct bd_sink *sk)
+{
+    return sk->unhealthy ? "unhealthy" : "ok";
+}
+
+int bd_stats_health(struct bd_server *srv, int json, struct bd_buf *out)
 {
     const char *status = srv->core.state == BD_STATE_RUNNING ? "ok" :
                          srv->core.state == BD_STATE_PAUSED ? "paused" : "stopping";
+    int rc;
 
-    return bprintf(out, "{\"status\":\"%s\",\"conns\":%u,\"queued_items\":%llu,"
-                   "\"inflight_batches\":%u}", status, srv->nconns,
-                   (unsigned long long)srv->core.nqueued, srv->core.inflight);
+    rc = bprintf(out, json ? "{\"status\":\"%s\",\"conns\":%u,"
+                 "\"queued_items\":%llu,\"inflight_batches\":%u,\"sinks\":{"
+                 : "status %s\nconns %u\nqueued_items %llu\n"
+                 "inflight_batches %u\n", status, srv->nconns,
+                 (unsigned long long)srv->core.nqueued, srv->core.inflight);
+    for (size_t i = 0; i < srv->cfg->nsinks && rc == 0; i++)
+        rc = bprintf(out, json ? "%s\"%s\":{\"plugin\":\"%s\",\"state\":\"%s\"}"
+                     : "%ssink %s plugin=%s state=%s\n", json && i ? "," : "",
+                     srv->sinks[i].name, srv->sinks[i].vt->name,
+                     sink_state(&srv->sinks[i]));
+    return rc | (json ? bprintf(out, "}}") : 0);
 }

@@ -15,8 +15,10 @@ struct bd_server;
 int bd_stats_render(struct bd_server *srv, int json, int detail,
                     struct bd_buf *out);
 
-/* Append {"status":...} health JSON. Returns 0 or -1. */
-int bd_stats_health(struct bd_server *srv, struct bd_buf *out);
+/* Append health: the daemon's state and each sink's (ok, unhealthy),
+ * as JSON {"status":..,"sinks":{NAME:{"plugin":..,"state":..}}} or as
+ * text lines. Returns 0 or -1. */
+int bd_stats_health(struct bd_server *srv, int json, struct bd_buf *out);
 
 /* At most this many keys are listed one by one in stats. */
 #define BD_STATS_MAX_KEYS 1000
