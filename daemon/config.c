@@ -38,7 +38,7 @@
 #define TIB (1024ULL * GIB)
 
 #define NAME_MAX_LEN 64     /* [sink.NAME] and [route.NAME] */
-#define MAX_OPTS 24         /* rows per table (per-section bookkeeping) */
+#define MAX_OPTS 28         /* rows per table (per-section bookkeeping) */
 #define MAX_ERRORS 100      /* error lines kept; the rest are counted */
 #define RAW_LINE 1024       /* our line buffer; inih's is smaller anyway */
 
@@ -157,6 +157,16 @@ static const struct opt daemon_opts[] = {
       .check = check_id_list },
     { .name = "admin_gids", .kind = OPT_STR, AT(bd_config, admin_gids),
       .check = check_id_list },
+    { .name = "spool_dir", .kind = OPT_STR, AT(bd_config, spool_dir) },
+    { .name = "spool_sync_window_us", .kind = OPT_INT,
+      AT(bd_config, spool_sync_window_us), .def = "0", .min = 0,
+      .max = 1000000 },
+    { .name = "spool_max_bytes", .kind = OPT_SIZE,
+      AT(bd_config, spool_max_bytes), .def = "1G", .min = 64 * KIB,
+      .max = TIB },
+    { .name = "spool_segment_bytes", .kind = OPT_SIZE,
+      AT(bd_config, spool_segment_bytes), .def = "16M", .min = 4 * KIB,
+      .max = GIB },
     { .name = NULL },
 };
 
@@ -179,6 +189,7 @@ static const struct opt sink_opts[] = {
 
 /* [route.NAME] */
 static const char *const off_on_names[] = {"off", "on", NULL};
+static const char *const no_yes_names[] = {"no", "yes", NULL};
 
 static const struct opt route_opts[] = {
     { .name = "match", .kind = OPT_STR, .flags = OPT_REQUIRED,
@@ -228,6 +239,8 @@ static const struct opt route_opts[] = {
     { .name = "priority_aging_ms", .kind = OPT_INT,
       AT(bd_route_conf, priority_aging_ms), .def = "1000", .min = 0,
       .max = 86400000 },
+    { .name = "durable", .kind = OPT_ENUM, AT(bd_route_conf, durable),
+      .def = "no", .names = no_yes_names },
     { .name = NULL },
 };
 

@@ -29,6 +29,7 @@
 #include "call.h"
 #include "clock.h"
 #include "conn.h"
+#include "durable.h"
 #include "log.h"
 #include "msg.h"
 #include "server.h"
@@ -110,6 +111,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     bd_server_tick(srv);
     srv->flush_pending = 0;
     bd_batch_run_dirty(&srv->core);
+    bd_durable_end_pass(&srv->core); /* group commit, before the replies */
     while (srv->pending != NULL) {
         struct bd_conn *c = srv->pending;
 
@@ -571,6 +573,10 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
     if (srv->workers == NULL)
         goto out_free;
     srv->core.workers = srv->workers;
+    /* Items a previous run left in the spool are queued before the
+     * listener exists (and so before READY=1). */
+    if (bd_durable_start(&srv->core, err, errlen) != 0)
+        goto out_free;
     rc = listen_activated(srv, err, errlen);
     if (rc < 0 || (rc == 0 && listen_unix(srv, err, errlen) != 0))
         goto out_free;
@@ -624,6 +630,7 @@ void bd_server_free(struct bd_server *srv)
     /* Running batches (grace expired) still belong to their sink calls:
      * leave them, the workers and the plugin code alone. */
     bd_workers_free(srv->workers, idle);
+    bd_durable_stop(&srv->core); /* the last DONE records, then close */
     /* The loop is over: keys and queued items are ours to free even
      * when a stuck call still holds its own batch (and its items). */
     bd_batch_destroy_all(&srv->core);
