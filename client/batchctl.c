@@ -52,6 +52,8 @@ static void usage(FILE *f)
         "                        everything, exit (as SIGTERM; admin only)\n"
         "  reload                not supported yet (the daemon answers\n"
         "                        UNSUPPORTED): restart it to apply a config\n"
+        "  deadletters list      durable routes' dead letters, as JSON\n"
+        "  deadletters resend    queue them again and remove them (admin only)\n"
         CTL_BENCH_USAGE
         "\n"
         "exit status: 0 OK/ACCEPTED, 1 another status (printed as\n"
@@ -249,6 +251,17 @@ out_free_input:
     return rc;
 }
 
+/* deadletters list|resend: CONTROL "deadletters" with that action. */
+static int cmd_deadletters(const struct ctl *ctl, int argc, char **argv)
+{
+    const char *kv[2] = {"action", argc == 2 ? argv[1] : ""};
+
+    if (argc != 2 || (strcmp(argv[1], "list") != 0 &&
+                      strcmp(argv[1], "resend") != 0))
+        return usage_error(argv[0], "expects list or resend");
+    return control(ctl, "deadletters", kv, 1);
+}
+
 static int cmd_bench(const struct ctl *ctl, int argc, char **argv)
 {
     return ctl_bench(ctl->socket, ctl->timeout_ms, argc, argv);
@@ -264,6 +277,7 @@ static const struct ctl_cmd commands[] = {
     { "resume", cmd_plain },
     { "drain", cmd_plain },
     { "reload", cmd_plain },
+    { "deadletters", cmd_deadletters },
     { "bench", cmd_bench },
 };
 

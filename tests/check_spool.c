@@ -594,6 +594,77 @@ START_TEST(test_spool_full_refuses_then_resumes)
 }
 END_TEST
 
+/* ---- dead letters ---------------------------------------------------------------------- */
+
+/* batchctl deadletters ACTION against d: its stdout (free()). */
+static char *batchctl_dead(struct bd_test_daemon *d, const char *action)
+{
+    const char *argv[] = {bd_test_batchctl_bin(), "-s", bd_test_daemon_socket(d),
+                          "deadletters", action, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = bd_test_run(argv, bd_test_scaled(10000), &out, &err);
+
+    ck_assert_msg(rc == 0, "batchctl deadletters %s: exit %d: %s", action, rc,
+                  err ? err : "");
+    free(err);
+    return out;
+}
+
+/* Replace "fail_item = 1" in d's config by "fail_item = 0". */
+static void heal_sink(struct bd_test_daemon *d)
+{
+    size_t len;
+    char *conf = bd_test_read_file(bd_test_daemon_conf(d), &len);
+    char *p = conf ? strstr(conf, "fail_item = 1") : NULL;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(p);
+    p[strlen("fail_item = ")] = '0';
+    f = fopen(bd_test_daemon_conf(d), "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(conf, f);
+    fclose(f);
+    free(conf);
+}
+
+START_TEST(test_dead_letters_list_and_resend)
+{
+    struct bd_test_daemon *d = spool_daemon("", "fail_item = 1\n", "");
+    unsigned char acc[PER_ROUND] = {0};
+    int fd = client(d), delivered[ROUNDS * PER_ROUND] = {0}, n = 0;
+    char *out;
+
+    for (int i = 0; i < 20; i++)
+        send_one(fd, 2, i, 30);
+    ck_assert_int_eq(read_replies(fd, 20, acc, bd_test_scaled(10000)), 20);
+    bd_test_raw_close(fd);
+    wait_idle(d, 30000);
+    ck_assert_int_eq(stat_of(d, "spool_dead_lettered"), 20);
+    out = batchctl_dead(d, "list");
+    ck_assert_ptr_nonnull(strstr(out, "\"count\":20"));
+    ck_assert_ptr_nonnull(strstr(out, "\"key\":\"d0\",\"payload\":\"r2-7 "));
+    ck_assert_ptr_nonnull(strstr(out, "\"attempts\":1"));
+    free(out);
+    /* Dead letters survive a crash; a healed sink takes the re-sent ones. */
+    ck_assert_int_eq(bd_test_daemon_kill(d, SIGKILL), 128 + SIGKILL);
+    heal_sink(d);
+    restart(d);
+    ck_assert_int_eq(stat_of(d, "spool_recovered"), 0);
+    out = batchctl_dead(d, "resend");
+    ck_assert_str_eq(out, "resent 20\n");
+    free(out);
+    wait_idle(d, 30000);
+    out = batchctl_dead(d, "list");
+    ck_assert_ptr_nonnull(strstr(out, "\"count\":0"));
+    free(out);
+    read_ledger(d, delivered);
+    for (int i = 0; i < 20; i++)
+        n += delivered[2 * PER_ROUND + i] == 1;
+    ck_assert_int_eq(n, 20);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 /* ---- the suite ----------------------------------------------------------------------- */
 
 static Suite *spool_suite(void)
@@ -616,6 +687,7 @@ static Suite *spool_suite(void)
     bd_test_add(damage, test_damage_deleted_segment);
     bd_test_add(damage, test_damage_stale_checkpoint);
     bd_test_add(damage, test_spool_full_refuses_then_resumes);
+    bd_test_add(damage, test_dead_letters_list_and_resend);
     suite_add_tcase(s, damage);
     return s;
 }
