@@ -157,8 +157,12 @@ int bd_rec_decode(const uint8_t *p, size_t n, struct bd_rec *r, size_t *used)
 
 /* ---- scan ----------------------------------------------------------------- */
 
-/* The next offset after off where a valid record starts, or n. */
-static size_t resync(const uint8_t *buf, size_t n, size_t off)
+/* The next offset after off where a valid record starts, or n. Each
+ * candidate costs a checksum over its claimed length: *budget bounds
+ * those bytes over a whole scan, so a file crafted with a magic every
+ * few bytes cannot make recovery quadratic (past it, the rest of the
+ * file counts as damaged). */
+static size_t resync(const uint8_t *buf, size_t n, size_t off, size_t *budget)
 {
     static const uint8_t magic[4] = {0x42, 0x44, 0x53, 0x31};
     struct bd_rec r;
@@ -172,8 +176,15 @@ static size_t resync(const uint8_t *buf, size_t n, size_t off)
         i = (size_t)(m - buf);
         if (i + BD_REC_HDR > n)
             break;
-        if (memcmp(m, magic, 4) == 0 &&
-            bd_rec_decode(m, n - i, &r, &used) == BD_REC_OK)
+        if (memcmp(m, magic, 4) != 0)
+            continue;
+        used = BD_REC_HDR + (size_t)get32(m + 4);
+        if (used > n - i)
+            continue;  /* cannot be whole: no checksum to pay for */
+        if (used > *budget)
+            return n;
+        *budget -= used;
+        if (bd_rec_decode(m, n - i, &r, &used) == BD_REC_OK)
             return i;
     }
     return n;
@@ -183,7 +194,7 @@ int bd_rec_scan(const uint8_t *buf, size_t n,
                 int (*fn)(const struct bd_rec *r, size_t off, void *arg),
                 void *arg, struct bd_rec_scan *out)
 {
-    size_t off = 0;
+    size_t off = 0, budget = 8 * n + (1u << 20);
 
     memset(out, 0, sizeof(*out));
     out->first_bad = n;
@@ -202,7 +213,7 @@ int bd_rec_scan(const uint8_t *buf, size_t n,
             off += used;
             continue;
         }
-        next = resync(buf, n, off);
+        next = resync(buf, n, off, &budget);
         if (out->damaged == 0)
             out->first_bad = off;
         out->damaged++;
