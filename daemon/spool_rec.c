@@ -25,16 +25,72 @@ static void crc_init(void)
     crc_ready = 1;
 }
 
-uint32_t bd_crc32c(uint32_t crc, const void *p, size_t n)
+static uint32_t crc_sw(uint32_t crc, const uint8_t *b, size_t n)
 {
-    const uint8_t *b = p;
-
-    if (!crc_ready)
-        crc_init();
-    crc = ~crc;
     while (n--)
         crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
-    return ~crc;
+    return crc;
+}
+
+#if defined(__x86_64__)
+/* SSE4.2's crc32 instruction computes exactly CRC-32C, 8 bytes a step:
+ * the table loop was a third of the daemon's CPU on durable SENDs. */
+__attribute__((target("sse4.2")))
+static uint32_t crc_hw(uint32_t crc, const uint8_t *b, size_t n)
+{
+    uint64_t c = crc;
+
+    for (; n >= 8; n -= 8, b += 8) {
+        uint64_t w;
+
+        memcpy(&w, b, 8);
+        c = __builtin_ia32_crc32di(c, w);
+    }
+    crc = (uint32_t)c;
+    while (n--)
+        crc = __builtin_ia32_crc32qi(crc, *b++);
+    return crc;
+}
+
+static int crc_has_hw(void)
+{
+    static int hw = -1;
+
+    if (hw < 0)
+        hw = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+    return hw;
+}
+#else
+static uint32_t crc_hw(uint32_t crc, const uint8_t *b, size_t n)
+{
+    return crc_sw(crc, b, n);
+}
+
+static int crc_has_hw(void)
+{
+    return 0;
+}
+#endif
+
+uint32_t bd_crc32c(uint32_t crc, const void *p, size_t n)
+{
+    if (crc_has_hw())
+        return ~crc_hw(~crc, p, n);
+    if (!crc_ready)
+        crc_init();
+    return ~crc_sw(~crc, p, n);
+}
+
+int bd_crc32c_hw(void)
+{
+    return crc_has_hw();
+}
+
+uint32_t bd_crc32c_sw(uint32_t crc, const void *p, size_t n)
+{
+    if (!crc_ready)
+        crc_init();
+    return ~crc_sw(~crc, p, n);
 }
 
 /* ---- little-endian fields ------------------------------------------------ */

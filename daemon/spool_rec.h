@@ -49,9 +49,15 @@ struct bd_rec {
     size_t err_len;
 };
 
-/* CRC-32C (Castagnoli), table-driven; crc is the running value (0 to
+/* CRC-32C (Castagnoli): the CPU instruction where there is one (x86-64
+ * SSE4.2), else table-driven; crc is the running value (0 to
  * start). crc32c("123456789") = 0xE3069283. */
 uint32_t bd_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* The table version alone (unit tests compare the two), and whether
+ * bd_crc32c uses the CPU's instruction (x86-64 SSE4.2). */
+uint32_t bd_crc32c_sw(uint32_t crc, const void *p, size_t n);
+int bd_crc32c_hw(void);
 
 /* Bytes r takes on disk; 0 when a field is too long for its width. */
 size_t bd_rec_size(const struct bd_rec *r);

@@ -51,6 +51,19 @@ START_TEST(test_crc32c_vectors)
     ck_assert_uint_eq(bd_crc32c(0, buf, 32), 0x46DD794Eu);
     /* Running form: two halves give the whole. */
     ck_assert_uint_eq(bd_crc32c(bd_crc32c(0, buf, 10), buf + 10, 22), 0x46DD794Eu);
+    ck_assert_uint_eq(bd_crc32c_sw(0, "123456789", 9), 0xE3069283u);
+    /* The instruction and the table agree on every length and offset. */
+    {
+        uint8_t big[300];
+
+        for (size_t i = 0; i < sizeof(big); i++)
+            big[i] = (uint8_t)(i * 131 + 7);
+        for (size_t off = 0; off < 9; off++)
+            for (size_t n = 0; n + off <= sizeof(big); n += 7)
+                ck_assert_uint_eq(bd_crc32c(0, big + off, n),
+                                  bd_crc32c_sw(0, big + off, n));
+    }
+    printf("spool: CRC-32C by %s\n", bd_crc32c_hw() ? "SSE4.2" : "table");
 }
 END_TEST
 
