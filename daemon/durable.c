@@ -2,9 +2,13 @@
  * durable.c - durable SEND routes: admission, held ACCEPTEDs, group
  * commit, final states, recovery and dead letters (see durable.h).
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -25,26 +29,68 @@ struct held_ack {
 
 struct bd_durable {
     struct bd_spool *sp;      /* owned */
-    struct held_ack *acks;    /* owned: ACCEPTEDs waiting for the commit;
-                               * bounded by the queue bounds (each is a
-                               * queued item) */
+    struct held_ack *acks;    /* owned: ACCEPTEDs waiting for the next
+                               * commit; bounded by the queue bounds (each
+                               * is a queued item) */
     size_t nacks, cacks;
+    struct held_ack *sacks;   /* owned: those of the commit syncing now */
+    size_t nsacks, csacks;
     struct event *window_ev;  /* spool_sync_window_us timer, NULL when 0 */
     int window_armed;         /* window_ev is pending */
+    /* The sync thread: one fdatasync round at a time, while the loop
+     * reads and admits the next pass's requests. */
+    pthread_t thread;
+    int thread_ok;            /* thread was started */
+    pthread_mutex_t mu;       /* guards job, done, result, stop */
+    pthread_cond_t cv;        /* job or stop for the thread; done for a
+                               * loop thread that waits (drain) */
+    int job;                  /* a sync is asked for */
+    int done;                 /* ... and has finished */
+    int result;               /* its bd_spool_commit_sync result */
+    int stop;                 /* the thread must leave */
+    int efd;                  /* eventfd: the thread's "done" to the loop */
+    struct event *done_ev;    /* reads efd */
+    int syncing;              /* a commit is between _write and _finish */
 };
+
+static void *sync_main(void *arg)
+{
+    struct bd_durable *d = arg;
+    uint64_t one = 1;
+
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        int rc;
+
+        while (!d->job && !d->stop)
+            pthread_cond_wait(&d->cv, &d->mu);
+        if (!d->job)
+            break;
+        pthread_mutex_unlock(&d->mu);
+        rc = bd_spool_commit_sync(d->sp);
+        pthread_mutex_lock(&d->mu);
+        d->job = 0;
+        d->done = 1;
+        d->result = rc;
+        pthread_cond_broadcast(&d->cv);
+        if (write(d->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            bd_log_error("spool: eventfd write: %s", strerror(errno));
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
 
 /* ---- the commit ------------------------------------------------------------ */
 
-/* Answer every held ACCEPTED: ACCEPTED after a good commit, OVERLOADED
- * naming the spool after a failed one (the item may still be delivered:
- * it is queued). */
-static void answer_acks(struct bd_core *core, int ok)
+/* Answer n held ACCEPTEDs: ACCEPTED after a good commit, OVERLOADED
+ * naming the spool after a failed one (the item may still be
+ * delivered: it is queued). */
+static void answer(struct bd_core *core, struct held_ack *acks, size_t n, int ok)
 {
-    struct bd_durable *d = core->durable;
     static const char why[] = "spool: write or fdatasync failed; not durable";
 
-    for (size_t i = 0; i < d->nacks; i++) {
-        struct held_ack *h = &d->acks[i];
+    for (size_t i = 0; i < n; i++) {
+        struct held_ack *h = &acks[i];
         int st = ok ? BATCHD_ACCEPTED : BATCHD_OVERLOADED;
 
         core->ctr.status[st]++;
@@ -52,14 +98,114 @@ static void answer_acks(struct bd_core *core, int ok)
                           ok ? 0 : sizeof(why) - 1, !ok);
         bd_waiter_release(h->w);
     }
+}
+
+/* The held ACCEPTEDs go with the commit that starts now. */
+static void swap_acks(struct bd_durable *d)
+{
+    struct held_ack *a = d->sacks;
+    size_t c = d->csacks;
+
+    d->sacks = d->acks;
+    d->csacks = d->cacks;
+    d->nsacks = d->nacks;
+    d->acks = a;
+    d->cacks = c;
     d->nacks = 0;
 }
 
-static void commit(struct bd_core *core)
+static void commit_start(struct bd_core *core);
+
+/* A sync finished (rc its result): finish the commit, answer. */
+static void sync_finished(struct bd_core *core, int rc)
 {
     struct bd_durable *d = core->durable;
 
-    answer_acks(core, bd_spool_commit(d->sp) == 0);
+    bd_spool_commit_finish(d->sp, rc);
+    d->syncing = 0;
+    answer(core, d->sacks, d->nsacks, rc == 0);
+    d->nsacks = 0;
+    bd_core_want_flush(core); /* write the replies */
+    /* What came in during the sync goes now (its window, if any, has
+     * been running meanwhile or its timer will start it). */
+    if (d->sp->dirty && !d->window_armed)
+        commit_start(core);
+}
+
+/* Start a commit of everything pending, unless one is syncing (then it
+ * starts when that one is done). */
+static void commit_start(struct bd_core *core)
+{
+    struct bd_durable *d = core->durable;
+    int rc;
+
+    if (d->syncing)
+        return;
+    swap_acks(d);
+    rc = bd_spool_commit_write(d->sp);
+    if (rc > 0 && !d->thread_ok) {
+        /* No thread (start-up): sync here. */
+        rc = bd_spool_commit_sync(d->sp);
+        bd_spool_commit_finish(d->sp, rc);
+        rc = rc == 0 ? 0 : -1;
+    }
+    if (rc <= 0) {
+        answer(core, d->sacks, d->nsacks, rc == 0);
+        d->nsacks = 0;
+        return;
+    }
+    d->syncing = 1;
+    pthread_mutex_lock(&d->mu);
+    d->job = 1;
+    d->done = 0;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bd_core *core = arg;
+    struct bd_durable *d = core->durable;
+    uint64_t v;
+    int done, rc;
+
+    (void)what;
+    if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        bd_log_error("spool: eventfd read: %s", strerror(errno));
+    bd_core_tick(core);
+    pthread_mutex_lock(&d->mu);
+    done = d->done;
+    rc = d->result;
+    d->done = 0;
+    pthread_mutex_unlock(&d->mu);
+    if (done && d->syncing)
+        sync_finished(core, rc);
+}
+
+/* Wait for the sync in progress, if any, and finish it (loop thread:
+ * exit, and commands that need everything on disk). */
+static void drain(struct bd_core *core)
+{
+    struct bd_durable *d = core->durable;
+    int rc;
+
+    if (!d->syncing)
+        return;
+    pthread_mutex_lock(&d->mu);
+    while (!d->done)
+        pthread_cond_wait(&d->cv, &d->mu);
+    d->done = 0;
+    rc = d->result;
+    pthread_mutex_unlock(&d->mu);
+    sync_finished(core, rc);
+}
+
+/* Everything pending on disk now, and answered (blocking). */
+static void commit(struct bd_core *core)
+{
+    drain(core);
+    commit_start(core);
+    drain(core);
 }
 
 static void window_cb(evutil_socket_t fd, short what, void *arg)
@@ -70,8 +216,7 @@ static void window_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     bd_core_tick(core);
     core->durable->window_armed = 0;
-    commit(core);
-    bd_core_want_flush(core); /* write the replies */
+    commit_start(core);
 }
 
 /* Something was appended: make sure a commit comes. */
@@ -99,7 +244,7 @@ void bd_durable_end_pass(struct bd_core *core)
     struct bd_durable *d = core->durable;
 
     if (d != NULL && (d->window_ev == NULL || !d->window_armed))
-        commit(core);
+        commit_start(core);
 }
 
 /* ---- admission and final states ---------------------------------------------- */
@@ -206,6 +351,32 @@ static void restore_one(const struct bd_rec *r, void *arg)
                      r->key, a.msg);
 }
 
+/* The sync thread and its wakeup; 0 or -1 (err set). */
+static int start_thread(struct bd_core *core, char *err, size_t errlen)
+{
+    struct bd_durable *d = core->durable;
+    int rc;
+
+    d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (d->efd < 0) {
+        snprintf(err, errlen, "spool: eventfd: %s", strerror(errno));
+        return -1;
+    }
+    d->done_ev = event_new(core->base, d->efd, EV_READ | EV_PERSIST, done_cb,
+                           core);
+    if (d->done_ev == NULL || event_add(d->done_ev, NULL) != 0) {
+        snprintf(err, errlen, "libevent: cannot watch the spool's eventfd");
+        return -1;
+    }
+    rc = pthread_create(&d->thread, NULL, sync_main, d);
+    if (rc != 0) {
+        snprintf(err, errlen, "spool: pthread_create: %s", strerror(rc));
+        return -1;
+    }
+    d->thread_ok = 1;
+    return 0;
+}
+
 int bd_durable_start(struct bd_core *core, char *err, size_t errlen)
 {
     const struct bd_config *cfg = core->cfg;
@@ -223,20 +394,20 @@ int bd_durable_start(struct bd_core *core, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* From here bd_durable_stop undoes whatever was set up. */
+    d->efd = -1;
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_cond_init(&d->cv, NULL);
+    core->durable = d;
     d->sp = bd_spool_open(cfg->spool_dir, cfg->spool_segment_bytes,
                           cfg->spool_max_bytes, err, errlen);
-    if (d->sp == NULL) {
-        bd_free(d);
+    if (d->sp == NULL)
         return -1;
-    }
     if (cfg->spool_sync_window_us > 0 &&
         (d->window_ev = evtimer_new(core->base, window_cb, core)) == NULL) {
         snprintf(err, errlen, "libevent: no timer for spool_sync_window_us");
-        bd_spool_close(d->sp);
-        bd_free(d);
         return -1;
     }
-    core->durable = d;
     if (bd_spool_recover(d->sp, restore_one, core, err, errlen) != 0)
         return -1;
     /* The items are on disk again in new segments before the old ones
@@ -247,7 +418,7 @@ int bd_durable_start(struct bd_core *core, char *err, size_t errlen)
         return -1;
     }
     bd_spool_recover_finish(d->sp);
-    return 0;
+    return start_thread(core, err, errlen);
 }
 
 void bd_durable_stop(struct bd_core *core)
@@ -256,11 +427,26 @@ void bd_durable_stop(struct bd_core *core)
 
     if (d == NULL)
         return;
-    commit(core);
+    if (d->sp != NULL)
+        commit(core);
+    if (d->thread_ok) {
+        pthread_mutex_lock(&d->mu);
+        d->stop = 1;
+        pthread_cond_signal(&d->cv);
+        pthread_mutex_unlock(&d->mu);
+        pthread_join(d->thread, NULL);
+    }
+    if (d->done_ev != NULL)
+        event_free(d->done_ev);
+    if (d->efd >= 0)
+        close(d->efd);
     if (d->window_ev != NULL)
         event_free(d->window_ev);
+    pthread_mutex_destroy(&d->mu);
+    pthread_cond_destroy(&d->cv);
     bd_spool_close(d->sp);
     bd_free(d->acks);
+    bd_free(d->sacks);
     bd_free(d);
     core->durable = NULL;
 }

@@ -10,9 +10,11 @@
  * for a durable item: it stays in the spool for the next start. LOADs
  * are never spooled (their caller waits for the answer).
  *
- * Blocking: the commit's write + fdatasync run on the loop thread, once
- * per pass (or window) for everything of that pass; see README for the
- * measured cost. Loop thread only.
+ * The commit's writes run on the loop thread at the end of a pass (or
+ * window); its fdatasync runs on a sync thread of this file, one at a
+ * time, while the loop goes on admitting what the next commit will take.
+ * See README "Durability" for the measured cost. Loop thread only (but
+ * for the sync thread, which touches only bd_spool_commit_sync).
  */
 #ifndef BD_DURABLE_H
 #define BD_DURABLE_H

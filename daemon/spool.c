@@ -98,6 +98,7 @@ void bd_spool_close(struct bd_spool *sp)
     if (sp->dirfd >= 0)
         close(sp->dirfd);
     bd_buf_destroy(&sp->dead_pend);
+    bd_free(sp->sync);
     bd_free(sp->dir);
     bd_free(sp);
 }
@@ -504,32 +505,52 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* Write and sync buf to fd whose synced length is *synced; on failure
- * cut the file back (the one in-place change: our own torn append). */
-static int flush_file(int fd, struct bd_buf *buf, uint64_t *synced,
-                      const char *what)
+/* Put a file back to its synced length: the one in-place change, of
+ * bytes this commit itself appended (a torn or unsynced append). */
+static void cut_back(int fd, uint64_t synced, const char *what)
 {
-    if (write_all(fd, bd_buf_head(buf), buf->len) != 0 || fdatasync(fd) != 0) {
-        int e = errno;
+    if (ftruncate(fd, (off_t)synced) != 0)
+        bd_log_error("spool: %s: ftruncate: %s", what, strerror(errno));
+}
 
-        bd_log_error("spool: %s: write/fdatasync of %zu bytes: %s; cut back "
-                     "to %" PRIu64 " bytes", what, buf->len, strerror(e), *synced);
-        if (ftruncate(fd, (off_t)*synced) != 0)
-            bd_log_error("spool: %s: ftruncate: %s", what, strerror(errno));
-        buf->len = 0;
-        buf->off = 0;
-        return -1;
+/* Note fd for the sync phase. */
+static int sync_add(struct bd_spool *sp, struct bd_spool_seg *seg, int fd,
+                    uint64_t before)
+{
+    if (sp->nsync == sp->csync) {
+        size_t nc = sp->csync ? sp->csync * 2 : 8;
+        struct bd_spool_sync *p = bd_realloc(sp->sync, nc * sizeof(*p));
+
+        if (p == NULL)
+            return -1;
+        sp->sync = p;
+        sp->csync = nc;
     }
-    *synced += buf->len;
-    buf->len = 0;
-    buf->off = 0;
+    sp->sync[sp->nsync++] = (struct bd_spool_sync){seg, fd, before};
     return 0;
 }
 
-static int commit_dead(struct bd_spool *sp)
+/* Write buf to fd (synced length before); on failure cut back. */
+static int write_file(struct bd_spool *sp, struct bd_spool_seg *seg, int fd,
+                      struct bd_buf *buf, uint64_t before, const char *what)
+{
+    int rc = 0;
+
+    if (write_all(fd, bd_buf_head(buf), buf->len) != 0 ||
+        sync_add(sp, seg, fd, before) != 0) {
+        bd_log_error("spool: %s: write of %zu bytes: %s; cut back to %" PRIu64
+                     " bytes", what, buf->len, strerror(errno), before);
+        cut_back(fd, before, what);
+        rc = -1;
+    }
+    buf->len = 0;
+    buf->off = 0;
+    return rc;
+}
+
+static int write_dead(struct bd_spool *sp)
 {
     struct stat st;
-    uint64_t synced;
 
     if (sp->dead_pend.len == 0)
         return 0;
@@ -541,8 +562,8 @@ static int commit_dead(struct bd_spool *sp)
         sp->dead_pend.len = 0;
         return -1;
     }
-    synced = (uint64_t)st.st_size;
-    return flush_file(sp->dead_fd, &sp->dead_pend, &synced, DEAD_NAME);
+    return write_file(sp, NULL, sp->dead_fd, &sp->dead_pend,
+                      (uint64_t)st.st_size, DEAD_NAME);
 }
 
 /* Unlink the oldest segments while every item in them is final. */
@@ -569,17 +590,17 @@ static void drop_finished(struct bd_spool *sp)
         fsync(sp->dirfd);
 }
 
-int bd_spool_commit(struct bd_spool *sp)
+int bd_spool_commit_write(struct bd_spool *sp)
 {
-    uint64_t t0, dt;
     int rc = 0;
 
     if (!sp->dirty)
         return 0;
-    t0 = mono_ns();
+    sp->commit_t0 = mono_ns();
+    sp->nsync = 0;
     /* Dead letters first: an item's DONE must never be on disk while
-     * its dead letter is not. */
-    if (commit_dead(sp) != 0)
+     * its dead letter is not (both are synced before any is answered). */
+    if (write_dead(sp) != 0)
         rc = -1;
     for (struct bd_spool_seg *s = sp->oldest; s; s = s->next) {
         char name[64];
@@ -587,18 +608,68 @@ int bd_spool_commit(struct bd_spool *sp)
         if (s->pend.len == 0)
             continue;
         seg_name(name, sizeof(name), s->seq, "");
-        if (flush_file(s->fd, &s->pend, &s->synced, name) != 0) {
+        if (write_file(sp, s, s->fd, &s->pend, s->synced, name) != 0) {
             sp->disk_bytes -= s->bytes - s->synced;
             s->bytes = s->synced;
             rc = -1;
         }
-        if (s != sp->active && s->fd >= 0) {
+    }
+    sp->dirty = 0;
+    if (rc != 0) {
+        /* Nothing of this commit may count: cut back what was written. */
+        bd_spool_commit_finish(sp, -1);
+        return -1;
+    }
+    return 1;
+}
+
+int bd_spool_commit_sync(struct bd_spool *sp)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < sp->nsync; i++) {
+        if (fdatasync(sp->sync[i].fd) != 0) {
+            sp->sync_errno = errno;
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+void bd_spool_commit_finish(struct bd_spool *sp, int rc)
+{
+    uint64_t dt = mono_ns() - sp->commit_t0;
+
+    for (size_t i = 0; i < sp->nsync; i++) {
+        struct bd_spool_sync *e = &sp->sync[i];
+        struct bd_spool_seg *s = e->seg;
+        char name[64];
+
+        if (rc == 0) {
+            if (s != NULL)
+                s->synced = s->bytes - s->pend.len;
+            continue;
+        }
+        if (s == NULL) {
+            cut_back(e->fd, e->before, DEAD_NAME);
+            continue;
+        }
+        seg_name(name, sizeof(name), s->seq, "");
+        bd_log_error("spool: %s: fdatasync: %s; cut back to %" PRIu64 " bytes",
+                     name, strerror(sp->sync_errno), e->before);
+        cut_back(e->fd, e->before, name);
+        sp->disk_bytes -= s->bytes - s->pend.len - e->before;
+        s->bytes = e->before + s->pend.len;
+        s->synced = e->before;
+    }
+    sp->nsync = 0;
+    /* Segments no longer appended to need no descriptor. */
+    for (struct bd_spool_seg *s = sp->oldest; s; s = s->next) {
+        if (s != sp->active && s->fd >= 0 && s->pend.len == 0) {
             close(s->fd);
             s->fd = -1;
         }
     }
-    sp->dirty = 0;
-    dt = mono_ns() - t0;
     sp->st.syncs++;
     sp->st.sync_ns += dt;
     if (dt > sp->st.sync_max_ns)
@@ -607,6 +678,16 @@ int bd_spool_commit(struct bd_spool *sp)
     if (rc != 0)
         sp->st.write_errors++;
     drop_finished(sp);
+}
+
+int bd_spool_commit(struct bd_spool *sp)
+{
+    int rc = bd_spool_commit_write(sp);
+
+    if (rc <= 0)
+        return rc;
+    rc = bd_spool_commit_sync(sp);
+    bd_spool_commit_finish(sp, rc);
     return rc;
 }
 

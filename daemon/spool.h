@@ -61,6 +61,13 @@ struct bd_spool_stats {
     uint64_t write_errors;    /* commits that failed (rolled back) */
 };
 
+/* A file written by the commit in progress, to be synced. */
+struct bd_spool_sync {
+    struct bd_spool_seg *seg; /* its segment; NULL = the dead-letter file */
+    int fd;                   /* borrowed */
+    uint64_t before;          /* its synced length before this commit */
+};
+
 struct bd_spool {
     char *dir;                /* owned */
     int dirfd;                /* the directory (fsync after unlink/rename) */
@@ -75,6 +82,10 @@ struct bd_spool {
     int dead_fd;              /* deadletters.spool, O_APPEND; -1 until used */
     struct bd_buf dead_pend;  /* DEAD records not yet written */
     int dirty;                /* something is pending */
+    struct bd_spool_sync *sync; /* owned: files of the commit in progress */
+    size_t nsync, csync;
+    int sync_errno;           /* errno of a failed fdatasync */
+    uint64_t commit_t0;       /* when the commit in progress began */
     struct bd_spool_stats st;
 };
 
@@ -127,6 +138,22 @@ void bd_spool_dead(struct bd_spool *sp, const struct bd_rec *r);
  * records of this commit are lost (the caller answers their items).
  */
 int bd_spool_commit(struct bd_spool *sp);
+
+/*
+ * bd_spool_commit in three steps, so that the fdatasync can run on
+ * another thread while the loop goes on (durable.c):
+ * _write (loop thread): write everything pending; returns 0 when there
+ *   was nothing, 1 when files wait for their sync, -1 when a write failed
+ *   (the files are cut back, the commit is over: its records are lost).
+ * _sync (any one thread, while the loop neither commits nor closes the
+ *   spool): fdatasync each file written; 0 or -1.
+ * _finish (loop thread) with _sync's result: on -1 the files are cut
+ *   back; then finished segments are removed. Records appended between
+ *   _write and _finish wait for the next commit.
+ */
+int bd_spool_commit_write(struct bd_spool *sp);
+int bd_spool_commit_sync(struct bd_spool *sp);
+void bd_spool_commit_finish(struct bd_spool *sp, int rc);
 
 /* Read the dead-letter file: fn per DEAD record. Returns records seen. */
 long bd_spool_dead_read(struct bd_spool *sp,

@@ -272,28 +272,47 @@ static int read_replies(int fd, int n, unsigned char *accepted, int timeout_ms)
     return got;
 }
 
-/* The main thread of pid is inside fdatasync(2) right now. */
-static int in_fdatasync(pid_t pid)
+/* The syscall number one thread of pid is in right now, or -1. */
+static long thread_syscall(pid_t pid, const char *tid)
 {
-    char path[64], buf[64];
+    char path[320], buf[64];
     int fd, n;
 
-    snprintf(path, sizeof(path), "/proc/%d/syscall", (int)pid);
+    snprintf(path, sizeof(path), "/proc/%d/task/%s/syscall", (int)pid, tid);
     fd = open(path, O_RDONLY);
     if (fd < 0)
-        return 0;
+        return -1;
     n = (int)read(fd, buf, sizeof(buf) - 1);
     close(fd);
-    if (n <= 0)
-        return 0;
+    if (n <= 0 || buf[0] < '0' || buf[0] > '9')
+        return -1;
     buf[n] = '\0';
-#ifdef __x86_64__
-    return atoi(buf) == 75;   /* __NR_fdatasync */
+    return atol(buf);
+}
+
+/* Some thread of pid (the spool's sync thread) is inside fdatasync(2). */
+static int in_fdatasync(pid_t pid)
+{
+#if defined(__x86_64__)
+    const long nr = 75;       /* __NR_fdatasync */
 #elif defined(__aarch64__)
-    return atoi(buf) == 83;
+    const long nr = 83;
 #else
-    return 0;
+    const long nr = -2;
 #endif
+    char dir[64];
+    struct dirent *e;
+    DIR *d;
+    int hit = 0;
+
+    snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+    d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    while (!hit && (e = readdir(d)) != NULL)
+        hit = e->d_name[0] != '.' && thread_syscall(pid, e->d_name) == nr;
+    closedir(d);
+    return hit;
 }
 
 /* ---- the crash oracle ------------------------------------------------------------ */
