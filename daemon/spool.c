@@ -212,7 +212,8 @@ static int list_segs(struct bd_spool *sp, struct recov *rv, char *err,
         rv->segs[rv->nsegs++].seq = seq;
     }
     closedir(d);
-    qsort(rv->segs, rv->nsegs, sizeof(*rv->segs), cmp_seg);
+    if (rv->nsegs > 1)
+        qsort(rv->segs, rv->nsegs, sizeof(*rv->segs), cmp_seg);
     return 0;
 }
 
@@ -262,7 +263,8 @@ static void read_seg(struct bd_spool *sp, struct recov *rv, struct old_seg *s)
 
 static int is_done(const struct recov *rv, uint64_t id)
 {
-    return bsearch(&id, rv->done, rv->ndone, sizeof(*rv->done), cmp_u64) != NULL;
+    return rv->ndone > 0 &&
+           bsearch(&id, rv->done, rv->ndone, sizeof(*rv->done), cmp_u64) != NULL;
 }
 
 static void note_gaps(struct bd_spool *sp, const struct recov *rv)
@@ -302,8 +304,10 @@ int bd_spool_recover(struct bd_spool *sp,
         goto out;
     }
     note_gaps(sp, &rv);
-    qsort(rv.items, rv.nitems, sizeof(*rv.items), cmp_rec);
-    qsort(rv.done, rv.ndone, sizeof(*rv.done), cmp_u64);
+    if (rv.nitems > 1)
+        qsort(rv.items, rv.nitems, sizeof(*rv.items), cmp_rec);
+    if (rv.ndone > 1)
+        qsort(rv.done, rv.ndone, sizeof(*rv.done), cmp_u64);
     if (rv.nsegs)
         sp->next_seq = rv.segs[rv.nsegs - 1].seq + 1;
     sp->next_id = rv.max_id + 1;

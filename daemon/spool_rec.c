@@ -138,7 +138,8 @@ size_t bd_rec_encode(const struct bd_rec *r, uint8_t *out)
     put64(out + 16, r->id);
     if (r->type == BD_REC_ITEM || r->type == BD_REC_DEAD) {
         put16(p, (uint32_t)r->key_len);
-        memcpy(p + 2, r->key, r->key_len);
+        if (r->key_len)
+            memcpy(p + 2, r->key, r->key_len);
         p += 2 + r->key_len;
     }
     if (r->type == BD_REC_DEAD) {
