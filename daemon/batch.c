@@ -682,7 +682,7 @@ void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
 
 int bd_batch_restore(struct bd_core *core, const char *key, size_t key_len,
                      const void *payload, size_t len, uint64_t spool_id,
-                     struct bd_admit *a)
+                     struct bd_spool_seg *seg, struct bd_admit *a)
 {
     struct bd_msg_item in = {
         .type = BD_MSG_SEND, .key = key, .key_len = key_len,
@@ -700,8 +700,9 @@ int bd_batch_restore(struct bd_core *core, const char *key, size_t key_len,
         return -1;
     }
     it->spool_id = spool_id;
+    it->seg = seg;
     a->ack = NULL;
-    if (!bd_durable_admit(core, k, it, a)) {
+    if (seg == NULL && !bd_durable_admit(core, k, it, a)) {
         bd_item_free(it);
         key_maybe_free(core, k);
         return -1;

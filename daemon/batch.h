@@ -158,12 +158,15 @@ void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
 
 /*
  * Queue an item recovered from the spool (durable.c): no bounds are
- * checked (it was accepted before the restart), it is spooled again
- * under spool_id. Returns 0, or -1 with a set (no route, no memory).
+ * checked (it was accepted before the restart). With seg its record
+ * stays where it is (an adopted segment); without, it is spooled again
+ * under spool_id (0: a new id). Returns 0, or -1 with a set (no route,
+ * no memory, no spool space).
  */
+struct bd_spool_seg;
 int bd_batch_restore(struct bd_core *core, const char *key, size_t key_len,
                      const void *payload, size_t len, uint64_t spool_id,
-                     struct bd_admit *a);
+                     struct bd_spool_seg *seg, struct bd_admit *a);
 
 /* End of a loop pass: give every key touched in this pass its chance
  * to dispatch. */

@@ -338,17 +338,36 @@ static int any_durable(const struct bd_config *cfg)
     return 0;
 }
 
-/* Recovery's callback: queue one unfinished item again. */
-static void restore_one(const struct bd_rec *r, void *arg)
+/* Queue one item again; one that cannot be (its route is gone, no
+ * memory, no spool space) becomes a dead letter rather than a record
+ * every start trips over. */
+static void restore(struct bd_core *core, const struct bd_rec *r,
+                    struct bd_spool_seg *seg)
 {
-    struct bd_core *core = arg;
     struct bd_admit a = {0};
+    struct bd_rec dead;
 
     if (bd_batch_restore(core, r->key, r->key_len, r->payload, r->len, r->id,
-                         &a) != 0)
-        bd_log_error("spool: item %llu (key %.*s) not queued again: %s",
-                     (unsigned long long)r->id, (int)(r->key_len > 64 ? 64 : r->key_len),
-                     r->key, a.msg);
+                         seg, &a) == 0)
+        return;
+    bd_log_error("spool: item %llu (key %.*s) not queued again: %s; "
+                 "dead-lettered", (unsigned long long)r->id,
+                 (int)(r->key_len > 64 ? 64 : r->key_len), r->key, a.msg);
+    dead = *r;
+    dead.type = BD_REC_DEAD;
+    dead.time_s = (uint64_t)time(NULL);
+    dead.err = a.msg;
+    dead.err_len = strlen(a.msg);
+    bd_spool_dead(core->durable->sp, &dead);
+    if (seg != NULL)
+        bd_spool_done(core->durable->sp, seg, r->id);
+}
+
+/* Recovery's callback. */
+static void restore_one(const struct bd_rec *r, struct bd_spool_seg *seg,
+                        void *arg)
+{
+    restore(arg, r, seg);
 }
 
 /* The sync thread and its wakeup; 0 or -1 (err set). */
@@ -410,14 +429,16 @@ int bd_durable_start(struct bd_core *core, char *err, size_t errlen)
     }
     if (bd_spool_recover(d->sp, restore_one, core, err, errlen) != 0)
         return -1;
-    /* The items are on disk again in new segments before the old ones
-     * go: a crash in between recovers them twice, and ids dedupe. */
-    if (bd_spool_commit(d->sp) != 0) {
-        snprintf(err, errlen, "spool %s: cannot write the recovered items",
-                 cfg->spool_dir);
-        return -1;
+    /* The records of damaged files are on disk again before those files
+     * are moved aside. When that fails (a full disk) the start goes on:
+     * the items are queued, and the damaged files stay for the next try. */
+    if (bd_spool_commit(d->sp) == 0) {
+        bd_spool_recover_finish(d->sp, 1);
+    } else {
+        bd_log_error("spool %s: cannot write the records of damaged "
+                     "segments again; they stay in place", cfg->spool_dir);
+        bd_spool_recover_finish(d->sp, 0);
     }
-    bd_spool_recover_finish(d->sp);
     return start_thread(core, err, errlen);
 }
 
@@ -475,9 +496,9 @@ long bd_durable_dead_list(struct bd_core *core,
 /* resend's callback: a fresh durable item (new spool id). */
 static void resend_one(const struct bd_rec *r, void *arg)
 {
-    restore_one(&(struct bd_rec){.type = BD_REC_ITEM, .id = 0, .key = r->key,
-                                 .key_len = r->key_len, .payload = r->payload,
-                                 .len = r->len}, arg);
+    restore(arg, &(struct bd_rec){.type = BD_REC_ITEM, .id = 0, .key = r->key,
+                                  .key_len = r->key_len, .payload = r->payload,
+                                  .len = r->len}, NULL);
 }
 
 long bd_durable_dead_resend(struct bd_core *core)

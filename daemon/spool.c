@@ -103,6 +103,23 @@ void bd_spool_close(struct bd_spool *sp)
     bd_free(sp);
 }
 
+/* Append s to the list (newest) and make it the active segment. The
+ * active one may be NULL while older segments are listed (adopted at
+ * recovery, or the active one was removed), so walk to the end then. */
+static void seg_link(struct bd_spool *sp, struct bd_spool_seg *s)
+{
+    struct bd_spool_seg *t = sp->active;
+
+    if (t == NULL)
+        for (t = sp->oldest; t != NULL && t->next != NULL; t = t->next)
+            ;
+    if (t != NULL)
+        t->next = s;
+    else
+        sp->oldest = s;
+    sp->active = s;
+}
+
 /* ---- recovery ------------------------------------------------------------- */
 
 /* One old segment file, mapped while recovery reads it. */
@@ -111,13 +128,21 @@ struct old_seg {
     uint8_t *map;             /* NULL for an empty file */
     size_t len;
     uint64_t damaged;         /* damaged regions in it */
+    struct bd_spool_seg *seg; /* adopted as it is (undamaged), else NULL */
+};
+
+/* An ITEM record and the segment it came from. */
+struct old_item {
+    struct bd_rec r;          /* borrows the map */
+    size_t segi;              /* index in recov.segs */
 };
 
 /* What recovery collects from every old segment. */
 struct recov {
     struct old_seg *segs;     /* sorted by seq */
     size_t nsegs;
-    struct bd_rec *items;     /* ITEM records (borrow the maps) */
+    size_t cur;               /* the segment being scanned */
+    struct old_item *items;
     size_t nitems, citems;
     uint64_t *done;           /* ids of DONE records */
     size_t ndone, cdone;
@@ -132,10 +157,13 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int cmp_rec(const void *a, const void *b)
+/* By id, then by segment: the oldest copy of an id comes first. */
+static int cmp_item(const void *a, const void *b)
 {
-    return cmp_u64(&((const struct bd_rec *)a)->id,
-                   &((const struct bd_rec *)b)->id);
+    const struct old_item *x = a, *y = b;
+    int c = cmp_u64(&x->r.id, &y->r.id);
+
+    return c ? c : x->segi < y->segi ? -1 : x->segi > y->segi;
 }
 
 static int cmp_seg(const void *a, const void *b)
@@ -171,7 +199,7 @@ static int collect(const struct bd_rec *r, size_t off, void *arg)
     if (r->type == BD_REC_ITEM) {
         if (grow((void **)&rv->items, &rv->citems, rv->nitems, sizeof(*rv->items)))
             return rv->oom = 1;
-        rv->items[rv->nitems++] = *r;
+        rv->items[rv->nitems++] = (struct old_item){*r, rv->cur};
     } else if (r->type == BD_REC_DONE) {
         if (grow((void **)&rv->done, &rv->cdone, rv->ndone, sizeof(*rv->done)))
             return rv->oom = 1;
@@ -248,6 +276,7 @@ static void read_seg(struct bd_spool *sp, struct recov *rv, struct old_seg *s)
     close(fd);
     if (s->map == NULL)
         return;
+    rv->cur = (size_t)(s - rv->segs);
     bd_rec_scan(s->map, s->len, collect, rv, &sc);
     if (sc.damaged) {
         s->damaged = sc.damaged;
@@ -281,41 +310,74 @@ static void note_gaps(struct bd_spool *sp, const struct recov *rv)
     }
 }
 
-/* Old segments to remove once the re-spooled records are committed;
+/*
+ * An undamaged old segment stays as it is (nothing to write, so a full
+ * disk cannot stop a restart): it joins the segment list, oldest first,
+ * and is removed like any other once its items are final. A damaged one
+ * is not adopted: its valid records are appended again, and the file is
+ * moved aside by bd_spool_recover_finish.
+ */
+static int adopt(struct bd_spool *sp, struct old_seg *o)
+{
+    struct bd_spool_seg *s = bd_calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return -1;
+    s->seq = o->seq;
+    s->fd = -1;
+    s->synced = s->bytes = o->len;
+    bd_buf_init(&s->pend);
+    seg_link(sp, s);         /* active for now; recovery clears it */
+    sp->disk_bytes += o->len;
+    o->seg = s;
+    return 0;
+}
+
+/* Old segments to move aside once the re-spooled records are committed;
  * kept between bd_spool_recover and bd_spool_recover_finish. */
 static struct old_seg *pending_old;
 static size_t npending_old;
 
 int bd_spool_recover(struct bd_spool *sp,
-                     void (*fn)(const struct bd_rec *r, void *arg), void *arg,
-                     char *err, size_t errlen)
+                     void (*fn)(const struct bd_rec *r,
+                                struct bd_spool_seg *seg, void *arg),
+                     void *arg, char *err, size_t errlen)
 {
     struct recov rv = {0};
     uint64_t live = 0;
 
     if (list_segs(sp, &rv, err, errlen) != 0)
         return -1;
-    for (size_t i = 0; i < rv.nsegs && !rv.oom; i++)
+    for (size_t i = 0; i < rv.nsegs && !rv.oom; i++) {
         read_seg(sp, &rv, &rv.segs[i]);
+        if (!rv.segs[i].damaged && adopt(sp, &rv.segs[i]) != 0)
+            rv.oom = 1;
+    }
     if (rv.oom) {
         /* Nothing is removed: the next start tries again. */
         snprintf(err, errlen, "spool: out of memory reading %zu segments",
                  rv.nsegs);
         goto out;
     }
+    /* Appends go to a new segment, never to an adopted one. */
+    sp->active = NULL;
     note_gaps(sp, &rv);
     if (rv.nitems > 1)
-        qsort(rv.items, rv.nitems, sizeof(*rv.items), cmp_rec);
+        qsort(rv.items, rv.nitems, sizeof(*rv.items), cmp_item);
     if (rv.ndone > 1)
         qsort(rv.done, rv.ndone, sizeof(*rv.done), cmp_u64);
     if (rv.nsegs)
         sp->next_seq = rv.segs[rv.nsegs - 1].seq + 1;
     sp->next_id = rv.max_id + 1;
     for (size_t i = 0; i < rv.nitems; i++) {
-        if ((i > 0 && rv.items[i].id == rv.items[i - 1].id) ||
-            is_done(&rv, rv.items[i].id))
+        const struct old_item *it = &rv.items[i];
+        struct bd_spool_seg *seg = rv.segs[it->segi].seg;
+
+        if ((i > 0 && it->r.id == rv.items[i - 1].r.id) || is_done(&rv, it->r.id))
             continue;
-        fn(&rv.items[i], arg);
+        if (seg != NULL)
+            seg->live++;
+        fn(&it->r, seg, arg);
         live++;
     }
     sp->st.recovered += live;
@@ -338,27 +400,30 @@ out:
     return 0;
 }
 
-void bd_spool_recover_finish(struct bd_spool *sp)
+static void drop_finished(struct bd_spool *sp);
+
+void bd_spool_recover_finish(struct bd_spool *sp, int move_aside)
 {
     char name[64], aside[80];
+    int moved = 0;
 
-    for (size_t i = 0; i < npending_old; i++) {
+    for (size_t i = 0; i < npending_old && move_aside; i++) {
         const struct old_seg *s = &pending_old[i];
 
+        if (!s->damaged)
+            continue;
         seg_name(name, sizeof(name), s->seq, "");
-        if (s->damaged) {
-            seg_name(aside, sizeof(aside), s->seq, ".damaged");
-            if (renameat(sp->dirfd, name, sp->dirfd, aside) != 0)
-                bd_log_error("spool: rename %s: %s", name, strerror(errno));
-        } else if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT) {
-            bd_log_error("spool: unlink %s: %s", name, strerror(errno));
-        }
+        seg_name(aside, sizeof(aside), s->seq, ".damaged");
+        if (renameat(sp->dirfd, name, sp->dirfd, aside) != 0)
+            bd_log_error("spool: rename %s: %s", name, strerror(errno));
+        moved = 1;
     }
-    if (npending_old)
+    if (moved)
         fsync(sp->dirfd);
     bd_free(pending_old);
     pending_old = NULL;
     npending_old = 0;
+    drop_finished(sp); /* adopted segments with nothing left in them */
 }
 
 /* ---- appending -------------------------------------------------------------- */
@@ -396,11 +461,7 @@ static struct bd_spool_seg *seg_new(struct bd_spool *sp, uint64_t need)
     }
     bd_buf_init(&s->pend);
     sp->next_seq++;
-    if (sp->active != NULL)
-        sp->active->next = s;
-    else
-        sp->oldest = s;
-    sp->active = s;
+    seg_link(sp, s);
     return s;
 }
 

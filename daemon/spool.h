@@ -98,17 +98,21 @@ void bd_spool_close(struct bd_spool *sp);
 
 /*
  * Recovery, before anything is appended: every ITEM record without a
- * DONE record, in id order (duplicated ids once), is handed to fn, which
- * is expected to queue it and append it again (bd_spool_append with its
- * id). Then the caller commits, and bd_spool_recover_finish removes the
- * old segments and moves the damaged ones aside. Never fails for
+ * DONE record, in id order (duplicated ids once), is handed to fn. An
+ * undamaged segment is adopted as it is: fn gets it as seg (its live
+ * count already holds the item) and the item keeps its record there. A
+ * damaged one gives seg NULL: fn appends the record again
+ * (bd_spool_append with its id), the caller commits, and
+ * bd_spool_recover_finish(sp, 1) moves the damaged files aside (0 when
+ * the commit failed: they stay for the next start). Never fails for
  * damage: it is counted (sp->st) and logged. Returns -1 only when the
- * directory cannot be read (err set).
+ * directory cannot be read or memory runs out (err set).
  */
 int bd_spool_recover(struct bd_spool *sp,
-                     void (*fn)(const struct bd_rec *r, void *arg), void *arg,
-                     char *err, size_t errlen);
-void bd_spool_recover_finish(struct bd_spool *sp);
+                     void (*fn)(const struct bd_rec *r,
+                                struct bd_spool_seg *seg, void *arg),
+                     void *arg, char *err, size_t errlen);
+void bd_spool_recover_finish(struct bd_spool *sp, int move_aside);
 
 enum bd_spool_rc {
     BD_SPOOL_OK = 0,
