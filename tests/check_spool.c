@@ -687,6 +687,35 @@ START_TEST(test_tmpfs_full_disk)
 }
 END_TEST
 
+/* With a sync window the ACCEPTEDs still come only after their sync
+ * (they survive SIGKILL), and many share one commit. */
+START_TEST(test_sync_window_group_commit)
+{
+    struct bd_test_daemon *d = spool_daemon("spool_sync_window_us = 5000\n", "", "");
+    unsigned char acc[PER_ROUND] = {0};
+    long long syncs;
+    int fd;
+
+    control(d, "pause");
+    fd = client(d);
+    for (int i = 0; i < 500; i++)
+        send_one(fd, 0, i, 64);
+    ck_assert_int_eq(read_replies(fd, 500, acc, bd_test_scaled(10000)), 500);
+    for (int i = 0; i < 500; i++)
+        ck_assert(acc[i]);
+    syncs = stat_of(d, "spool_syncs");
+    printf("spool window 5 ms: 500 SENDs, %lld commits\n", syncs);
+    ck_assert_int_gt(syncs, 0);
+    ck_assert_int_lt(syncs, 50);
+    bd_test_raw_close(fd);
+    ck_assert_int_eq(bd_test_daemon_kill(d, SIGKILL), 128 + SIGKILL);
+    restart(d);
+    ck_assert_int_eq(stat_of(d, "spool_recovered"), 500);
+    wait_idle(d, 30000);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 /* ---- dead letters ---------------------------------------------------------------------- */
 
 /* batchctl deadletters ACTION against d: its stdout (free()). */
@@ -781,6 +810,7 @@ static Suite *spool_suite(void)
     bd_test_add(damage, test_damage_stale_checkpoint);
     bd_test_add(damage, test_spool_full_refuses_then_resumes);
     bd_test_add(damage, test_tmpfs_full_disk);
+    bd_test_add(damage, test_sync_window_group_commit);
     bd_test_add(damage, test_dead_letters_list_and_resend);
     suite_add_tcase(s, damage);
     return s;
