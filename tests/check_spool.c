@@ -716,6 +716,46 @@ START_TEST(test_sync_window_group_commit)
 }
 END_TEST
 
+/* SIGTERM whose grace runs out: the items answered SHUTTING_DOWN (hung
+ * in the sink, or still queued) are not final for a durable route; the
+ * next start delivers them. */
+START_TEST(test_shutdown_grace_keeps_items)
+{
+    struct bd_test_daemon *d = spool_daemon("shutdown_grace_ms = 200\n",
+                                            "hang_rate = 1\nhang_ms = 5000\n", "");
+    unsigned char acc[PER_ROUND] = {0};
+    int fd = client(d), delivered[ROUNDS * PER_ROUND] = {0}, n = 0;
+    size_t len;
+    char *conf, *p;
+    FILE *f;
+
+    for (int i = 0; i < 300; i++)
+        send_one(fd, 3, i, 30);
+    ck_assert_int_eq(read_replies(fd, 300, acc, bd_test_scaled(10000)), 300);
+    bd_test_raw_close(fd);
+    bd_test_daemon_kill(d, SIGTERM);
+    conf = bd_test_read_file(bd_test_daemon_conf(d), &len);
+    ck_assert_ptr_nonnull(conf);
+    p = strstr(conf, "hang_rate = 1");
+    ck_assert_ptr_nonnull(p);
+    p[strlen("hang_rate = ")] = '0';
+    f = fopen(bd_test_daemon_conf(d), "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(conf, f);
+    fclose(f);
+    free(conf);
+    restart(d);
+    ck_assert_int_eq(stat_of(d, "spool_recovered"), 300);
+    wait_idle(d, 30000);
+    ck_assert_int_eq(stat_of(d, "spool_dead_lettered"), 0);
+    read_ledger(d, delivered);
+    for (int i = 0; i < 300; i++)
+        n += delivered[3 * PER_ROUND + i] >= 1;
+    ck_assert_int_eq(n, 300);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 /* ---- dead letters ---------------------------------------------------------------------- */
 
 /* batchctl deadletters ACTION against d: its stdout (free()). */
@@ -811,6 +851,7 @@ static Suite *spool_suite(void)
     bd_test_add(damage, test_spool_full_refuses_then_resumes);
     bd_test_add(damage, test_tmpfs_full_disk);
     bd_test_add(damage, test_sync_window_group_commit);
+    bd_test_add(damage, test_shutdown_grace_keeps_items);
     bd_test_add(damage, test_dead_letters_list_and_resend);
     suite_add_tcase(s, damage);
     return s;
