@@ -472,6 +472,19 @@ void bd_durable_stop(struct bd_core *core)
     core->durable = NULL;
 }
 
+void bd_durable_commit_now(struct bd_core *core)
+{
+    if (core->durable != NULL)
+        commit(core);
+}
+
+int bd_durable_busy(const struct bd_core *core)
+{
+    const struct bd_durable *d = core->durable;
+
+    return d != NULL && (d->syncing || d->nacks > 0 || d->sp->dirty);
+}
+
 const struct bd_spool_stats *bd_durable_stats(const struct bd_core *core,
                                               uint64_t *disk_bytes)
 {

@@ -58,6 +58,15 @@ void bd_durable_final(struct bd_core *core, const char *key,
  * unless a sync window is set (then its timer does). */
 void bd_durable_end_pass(struct bd_core *core);
 
+/* Is anything not yet committed or answered (records, held ACCEPTEDs,
+ * a sync running)? The shutdown waits for it, so that every ACCEPTED
+ * is written before the daemon leaves. */
+int bd_durable_busy(const struct bd_core *core);
+
+/* Commit and answer everything now, waiting for the sync (the end of
+ * shutdown_grace: the replies must be in the buffers it writes). */
+void bd_durable_commit_now(struct bd_core *core);
+
 /* The spool's counters, or NULL without a spool. */
 const struct bd_spool_stats *bd_durable_stats(const struct bd_core *core,
                                               uint64_t *disk_bytes);

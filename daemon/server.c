@@ -91,6 +91,8 @@ void bd_server_check_done(struct bd_server *srv)
         return;
     if (srv->core.nqueued != 0 || srv->core.nretry != 0 || srv->core.inflight != 0)
         return;
+    if (bd_durable_busy(&srv->core))
+        return; /* a commit's ACCEPTEDs are still to come (durable.c) */
     /* Nothing can be queued any more (new items are refused): read and
      * answer the last requests, then leave once every answer is out. */
     if (!srv->input_drained) {
@@ -394,6 +396,7 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
     bd_call_abandon_all(&srv->core, BATCHD_SHUTTING_DOWN, msg);
     if (!srv->input_drained)
         drain_all_input(srv);
+    bd_durable_commit_now(&srv->core); /* held ACCEPTEDs into the buffers */
     /* Write what we can, then leave: hung sink calls keep their threads. */
     for (struct bd_conn *c = srv->conns; c; c = c->next)
         if (c->out.len > 0 && write(c->fd, bd_buf_head(&c->out), c->out.len) < 0) {

@@ -756,6 +756,28 @@ START_TEST(test_shutdown_grace_keeps_items)
 }
 END_TEST
 
+/* SIGTERM while ACCEPTEDs wait for their sync: every SEND the socket
+ * took still gets its one reply (ACCEPTED, or SHUTTING_DOWN after). */
+START_TEST(test_sigterm_answers_every_send)
+{
+    struct bd_test_daemon *d = spool_daemon("", "", "");
+    int fd = client(d), got, accepted = 0;
+    unsigned char acc[PER_ROUND] = {0};
+
+    for (int i = 0; i < 2000; i++)
+        send_one(fd, 4, i, 64);
+    ck_assert_int_eq(kill(bd_test_daemon_pid(d), SIGTERM), 0);
+    got = read_replies(fd, 2000, acc, bd_test_scaled(10000));
+    for (int i = 0; i < 2000; i++)
+        accepted += acc[i];
+    printf("spool SIGTERM: %d replies, %d ACCEPTED\n", got, accepted);
+    ck_assert_int_eq(got, 2000);
+    bd_test_raw_close(fd);
+    ck_assert_int_eq(bd_test_daemon_wait_exit(d, 15000), 0);
+    bd_test_daemon_free(d);
+}
+END_TEST
+
 /* ---- dead letters ---------------------------------------------------------------------- */
 
 /* batchctl deadletters ACTION against d: its stdout (free()). */
@@ -852,6 +874,7 @@ static Suite *spool_suite(void)
     bd_test_add(damage, test_tmpfs_full_disk);
     bd_test_add(damage, test_sync_window_group_commit);
     bd_test_add(damage, test_shutdown_grace_keeps_items);
+    bd_test_add(damage, test_sigterm_answers_every_send);
     bd_test_add(damage, test_dead_letters_list_and_resend);
     suite_add_tcase(s, damage);
     return s;
