@@ -99,6 +99,7 @@ void bd_spool_close(struct bd_spool *sp)
         close(sp->dirfd);
     bd_buf_destroy(&sp->dead_pend);
     bd_free(sp->sync);
+    bd_free(sp->old);
     bd_free(sp->dir);
     bd_free(sp);
 }
@@ -333,11 +334,6 @@ static int adopt(struct bd_spool *sp, struct old_seg *o)
     return 0;
 }
 
-/* Old segments to move aside once the re-spooled records are committed;
- * kept between bd_spool_recover and bd_spool_recover_finish. */
-static struct old_seg *pending_old;
-static size_t npending_old;
-
 int bd_spool_recover(struct bd_spool *sp,
                      void (*fn)(const struct bd_rec *r,
                                 struct bd_spool_seg *seg, void *arg),
@@ -395,8 +391,8 @@ out:
         bd_free(rv.segs);
         return -1;
     }
-    pending_old = rv.segs;
-    npending_old = rv.nsegs;
+    sp->old = rv.segs;
+    sp->nold = rv.nsegs;
     return 0;
 }
 
@@ -407,8 +403,8 @@ void bd_spool_recover_finish(struct bd_spool *sp, int move_aside)
     char name[64], aside[80];
     int moved = 0;
 
-    for (size_t i = 0; i < npending_old && move_aside; i++) {
-        const struct old_seg *s = &pending_old[i];
+    for (size_t i = 0; i < sp->nold && move_aside; i++) {
+        const struct old_seg *s = &sp->old[i];
 
         if (!s->damaged)
             continue;
@@ -420,9 +416,9 @@ void bd_spool_recover_finish(struct bd_spool *sp, int move_aside)
     }
     if (moved)
         fsync(sp->dirfd);
-    bd_free(pending_old);
-    pending_old = NULL;
-    npending_old = 0;
+    bd_free(sp->old);
+    sp->old = NULL;
+    sp->nold = 0;
     drop_finished(sp); /* adopted segments with nothing left in them */
 }
 

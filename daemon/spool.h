@@ -32,6 +32,8 @@
 #include "buf.h"
 #include "spool_rec.h"
 
+struct old_seg;
+
 /* One segment file. */
 struct bd_spool_seg {
     struct bd_spool_seg *next; /* the next newer segment */
@@ -86,6 +88,9 @@ struct bd_spool {
     size_t nsync, csync;
     int sync_errno;           /* errno of a failed fdatasync */
     uint64_t commit_t0;       /* when the commit in progress began */
+    struct old_seg *old;      /* owned: the segments recovery read, until
+                               * bd_spool_recover_finish (spool.c) */
+    size_t nold;
     struct bd_spool_stats st;
 };
 
