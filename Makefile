@@ -144,7 +144,7 @@ cppcheck:
 # The daemon under memcheck (any error or definite leak fails the test
 # that stops it) for the suites that drive it with hostile and broken
 # input; the whole set takes too long under valgrind for every run.
-VALGRIND_SUITES ?= check_badinput check_startup check_hostile
+VALGRIND_SUITES ?= check_badinput check_startup check_hostile check_spool
 valgrind: check-build
 	BUILD=$(BUILD) BATCHD_VALGRIND=1 bash tests/run.sh $(VALGRIND_SUITES)
 

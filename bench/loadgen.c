@@ -95,6 +95,7 @@ struct lg_args {
     unsigned sample_ms;       /* schedstat sampling period */
     int wait_mode;            /* WAIT_POLL, WAIT_READ or WAIT_SPIN */
     int redis_get;            /* redis: GET key instead of SET key payload */
+    int send;                 /* batchd: SEND frames, ACCEPTED counts */
 };
 
 /* What one child leaves in shared memory. */
@@ -337,7 +338,7 @@ static int take_frame(struct lg_client *c, const uint8_t *body, size_t len,
             return -1;
         }
         id = r.req_id;
-        good = r.status == BATCHD_OK;
+        good = r.status == (c->a->send ? BATCHD_ACCEPTED : BATCHD_OK);
         if (!good)
             fail(c, "reply status %s", bd_status_name(r.status));
     } else {
@@ -512,7 +513,8 @@ static int client_setup(struct lg_client *c)
         c->payload[i] = (char)('a' + i % 26);
     for (uint32_t i = 0; i < a->depth; i++) {
         c->free_slots[c->nfree++] = a->depth - 1 - i;
-        if (bd_msg_encode_item(&c->out, BD_MSG_LOAD, REQ_ID_BASE + i, a->key,
+        if (bd_msg_encode_item(&c->out, a->send ? BD_MSG_SEND : BD_MSG_LOAD,
+                               REQ_ID_BASE + i, a->key,
                                strlen(a->key), c->payload, a->size, NULL) != 0) {
             fail(c, "out of memory%s", "");
             return -1;
@@ -797,6 +799,7 @@ static void usage(FILE *f)
         "  -z, --size N         payload bytes (default 64)\n"
         "  -k, --key K          batchd key / redis key (default \"bench\")\n"
         "      --redis-get      redis: GET key (must exist) instead of SET key payload\n"
+        "      --send           batchd: SEND instead of LOAD (ACCEPTED is a good reply)\n"
         "  -p, --pid PID        server pid: CPU per item and peak RSS from /proc\n"
         "  -l, --label L        name printed in the result line\n"
         "  -t, --timeout-ms N   connect and reply timeout (default 10000)\n"
@@ -835,6 +838,7 @@ static int parse_args(int argc, char **argv, struct lg_args *a)
         {"sample-ms", required_argument, NULL, 'S'},
         {"wait", required_argument, NULL, 'W'},
         {"redis-get", no_argument, NULL, 'G'},
+        {"send", no_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -868,6 +872,7 @@ static int parse_args(int argc, char **argv, struct lg_args *a)
             rc |= a->wait_mode < 0;
             break;
         case 'G': a->redis_get = 1; break;
+        case 'E': a->send = 1; break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
         }

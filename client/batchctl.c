@@ -57,6 +57,8 @@ static void usage(FILE *f)
         "  reload                not supported yet (the daemon answers\n"
         "                        UNSUPPORTED): restart it to apply a config\n"
         CTL_TOP_USAGE
+        "  deadletters list      durable routes' dead letters, as JSON\n"
+        "  deadletters resend    queue them again and remove them (admin only)\n"
         CTL_BENCH_USAGE
         "\n"
         "exit status: 0 OK/ACCEPTED, 1 another status (printed as\n"
@@ -282,6 +284,17 @@ out_free_input:
     return rc;
 }
 
+/* deadletters list|resend: CONTROL "deadletters" with that action. */
+static int cmd_deadletters(const struct ctl *ctl, int argc, char **argv)
+{
+    const char *kv[2] = {"action", argc == 2 ? argv[1] : ""};
+
+    if (argc != 2 || (strcmp(argv[1], "list") != 0 &&
+                      strcmp(argv[1], "resend") != 0))
+        return usage_error(argv[0], "expects list or resend");
+    return control(ctl, "deadletters", kv, 1);
+}
+
 static int cmd_bench(const struct ctl *ctl, int argc, char **argv)
 {
     return ctl_bench(ctl->socket, ctl->timeout_ms, argc, argv);
@@ -302,6 +315,7 @@ static const struct ctl_cmd commands[] = {
     { "resume", cmd_plain },
     { "drain", cmd_plain },
     { "reload", cmd_plain },
+    { "deadletters", cmd_deadletters },
     { "bench", cmd_bench },
     { "top", cmd_top },
 };

@@ -24,6 +24,7 @@
 #include "bytes.h"
 #include "call.h"
 #include "dedup.h"
+#include "durable.h"
 #include "waiter.h"
 #include "hist.h"
 #include "lanes.h"
@@ -338,6 +339,7 @@ const char *const bd_reject_names[BD_REJECT_COUNT] = {
     [BD_REJECT_UNHEALTHY] = "sink_unhealthy",
     [BD_REJECT_TOO_LARGE] = "max_bytes",
     [BD_REJECT_NO_MEMORY] = "out_of_memory",
+    [BD_REJECT_SPOOL] = "spool",
 };
 
 static int refuse(struct bd_admit *a, int status, int reason, const char *fmt,
@@ -561,19 +563,16 @@ admit_key(struct bd_core *core,
     return k;
 }
 
-/* A new item for in within k's bounds, or NULL with a set. Every field
- * is set here (no memset: this runs once per item). */
+/* A new item for in, or NULL with a set (no memory). Every field is
+ * set here (no memset: this runs once per item). */
 static inline __attribute__((always_inline)) struct bd_item *
-item_make(struct bd_core *core, struct bd_key *k, const struct bd_msg_item *in,
+item_fill(struct bd_core *core, const struct bd_msg_item *in,
           struct bd_waiter *w, uint64_t deadline_ns, unsigned lane,
           const char *trace, size_t tlen, struct bd_admit *a)
 {
     size_t len = in->payload_len;
-    struct bd_item *it;
+    struct bd_item *it = bd_item_new(len + (tlen ? tlen + 1 : 0));
 
-    if (!within_bounds(core, k, len, a))
-        return NULL;
-    it = bd_item_new(len + (tlen ? tlen + 1 : 0));
     if (it == NULL) {
         refuse(a, BATCHD_OVERLOADED, BD_REJECT_NO_MEMORY,
                "out of memory (%llu bytes)", (unsigned long long)len);
@@ -595,6 +594,8 @@ item_make(struct bd_core *core, struct bd_key *k, const struct bd_msg_item *in,
     it->ok_mark = 0;
     it->reply_type = (uint8_t)in->type;
     it->lane = (uint16_t)lane;
+    it->seg = NULL;
+    it->spool_id = 0;
     it->len = len;
     it->tlen = (uint8_t)tlen;
     if (len)
@@ -606,16 +607,44 @@ item_make(struct bd_core *core, struct bd_key *k, const struct bd_msg_item *in,
     return it;
 }
 
+/* A new item for in within k's bounds, or NULL with a set. A SEND on a
+ * durable route is spooled here, so a full spool refuses it at once. */
+static inline __attribute__((always_inline)) struct bd_item *
+item_make(struct bd_core *core, struct bd_key *k, const struct bd_msg_item *in,
+          struct bd_waiter *w, uint64_t deadline_ns, unsigned lane,
+          const char *trace, size_t tlen, struct bd_admit *a)
+{
+    struct bd_item *it;
+
+    if (!within_bounds(core, k, in->payload_len, a))
+        return NULL;
+    it = item_fill(core, in, w, deadline_ns, lane, trace, tlen, a);
+    if (__builtin_expect(k->route->durable, 0) && it != NULL && w == NULL &&
+        !bd_durable_admit(core, k, it, a)) {
+        bd_item_free(it);
+        return NULL;
+    }
+    return it;
+}
+
 /* An item with options: a deadline, a priority, a dedup_id. */
 static __attribute__((noinline)) void
 admit_opts(struct bd_core *core, const struct bd_msg_item *in,
            const struct bd_opts *opts, struct bd_waiter *w, struct bd_admit *a)
 {
     struct bd_key *k = admit_key(core, in, a);
+    struct bd_opts plain;
     struct bd_item *it;
 
     if (k == NULL)
         return;
+    /* A durable SEND is never coalesced: it needs a record of its own. */
+    if (k->route->durable && w == NULL && opts->dedup_id != NULL) {
+        plain = *opts;
+        plain.dedup_id = NULL;
+        plain.dedup_len = 0;
+        opts = &plain;
+    }
     if (opts->dedup_id != NULL && admit_join(core, k, in, opts, w, a))
         return;
     it = item_make(core, k, in, w,
@@ -658,6 +687,41 @@ void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
     queue_push(core, k, it);
     core->ctr.items_in++;
     bd_batch_mark_dirty(core, k);
+}
+
+int bd_batch_restore(struct bd_core *core, const char *key, size_t key_len,
+                     const void *payload, size_t len, uint64_t spool_id,
+                     struct bd_spool_seg *seg, struct bd_admit *a)
+{
+    struct bd_msg_item in = {
+        .type = BD_MSG_SEND, .key = key, .key_len = key_len,
+        .payload = payload, .payload_len = len,
+    };
+    struct bd_key *k = admit_key(core, &in, a);
+    struct bd_item *it;
+
+    if (k == NULL)
+        return -1;
+    /* A restored SEND has no trace: the spool keeps key and payload. */
+    it = item_fill(core, &in, NULL, item_deadline(k->route, NULL,
+                                                  core->clock.now_ns), 0,
+                   NULL, 0, a);
+    if (it == NULL) {
+        key_maybe_free(core, k);
+        return -1;
+    }
+    it->spool_id = spool_id;
+    it->seg = seg;
+    a->ack = NULL;
+    if (seg == NULL && !bd_durable_admit(core, k, it, a)) {
+        bd_item_free(it);
+        key_maybe_free(core, k);
+        return -1;
+    }
+    queue_push(core, k, it);
+    core->ctr.items_in++;
+    bd_batch_mark_dirty(core, k);
+    return 0;
 }
 
 /* ---- queue helpers ---------------------------------------------------- */

@@ -67,6 +67,9 @@ struct bd_item {
     uint16_t lane;            /* its lane while queued: opts.priority
                                * (0..255), or BD_LANE_TOP once aged or back
                                * from a retry */
+    struct bd_spool_seg *seg; /* durable: the spool segment holding its
+                               * record (borrowed), else NULL */
+    uint64_t spool_id;        /* durable: its id in the spool */
     size_t len;               /* payload bytes */
     uint8_t data[];
 };
@@ -136,6 +139,11 @@ struct bd_key {
 struct bd_admit {
     int status;               /* BATCHD_OK or the reply status */
     int reason;               /* enum bd_reject when refused at a bound */
+    struct bd_waiter *ack;    /* in: a SEND's client, for an ACCEPTED held
+                               * until the spool sync (durable routes);
+                               * NULL = nobody to tell */
+    int deferred;             /* out: 1 when that ACCEPTED is held (the
+                               * caller must not answer it) */
     char msg[160];            /* reason when status != OK */
 };
 
@@ -149,6 +157,18 @@ struct bd_admit {
 void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
                     const struct bd_opts *opts, struct bd_waiter *w,
                     struct bd_admit *a);
+
+/*
+ * Queue an item recovered from the spool (durable.c): no bounds are
+ * checked (it was accepted before the restart). With seg its record
+ * stays where it is (an adopted segment); without, it is spooled again
+ * under spool_id (0: a new id). Returns 0, or -1 with a set (no route,
+ * no memory, no spool space).
+ */
+struct bd_spool_seg;
+int bd_batch_restore(struct bd_core *core, const char *key, size_t key_len,
+                     const void *payload, size_t len, uint64_t spool_id,
+                     struct bd_spool_seg *seg, struct bd_admit *a);
 
 /* End of a loop pass: give every key touched in this pass its chance
  * to dispatch. */

@@ -16,6 +16,7 @@
 #include "batch.h"
 #include "call.h"
 #include "dedup.h"
+#include "durable.h"
 #include "waiter.h"
 #include "hist.h"
 #include "log.h"
@@ -82,6 +83,8 @@ static inline void item_reply(struct bd_core *core, const char *key,
                               const struct bd_item *it, int status,
                               const void *body, size_t len, int is_str)
 {
+    if (__builtin_expect(it->seg != NULL, 0))
+        bd_durable_final(core, key, it, status, body, len);
     /* A coalesced item has no waiter of its own: LOADs test no more. */
     if (it->waiter == NULL && it->dedup != NULL)
         reply_all(core, key, it, status, body, len, is_str);

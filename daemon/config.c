@@ -38,7 +38,7 @@
 #define TIB (1024ULL * GIB)
 
 #define NAME_MAX_LEN 64     /* [sink.NAME] and [route.NAME] */
-#define MAX_OPTS 24         /* rows per table (per-section bookkeeping) */
+#define MAX_OPTS 28         /* rows per table (per-section bookkeeping) */
 #define MAX_ERRORS 100      /* error lines kept; the rest are counted */
 #define RAW_LINE 1024       /* our line buffer; inih's is smaller anyway */
 
@@ -197,6 +197,23 @@ static const struct opt daemon_opts[] = {
     { .name = "admin_gids", .kind = OPT_STR, AT(bd_config, admin_gids),
       .check = check_id_list,
       .help = "Groups whose members are admins, as admin_uids." },
+    { .name = "spool_dir", .kind = OPT_STR, AT(bd_config, spool_dir),
+      .help = "Directory of the durable SEND spool and its dead letters; "
+              "required when a route is durable." },
+    { .name = "spool_sync_window_us", .kind = OPT_INT,
+      AT(bd_config, spool_sync_window_us), .def = "0", .min = 0,
+      .max = 1000000,
+      .help = "Group commit window in microseconds; 0 = one write and "
+              "fdatasync per loop pass." },
+    { .name = "spool_max_bytes", .kind = OPT_SIZE,
+      AT(bd_config, spool_max_bytes), .def = "1G", .min = 64 * KIB,
+      .max = TIB,
+      .help = "Cap on the spool's bytes; past it durable SENDs get "
+              "OVERLOADED \"spool full\"." },
+    { .name = "spool_segment_bytes", .kind = OPT_SIZE,
+      AT(bd_config, spool_segment_bytes), .def = "16M", .min = 4 * KIB,
+      .max = GIB,
+      .help = "Size past which a spool segment is closed and a new one started." },
     { .name = NULL },
 };
 
@@ -229,6 +246,7 @@ static const struct opt sink_opts[] = {
 
 /* [route.NAME] */
 static const char *const off_on_names[] = {"off", "on", NULL};
+static const char *const no_yes_names[] = {"no", "yes", NULL};
 
 static const struct opt route_opts[] = {
     { .name = "match", .kind = OPT_STR, .flags = OPT_REQUIRED,
@@ -310,6 +328,10 @@ static const struct opt route_opts[] = {
       .max = 86400000,
       .help = "An item queued this long counts as top priority, so low "
               "priorities are never starved (0 = never)." },
+    { .name = "durable", .kind = OPT_ENUM, AT(bd_route_conf, durable),
+      .def = "no", .names = no_yes_names,
+      .help = "yes: SENDs to this route are spooled and synced before "
+              "ACCEPTED (at least once across crashes)." },
     { .name = NULL },
 };
 

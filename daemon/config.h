@@ -71,6 +71,8 @@ struct bd_route_conf {
                                * call in flight for it (batch.c, dedup.c) */
     uint32_t priority_aging_ms; /* an item queued this long counts as top
                                * priority (batch.c: lanes), 0 = never */
+    int durable;              /* 1: SENDs are spooled to disk before
+                               * ACCEPTED (durable.c, spool.c) */
 };
 
 struct bd_config {
@@ -97,6 +99,10 @@ struct bd_config {
     char *allow_gids;         /* comma list of groups/gids allowed to connect, or NULL */
     char *admin_uids;         /* may pause/resume/drain/reload (besides root and us) */
     char *admin_gids;
+    char *spool_dir;          /* durable routes' spool, or NULL */
+    uint32_t spool_sync_window_us; /* group commit window; 0 = each loop pass */
+    uint64_t spool_max_bytes; /* cap on the spool's segment bytes */
+    uint64_t spool_segment_bytes; /* a segment is closed past this */
     struct bd_sink_conf *sinks;
     size_t nsinks;
     struct bd_route_conf *routes; /* in file order: the first match wins */

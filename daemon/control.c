@@ -8,6 +8,7 @@
 #include "batch.h"
 #include "conn.h"
 #include "control.h"
+#include "deadletters.h"
 #include "log.h"
 #include "msg.h"
 #include "state.h"
@@ -102,6 +103,8 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
         bd_batch_flush_all(&srv->core);
         bd_log_info("control: dispatch resumed");
         reply_text(c, m, BATCHD_OK, "running");
+    } else if (is_cmd(m, "deadletters")) {
+        return bd_deadletters_control(c, m);
     } else if (is_cmd(m, "drain")) {
         bd_log_info("control: drain requested");
         reply_text(c, m, BATCHD_OK, "stopping: flushing every batch, then exit");
@@ -112,7 +115,8 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
                    is_cmd(m, "reload") ?
                    "reload: not supported yet; restart the daemon to apply "
                    "a new configuration" :
-                   "command: unknown (ping, stats, health, pause, resume, drain)");
+                   "command: unknown (ping, stats, health, pause, resume, drain, "
+                   "deadletters)");
         return BATCHD_UNSUPPORTED;
     }
     return BATCHD_OK;

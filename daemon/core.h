@@ -26,6 +26,7 @@ struct bd_sink;
 struct bd_batch;
 struct bd_workers;
 struct bd_dedup;
+struct bd_durable;
 
 enum bd_state {
     BD_STATE_RUNNING = 0,
@@ -43,6 +44,7 @@ enum bd_reject {
     BD_REJECT_UNHEALTHY,      /* the sink is unhealthy (crashes in a row) */
     BD_REJECT_TOO_LARGE,      /* payload over the route's max_bytes */
     BD_REJECT_NO_MEMORY,      /* out of memory */
+    BD_REJECT_SPOOL,          /* durable: spool_max_bytes or no disk space */
     BD_REJECT_COUNT
 };
 
@@ -105,6 +107,8 @@ struct bd_core {
     struct bd_dedup **dedup_tab; /* joinable coalesced items (dedup.c) */
     size_t dedup_size;        /* buckets, a power of two; 0 = no table yet */
     size_t ndedup;            /* records in it */
+    struct bd_durable *durable; /* owned: the spool of durable routes,
+                               * NULL when no route is durable (durable.c) */
     struct bd_counters ctr;
 };
 

@@ -108,12 +108,15 @@ static inline int handle_item(struct bd_conn *c, const struct bd_msg_item *in,
                in->key_len, "daemon is shutting down");
         return BATCHD_SHUTTING_DOWN;
     }
+    a.ack = is_load ? NULL : &c->waiter;
+    a.deferred = 0;
     bd_batch_admit(&srv->core, in, opts, is_load ? &c->waiter : NULL, &a);
     if (a.status != BATCHD_OK) {
         reject(c, in->type, in->req_id, a.status, in->key, in->key_len, a.msg);
         return a.status;
     }
-    if (!is_load) {
+    /* A durable SEND's ACCEPTED comes after the spool sync (durable.c). */
+    if (!is_load && !a.deferred) {
         srv->core.ctr.status[BATCHD_ACCEPTED]++;
         bd_conn_reply(c, in->type, in->req_id, BATCHD_ACCEPTED, NULL, 0, 0);
     }

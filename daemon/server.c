@@ -30,6 +30,7 @@
 #include "call.h"
 #include "clock.h"
 #include "conn.h"
+#include "durable.h"
 #include "log.h"
 #include "msg.h"
 #include "server.h"
@@ -91,6 +92,8 @@ void bd_server_check_done(struct bd_server *srv)
         return;
     if (srv->core.nqueued != 0 || srv->core.nretry != 0 || srv->core.inflight != 0)
         return;
+    if (bd_durable_busy(&srv->core))
+        return; /* a commit's ACCEPTEDs are still to come (durable.c) */
     /* Nothing can be queued any more (new items are refused): read and
      * answer the last requests, then leave once every answer is out. */
     if (!srv->input_drained) {
@@ -111,6 +114,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     bd_server_tick(srv);
     srv->flush_pending = 0;
     bd_batch_run_dirty(&srv->core);
+    bd_durable_end_pass(&srv->core); /* group commit, before the replies */
     while (srv->pending != NULL) {
         struct bd_conn *c = srv->pending;
 
@@ -435,6 +439,7 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
     bd_call_abandon_all(&srv->core, BATCHD_SHUTTING_DOWN, msg);
     if (!srv->input_drained)
         drain_all_input(srv);
+    bd_durable_commit_now(&srv->core); /* held ACCEPTEDs into the buffers */
     /* Write what we can, then leave: hung sink calls keep their threads. */
     for (struct bd_conn *c = srv->conns; c; c = c->next)
         if (c->out.len > 0 && write(c->fd, bd_buf_head(&c->out), c->out.len) < 0) {
@@ -616,6 +621,10 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
     if (srv->workers == NULL)
         goto out_free;
     srv->core.workers = srv->workers;
+    /* Items a previous run left in the spool are queued before the
+     * listener exists (and so before READY=1). */
+    if (bd_durable_start(&srv->core, err, errlen) != 0)
+        goto out_free;
     rc = listen_activated(srv, err, errlen);
     if (rc < 0 || (rc == 0 && listen_unix(srv, err, errlen) != 0))
         goto out_free;
@@ -672,6 +681,7 @@ void bd_server_free(struct bd_server *srv)
     /* Running batches (grace expired) still belong to their sink calls:
      * leave them, the workers and the plugin code alone. */
     bd_workers_free(srv->workers, idle);
+    bd_durable_stop(&srv->core); /* the last DONE records, then close */
     /* The loop is over: keys and queued items are ours to free even
      * when a stuck call still holds its own batch (and its items). */
     bd_batch_destroy_all(&srv->core);

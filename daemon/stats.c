@@ -9,6 +9,7 @@
 #include "msg.h"
 #include "state.h"
 #include "sink.h"
+#include "durable.h"
 #include "stats.h"
 
 static const char *const state_names[] = {"running", "paused", "stopping"};
@@ -246,6 +247,40 @@ static void counter_rows(const struct bd_server *srv, struct stat_row *r)
         r[i] = rows[i];
 }
 
+/* The spool's counters (durable routes): an object in JSON, one line in
+ * text; nothing without a spool. */
+static int render_spool(const struct bd_server *srv, struct bd_buf *b, int json)
+{
+    uint64_t disk = 0;
+    const struct bd_spool_stats *s = bd_durable_stats(&srv->core, &disk);
+    const struct stat_row rows[] = {
+        {"spool_items", s ? s->spooled : 0},
+        {"spool_item_bytes", s ? s->spooled_bytes : 0},
+        {"spool_done", s ? s->done : 0},
+        {"spool_disk_bytes", disk},
+        {"spool_syncs", s ? s->syncs : 0},
+        {"spool_sync_us_total", s ? s->sync_ns / 1000 : 0},
+        {"spool_sync_us_max", s ? s->sync_max_ns / 1000 : 0},
+        {"spool_recovered", s ? s->recovered : 0},
+        {"spool_damaged", s ? s->damaged : 0},
+        {"spool_damaged_bytes", s ? s->damaged_bytes : 0},
+        {"spool_missing_segments", s ? s->missing_segments : 0},
+        {"spool_dead_lettered", s ? s->dead_lettered : 0},
+        {"spool_full", s ? s->full : 0},
+        {"spool_write_errors", s ? s->write_errors : 0},
+    };
+    int rc;
+
+    if (s == NULL)
+        return 0;
+    rc = bprintf(b, json ? ",\"spool\":{" : "spool");
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]) && rc == 0; i++)
+        rc = bprintf(b, json ? "%s\"%s\":%llu" : "%s%s=%llu",
+                     json ? (i ? "," : "") : " ", rows[i].name, rows[i].v);
+    rc |= bprintf(b, json ? "}" : "\n");
+    return rc | render_hist(b, "spool_sync_us_hist", s->sync_hist, 32, json);
+}
+
 static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->core.ctr;
@@ -267,6 +302,7 @@ static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
     rc |= bprintf(b, "}");
     rc |= render_hist(b, "batch_size_hist", c->batch_hist, 17, 1);
     rc |= render_hist(b, "latency_us_hist", c->lat_hist, 32, 1);
+    rc |= render_spool(srv, b, 1);
     rc |= bprintf(b, ",\"sinks\":{");
     for (size_t i = 0; i < srv->cfg->nsinks && rc == 0; i++)
         rc = bprintf(b, "%s\"%s\":{\"plugin\":\"%s\",\"calls\":%llu}",
@@ -302,6 +338,7 @@ static int render_text(struct bd_server *srv, int detail, struct bd_buf *b)
     rc |= bprintf(b, "\n");
     rc |= render_hist(b, "batch_size_hist", c->batch_hist, 17, 0);
     rc |= render_hist(b, "latency_us_hist", c->lat_hist, 32, 0);
+    rc |= render_spool(srv, b, 0);
     if (detail)
         rc |= render_keys(srv, &w);
     else

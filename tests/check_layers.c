@@ -18,7 +18,7 @@
 #include "helpers.h"
 
 static const char *const layer_names[] = {
-    "proto", "basics", "sink", "core", "io", "server",
+    "proto", "basics", "sink", "spool", "core", "io", "server",
 };
 #define NLAYERS (sizeof(layer_names) / sizeof(layer_names[0]))
 
