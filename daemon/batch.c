@@ -30,6 +30,7 @@
 #include "log.h"
 #include "msg.h"
 #include "core.h"
+#include "gen.h"
 #include "sink.h"
 #include "siphash.h"
 
@@ -168,6 +169,7 @@ static const struct bd_route_conf *route_match(const struct bd_config *cfg,
 }
 
 static inline void key_wake(struct bd_core *core, struct bd_key *k);
+static void key_free(struct bd_core *core, struct bd_key *k);
 
 /* Find or create the key. NULL with a->status set when it has no route
  * or memory is short. */
@@ -179,12 +181,18 @@ key_get(struct bd_core *core, const char *name,
     const struct bd_route_conf *r;
     uint32_t h;
 
-    if (k != NULL && k->len == len && bd_bytes_eq(k->name, name, len)) {
+    if (k != NULL && k->len == len && bd_bytes_eq(k->name, name, len) &&
+        k->gen == core->gen) {
         key_wake(core, k);
         return k;
     }
     h = bd_batch_key_hash(core, name, len);
     k = key_find(core, name, len, h);
+    if (k != NULL && k->gen != core->gen && (k->flags & BD_KEY_IDLE)) {
+        /* Routed under an older config and idle: route it afresh. */
+        key_free(core, k);
+        k = NULL;
+    }
     if (k != NULL) {
         key_wake(core, k);
         core->key_last = k;
@@ -212,7 +220,9 @@ key_get(struct bd_core *core, const char *name,
     }
     k->core = core;
     k->route = r;
-    k->sink = &core->sinks[r->sink_idx];
+    k->sink = core->sinks[r->sink_idx];
+    k->gen = core->gen;
+    bd_gen_hold(k->gen);
     k->hnext = core->keytab[h & (core->keytab_size - 1)];
     core->keytab[h & (core->keytab_size - 1)] = k;
     core->nkeys++;
@@ -266,6 +276,7 @@ static void key_free(struct bd_core *core, struct bd_key *k)
     if (core->key_last == k)
         core->key_last = NULL;
     core->nkeys--;
+    bd_gen_release(core, k->gen);
     bd_free(k);
     keytab_maybe_shrink(core);
 }
@@ -1307,6 +1318,7 @@ void bd_batch_destroy_all(struct bd_core *core)
             if (k->timer)
                 event_free(k->timer);
             bd_lanes_free(k);
+            bd_gen_release(core, k->gen);
             bd_free(k);
         }
     }
@@ -1322,6 +1334,40 @@ void bd_batch_destroy_all(struct bd_core *core)
     core->nqueued = core->qbytes = core->nretry = core->rbytes = 0;
     core->dirty = NULL;
     core->waiting = core->waiting_tail = NULL;
+}
+
+void bd_batch_reroute(struct bd_core *core)
+{
+    for (size_t i = 0; i < core->keytab_size; i++) {
+        struct bd_key *k = core->keytab[i], *next;
+
+        for (; k != NULL; k = next) {
+            const struct bd_route_conf *r;
+
+            next = k->hnext; /* key_free unlinks k */
+            if (k->gen == core->gen)
+                continue;
+            if (k->flags & BD_KEY_IDLE) {
+                key_free(core, k);
+                continue;
+            }
+            r = route_match(core->cfg, k->name);
+            if (r == NULL) {
+                bd_log_warn("key %s: no route matches it after the reload; "
+                            "its queued items finish under route %s",
+                            k->name, k->route->name);
+                continue;
+            }
+            bd_gen_release(core, k->gen);
+            k->gen = core->gen;
+            bd_gen_hold(k->gen);
+            k->route = r;
+            k->sink = core->sinks[r->sink_idx];
+            k->flags &= ~BD_KEY_FULL; /* the bounds may have changed */
+            bd_batch_mark_dirty(core, k);
+        }
+    }
+    core->key_last = NULL;
 }
 
 void bd_batch_foreach_key(struct bd_core *core,

@@ -16,6 +16,7 @@
 #include "batch.h"
 #include "call.h"
 #include "dedup.h"
+#include "gen.h"
 #include "waiter.h"
 #include "hist.h"
 #include "log.h"
@@ -393,6 +394,16 @@ static void call_end(struct bd_core *core, struct bd_batch *b)
 
 static void call_timeout_cb(evutil_socket_t fd, short what, void *arg);
 
+/* The end of a started call's batch: its sink may be shut down now
+ * when a reload removed it (gen.c). */
+static void call_free(struct bd_core *core, struct bd_batch *b)
+{
+    struct bd_sink *s = b->sink;
+
+    bd_batch_free(b);
+    bd_gen_call_closed(core, s);
+}
+
 void bd_call_start(struct bd_core *core, struct bd_batch *b)
 {
     struct bd_key *k = b->key;
@@ -411,6 +422,7 @@ void bd_call_start(struct bd_core *core, struct bd_batch *b)
     core->ctr.batches++;
     core->ctr.items_out += b->pub.nitems;
     b->sink->calls++;
+    bd_gen_call_opened(b->sink);
     if (b->sink->nonblocking) {
         /* On the loop: most non-blocking sinks answer before returning,
          * and then no timer is needed at all. */
@@ -490,7 +502,7 @@ static void call_withdrawn(struct bd_core *core, struct bd_batch *b)
         bd_batch_requeue_front(core, k, it);
     }
     event_free(b->timeout_ev);
-    bd_batch_free(b);
+    call_free(core, b);
 }
 
 static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -532,7 +544,7 @@ static void drop_abandoned(struct bd_core *core, struct bd_batch *b)
         b->sink->vt->release(b->sink->state, b->res);
     for (size_t i = 0; i < b->pub.nitems; i++)
         bd_item_free(b->items[i]);
-    bd_batch_free(b);
+    call_free(core, b);
 }
 
 void bd_call_complete(struct bd_core *core, struct bd_batch *b)
@@ -565,7 +577,7 @@ void bd_call_complete(struct bd_core *core, struct bd_batch *b)
     } else {
         call_verdict(core, b, v, msg);
     }
-    bd_batch_free(b);
+    call_free(core, b);
     bd_core_want_flush(core);
 }
 

@@ -71,6 +71,8 @@ struct bd_route_conf {
                                * call in flight for it (batch.c, dedup.c) */
     uint32_t priority_aging_ms; /* an item queued this long counts as top
                                * priority (batch.c: lanes), 0 = never */
+    int metrics_keys;         /* 1: the metrics endpoint labels its keys'
+                               * gauges by key name (cardinality: opt-in) */
 };
 
 struct bd_config {
@@ -97,6 +99,8 @@ struct bd_config {
     char *allow_gids;         /* comma list of groups/gids allowed to connect, or NULL */
     char *admin_uids;         /* may pause/resume/drain/reload (besides root and us) */
     char *admin_gids;
+    char *metrics_listen;     /* "HOST:PORT" (loopback) or "unix:/path" of
+                               * the Prometheus endpoint; NULL = off */
     struct bd_sink_conf *sinks;
     size_t nsinks;
     struct bd_route_conf *routes; /* in file order: the first match wins */

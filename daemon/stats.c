@@ -250,8 +250,9 @@ static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
     rc |= bprintf(b, ",\"sinks\":{");
     for (size_t i = 0; i < srv->cfg->nsinks && rc == 0; i++)
         rc = bprintf(b, "%s\"%s\":{\"plugin\":\"%s\",\"calls\":%llu}",
-                     i ? "," : "", srv->sinks[i].name, srv->sinks[i].vt->name,
-                     (unsigned long long)srv->sinks[i].calls);
+                     i ? "," : "", srv->core.sinks[i]->name,
+                     srv->core.sinks[i]->vt->name,
+                     (unsigned long long)srv->core.sinks[i]->calls);
     rc |= bprintf(b, "},\"key_detail\":%s,\"keys\":{",
                   detail ? "true" : "false");
     if (detail)
