@@ -31,6 +31,7 @@
 #include "msg.h"
 #include "core.h"
 #include "gen.h"
+#include "series.h"
 #include "sink.h"
 #include "siphash.h"
 
@@ -223,6 +224,7 @@ key_get(struct bd_core *core, const char *name,
     k->sink = core->sinks[r->sink_idx];
     k->gen = core->gen;
     bd_gen_hold(k->gen);
+    k->rs = bd_series_route(core, r);
     k->hnext = core->keytab[h & (core->keytab_size - 1)];
     core->keytab[h & (core->keytab_size - 1)] = k;
     core->nkeys++;
@@ -524,6 +526,7 @@ static __attribute__((noinline)) int admit_join(struct bd_core *core, struct bd_
                "out of memory (%llu bytes)",
                (unsigned long long)sizeof(struct bd_rcpt));
         k->rejects[a->reason]++;
+        k->rs->rejects[a->reason]++;
         core->ctr.rejects[a->reason]++;
         return 1;
     }
@@ -533,6 +536,7 @@ static __attribute__((noinline)) int admit_join(struct bd_core *core, struct bd_
     k->coalesced++;
     core->ctr.coalesced++;
     core->ctr.items_in++;
+    k->rs->items_in++;
     bd_batch_mark_dirty(core, k);
     return 1;
 }
@@ -543,6 +547,7 @@ static void admit_refused(struct bd_core *core, struct bd_key *k,
                           const struct bd_admit *a)
 {
     k->rejects[a->reason]++;
+    k->rs->rejects[a->reason]++;
     core->ctr.rejects[a->reason]++;
     if (a->reason <= BD_REJECT_QUEUED_BYTES) {
         /* At a queue bound (the key's or the daemon's) the queue cannot
@@ -636,6 +641,7 @@ admit_opts(struct bd_core *core, const struct bd_msg_item *in,
         admit_first(core, k, it, opts);
     queue_push(core, k, it);
     core->ctr.items_in++;
+    k->rs->items_in++;
     bd_batch_mark_dirty(core, k);
 }
 
@@ -662,6 +668,7 @@ void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
     }
     queue_push(core, k, it);
     core->ctr.items_in++;
+    k->rs->items_in++;
     bd_batch_mark_dirty(core, k);
 }
 
@@ -1052,6 +1059,7 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
             (item_cancelled(core, it) || expired_plain(core, k, it, now)))
             continue;
         batch_set_item(b, got++, it, now);
+        bd_series_observe(&k->rs->queue_wait_us, (now - it->enq_ns) / 1000);
     }
     if (recompute)
         recompute_deadline(k);
@@ -1066,6 +1074,9 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
     if (got > k->max_batch)
         k->max_batch = (uint32_t)got;
     core->ctr.batch_hist[bd_hist_pow2_bucket(got, 17)]++;
+    k->rs->batches++;
+    k->rs->items_out += got;
+    bd_series_observe(&k->rs->batch_items, got);
     bd_call_start(core, b);
     return 1;
 }
@@ -1363,6 +1374,7 @@ void bd_batch_reroute(struct bd_core *core)
             bd_gen_hold(k->gen);
             k->route = r;
             k->sink = core->sinks[r->sink_idx];
+            k->rs = bd_series_route(core, r);
             k->flags &= ~BD_KEY_FULL; /* the bounds may have changed */
             bd_batch_mark_dirty(core, k);
         }

@@ -82,6 +82,7 @@ struct bd_key {
     struct bd_sink *sink;     /* gen->sinks[route->sink_idx] */
     struct bd_gen *gen;       /* the generation its route is from: holds
                                * a reference (gen.h) */
+    struct bd_series *rs;     /* its route's counters (series.h) */
     struct bd_item *head;     /* queued, oldest first */
     struct bd_item *tail;
     struct bd_lanes *lanes;   /* NULL until a priority other than 0 came */

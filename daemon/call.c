@@ -17,6 +17,7 @@
 #include "call.h"
 #include "dedup.h"
 #include "gen.h"
+#include "series.h"
 #include "waiter.h"
 #include "hist.h"
 #include "log.h"
@@ -32,8 +33,11 @@ static inline void reply_one(struct bd_core *core, const char *key,
                              int type, uint64_t req_id, int status,
                              const void *body, size_t len, int is_str)
 {
+    uint64_t us = (core->clock.now_ns - it->enq_ns) / 1000;
+
     core->ctr.status[status]++;
-    core->ctr.lat_hist[bd_hist_pow2_bucket((core->clock.now_ns - it->enq_ns) / 1000, 32)]++;
+    core->ctr.lat_hist[bd_hist_pow2_bucket(us, 32)]++;
+    core->ctr.lat_sum_us += us;
     if (w == NULL) {
         /* SEND: the client had ACCEPTED; a failure is only logged. */
         if (status != BATCHD_OK) {
@@ -208,8 +212,10 @@ static void retry_or_give_up(struct bd_core *core, struct bd_key *k,
         return;
     }
     if (wait_or_give_up(core, k, it, plan_wait(core, k->route, plan, it), final,
-                        why))
+                        why)) {
         core->ctr.retries++;
+        k->rs->retries++;
+    }
 }
 
 /* ---- verdicts --------------------------------------------------------- */
@@ -389,6 +395,8 @@ static void call_end(struct bd_core *core, struct bd_batch *b)
     core->inflight_items -= b->pub.nitems;
     b->key->inflight--;
     b->key->inflight_items -= b->pub.nitems;
+    bd_series_observe(&bd_series_sink(b->sink)->call_us,
+                      (core->clock.now_ns - b->start_ns) / 1000);
     bd_batch_mark_dirty(core, b->key);
 }
 
@@ -421,7 +429,7 @@ void bd_call_start(struct bd_core *core, struct bd_batch *b)
     core->inflight_items += b->pub.nitems;
     core->ctr.batches++;
     core->ctr.items_out += b->pub.nitems;
-    b->sink->calls++;
+    bd_series_sink(b->sink)->calls++;
     bd_gen_call_opened(b->sink);
     if (b->sink->nonblocking) {
         /* On the loop: most non-blocking sinks answer before returning,
@@ -523,6 +531,7 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
     bd_log_warn("key %s: sink %s: call with %zu items timed out after %u ms",
                 k->name, b->sink->name, b->pub.nitems, tmo);
     core->ctr.timeouts++;
+    k->rs->timeouts++;
     core->abandoned++;
     b->abandoned = 1;
     for (size_t i = 0; i < b->pub.nitems; i++)
@@ -575,6 +584,7 @@ void bd_call_complete(struct bd_core *core, struct bd_batch *b)
         for (size_t i = 0; i < b->pub.nitems; i++)
             item_verdict(core, k, b->items[i], &b->results[i], &plan);
     } else {
+        bd_series_sink(b->sink)->call_failures++;
         call_verdict(core, b, v, msg);
     }
     call_free(core, b);

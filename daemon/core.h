@@ -27,6 +27,7 @@ struct bd_batch;
 struct bd_workers;
 struct bd_dedup;
 struct bd_gen;
+struct bd_series;
 
 enum bd_state {
     BD_STATE_RUNNING = 0,
@@ -69,6 +70,7 @@ struct bd_counters {
                                * reason (enum bd_reject) */
     uint64_t batch_hist[17];  /* batch sizes: bucket i holds < 2^i items */
     uint64_t lat_hist[32];    /* item latency: bucket i holds < 2^i us */
+    uint64_t lat_sum_us;      /* the sum of those latencies */
 };
 
 struct bd_core {
@@ -111,6 +113,8 @@ struct bd_core {
     size_t dedup_size;        /* buckets, a power of two; 0 = no table yet */
     size_t ndedup;            /* records in it */
     struct bd_counters ctr;
+    struct bd_series *series; /* per-route and per-sink counters, every
+                               * name ever configured (series.h), owned */
 };
 
 /*

@@ -48,6 +48,7 @@ static void gen_free(struct bd_core *core, struct bd_gen *g)
         if (g->sinks[i] != NULL)
             sink_unlist(core, g->sinks[i]);
     bd_free(g->sinks);
+    bd_free(g->route_series);
     bd_config_free(g->cfg);
     bd_free(g);
 }

@@ -22,6 +22,7 @@
 #include "sink.h"
 
 struct bd_core;
+struct bd_series;
 
 struct bd_gen {
     uint32_t refs;            /* the core's current pointer + keys on it */
@@ -29,6 +30,9 @@ struct bd_gen {
     struct bd_config *cfg;    /* owned */
     struct bd_sink **sinks;   /* cfg->nsinks, each counted in its ->gens */
     uint32_t nkept;           /* sinks shared with the previous generation */
+    struct bd_series **route_series; /* cfg->nroutes: each route's counters
+                               * (series.h, owned by the core); NULL until
+                               * bd_series_bind */
 };
 
 /*

@@ -23,6 +23,7 @@
 #include "batch.h"
 #include "gen.h"
 #include "log.h"
+#include "series.h"
 #include "server.h"
 #include "sink.h"
 
@@ -153,7 +154,10 @@ int bd_server_reload(struct bd_server *srv, char *out, size_t outlen)
         goto fail;
     }
     gen = bd_gen_new(cfg, srv->core.gen, srv->sink_dir, err, sizeof(err));
-    if (gen == NULL) { /* cfg is freed */
+    if (gen == NULL || bd_series_bind(&srv->core, gen) != 0) {
+        if (gen != NULL) /* else cfg is freed and err says why */
+            snprintf(err, sizeof(err), "out of memory for the counters");
+        bd_gen_release(NULL, gen); /* its new sinks never served */
         bd_access_free(access);
         out[0] = '\0';
         note(out, outlen, "%s\n", err);

@@ -30,7 +30,9 @@
 #include "clock.h"
 #include "conn.h"
 #include "gen.h"
+#include "series.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg.h"
 #include "server.h"
 #include "sink.h"
@@ -564,6 +566,10 @@ struct bd_server *bd_server_new(struct bd_gen *gen, char *err, size_t errlen)
                  strerror(errno));
         goto out_free;
     }
+    if (bd_series_bind(&srv->core, gen) != 0) {
+        snprintf(err, errlen, "out of memory for the counters");
+        goto out_free;
+    }
     srv->start_ns = srv->core.clock.now_ns;
     if (srv->base == NULL || setup_events(srv) != 0) {
         snprintf(err, errlen, "libevent: cannot set up the event loop");
@@ -586,6 +592,10 @@ struct bd_server *bd_server_new(struct bd_gen *gen, char *err, size_t errlen)
         snprintf(err, errlen, "libevent: cannot watch the listening socket");
         goto out_free;
     }
+    if (cfg->metrics_listen != NULL &&
+        (srv->metrics = bd_metrics_start(srv, cfg->metrics_listen, err,
+                                         errlen)) == NULL)
+        goto out_free;
     if (start_watchdog(srv) != 0 || start_sweep(srv) != 0) {
         snprintf(err, errlen, "libevent: cannot start a timer");
         goto out_free;
@@ -625,6 +635,7 @@ void bd_server_free(struct bd_server *srv)
      * sink: then neither its thread nor the plugin can be waited for. */
     idle = srv->core.inflight == 0 && srv->core.abandoned == 0;
     close_listener(srv);
+    bd_metrics_free(srv->metrics);
     while (srv->conns)
         bd_conn_close(srv->conns);
     /* Running batches (grace expired) still belong to their sink calls:
@@ -640,6 +651,7 @@ void bd_server_free(struct bd_server *srv)
     srv->cfg = NULL;
     if (idle)
         bd_gen_reap(&srv->core);
+    bd_series_free_all(&srv->core);
     for (int i = 0; i < 3; i++)
         if (srv->sig_ev[i])
             event_free(srv->sig_ev[i]);

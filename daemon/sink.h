@@ -17,6 +17,7 @@
 
 struct bd_item;
 struct bd_key;
+struct bd_series;
 struct event;
 
 struct bd_sink {
@@ -30,7 +31,8 @@ struct bd_sink {
     int isolation;            /* enum bd_isolation */
     volatile int unhealthy;   /* process isolation: crashing; admission
                                * answers SINK_UNAVAILABLE (set by isolate.c) */
-    uint64_t calls;           /* process() calls */
+    struct bd_series *series; /* its counters (series.h): owned by the
+                               * core, set when its generation is bound */
     /* Reload (gen.c): a sink lives while a config generation lists it
      * or a call started in it has not ended; then it is shut down. */
     uint32_t gens;            /* generations that list it */

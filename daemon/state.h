@@ -23,6 +23,7 @@ struct bd_key;
 struct bd_sink;
 struct bd_workers;
 struct bd_access;
+struct bd_metrics;
 
 /* Descriptors kept free for sinks, workers and the runner's socketpairs:
  * connections stop being accepted before the process runs out. */
@@ -49,6 +50,7 @@ struct bd_server {
     struct event *watchdog_ev;
     struct event *sweep_ev;   /* periodic connection timeout check */
     struct bd_access *access; /* allow/admin lists */
+    struct bd_metrics *metrics; /* the Prometheus endpoint, NULL = off */
     uint32_t fd_budget;       /* connections we can hold and keep BD_FD_RESERVE */
     int listen_paused;        /* accept stopped after EMFILE */
     int input_drained;        /* stopping: the last requests in every
