@@ -1349,19 +1349,21 @@ void bd_batch_destroy_all(struct bd_core *core)
 
 void bd_batch_reroute(struct bd_core *core)
 {
-    for (size_t i = 0; i < core->keytab_size; i++) {
-        struct bd_key *k = core->keytab[i], *next;
+    struct bd_key *k, *next;
 
-        for (; k != NULL; k = next) {
+    /* Idle keys first, off the idle list: freeing may shrink the key
+     * table, which must not happen while the loop below walks it. */
+    for (k = core->idle_head; k != NULL; k = next) {
+        next = k->inext;
+        if (k->gen != core->gen)
+            key_free(core, k);
+    }
+    for (size_t i = 0; i < core->keytab_size; i++) {
+        for (k = core->keytab[i]; k != NULL; k = k->hnext) {
             const struct bd_route_conf *r;
 
-            next = k->hnext; /* key_free unlinks k */
             if (k->gen == core->gen)
                 continue;
-            if (k->flags & BD_KEY_IDLE) {
-                key_free(core, k);
-                continue;
-            }
             r = route_match(core->cfg, k->name);
             if (r == NULL) {
                 bd_log_warn("key %s: no route matches it after the reload; "

@@ -134,6 +134,11 @@ int bd_server_reload(struct bd_server *srv, char *out, size_t outlen)
     char *errs = NULL, err[512] = "";
 
     out[0] = '\0';
+    if (srv->core.state == BD_STATE_STOPPING) {
+        note(out, outlen, "the daemon is stopping; nothing reloaded\n");
+        log_report(BATCHD_LOG_WARN, "reload refused", out);
+        return -1;
+    }
     clock_gettime(CLOCK_MONOTONIC, &ts);
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
                (unsigned long long)ts.tv_sec * 1000000ull +

@@ -462,6 +462,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         bd_conn_check_timeouts(c, now);
     }
     bd_batch_sweep_idle(&srv->core);
+    if (srv->core.reap != NULL) /* the last key of an old config went */
+        bd_gen_reap(&srv->core);
 }
 
 /* One sweep every 100 ms over all connections is cheaper than a timer

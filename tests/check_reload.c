@@ -341,6 +341,65 @@ START_TEST(test_removed_sink_shut_down_after_last_call)
 }
 END_TEST
 
+/* One LOAD on key k ("p<idx>"), checked. */
+static int key_k_client(int idx, void *arg)
+{
+    struct shared *sh = arg;
+    struct batchd_client *c = batchd_connect_unix(sh->sock, 10000);
+    struct batchd_reply *r = NULL;
+    char p[16];
+
+    if (c == NULL || batchd_err(c) != BATCHD_ERR_NONE)
+        return bd_test_child_fail(idx, "connect failed");
+    snprintf(p, sizeof(p), "p%d", idx);
+    if (batchd_load(c, "k", p, strlen(p), NULL, 60000, &r) != BATCHD_CLIENT_OK)
+        return bd_test_child_fail(idx, "no reply");
+    if (r->status == BATCHD_OK && r->len == strlen(p) &&
+        memcmp(r->data, p, r->len) == 0)
+        sh->ok[idx]++;
+    else
+        sh->bad[idx]++;
+    batchd_reply_free(r);
+    batchd_free(c);
+    return 0;
+}
+
+/* A key that no route of the new config matches finishes its queued
+ * and running items under its old route and sink; once idle it is
+ * NO_ROUTE. */
+START_TEST(test_key_without_new_route_finishes_under_old)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        "[sink.slow]\nplugin = @TSINKS@/record.so\nledger = @DIR@/slow\n"
+        "delay_ms = 1500\n"
+        "[route.k]\nmatch = k\nsink = slow\npolicy = immediate\n"
+        "max_items = 1\n");
+    struct shared *sh = bd_test_shared_alloc(sizeof(*sh));
+    struct bd_test_procs *p;
+    double end = bd_test_now_ms() + bd_test_scaled(20000);
+    char *out;
+
+    snprintf(sh->sock, sizeof(sh->sock), "%s", bd_test_daemon_socket(d));
+    p = bd_test_procs_start(2, key_k_client, sh);
+    /* One in the sink, one queued behind it (key_concurrency 1). */
+    while (stat_of(d, "inflight_batches") != 1 || stat_of(d, "queued_items") != 1)
+        ck_assert_msg(bd_test_now_ms() < end, "the items never queued");
+    bd_test_daemon_rewrite_conf(d, "[sink.e]\nplugin = echo\n"
+                                "[route.o]\nmatch = other\nsink = e\n");
+    ck_assert_int_eq(ctl_reload(d, &out), 0);
+    free(out);
+    ck_assert_int_eq(bd_test_procs_wait(p, bd_test_scaled(30000), NULL), 0);
+    ck_assert_int_eq(sh->ok[0] + sh->ok[1], 2);
+    ck_assert_int_eq(sh->bad[0] + sh->bad[1], 0);
+    ck_assert_int_eq(ledger_items(d, "slow"), 2); /* both in the old sink */
+    wait_log(d, "sink slow: shut down", 1);
+    bd_test_assert_load(d, "k", "x", BATCHD_NO_ROUTE);
+    bd_test_assert_load(d, "other", "x", BATCHD_OK);
+    bd_test_shared_free(sh, sizeof(*sh));
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 static Suite *reload_suite(void)
 {
     Suite *s = suite_create("reload");
@@ -352,6 +411,7 @@ static Suite *reload_suite(void)
     bd_test_add(tc, test_sighup_reloads);
     bd_test_add(tc, test_restart_only_reported_and_changed_sink_restarted);
     bd_test_add(tc, test_removed_sink_shut_down_after_last_call);
+    bd_test_add(tc, test_key_without_new_route_finishes_under_old);
     bd_test_add(tc, test_reload_storm_under_load);
     suite_add_tcase(s, tc);
     return s;
