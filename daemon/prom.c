@@ -106,11 +106,11 @@ static int histogram(struct bd_buf *b, const char *name,
 static int daemon_metrics(struct bd_server *srv, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->core.ctr;
-    struct bd_stat_row rows[BD_STATS_NROWS];
+    struct bd_stat_row rows[BD_STATS_MAX_ROWS];
+    size_t nrows = bd_stats_rows(srv, rows);
     int rc = 0;
 
-    bd_stats_rows(srv, rows);
-    for (int i = 0; i < BD_STATS_NROWS && rc == 0; i++) {
+    for (size_t i = 0; i < nrows && rc == 0; i++) {
         if (rows[i].prom == NULL)
             continue;
         rc |= family(b, rows[i].prom, rows[i].type == BD_M_COUNTER ?

@@ -196,11 +196,11 @@ static int render_hist(struct bd_buf *b, const char *name, const uint64_t *h,
 /* The daemon-wide figures, one row each, in the order every format
  * prints them (JSON, text, Prometheus): one list, so they cannot drift
  * apart. A new figure is one line here. */
-void bd_stats_rows(const struct bd_server *srv, struct bd_stat_row *r)
+size_t bd_stats_rows(const struct bd_server *srv, struct bd_stat_row *r)
 {
     const struct bd_counters *c = &srv->core.ctr;
     const struct bd_core *core = &srv->core;
-    struct bd_stat_row rows[BD_STATS_NROWS] = {
+    const struct bd_stat_row rows[] = {
         {"uptime_ms", NULL, BD_M_GAUGE, NULL,
          (bd_now_ns() - srv->start_ns) / 1000000},
         {"conns", "batchd_connections", BD_M_GAUGE,
@@ -248,8 +248,12 @@ void bd_stats_rows(const struct bd_server *srv, struct bd_stat_row *r)
          "Items that joined another with their dedup_id", c->coalesced},
     };
 
-    for (int i = 0; i < BD_STATS_NROWS; i++)
-        r[i] = rows[i];
+    size_t n = sizeof(rows) / sizeof(rows[0]);
+
+    _Static_assert(sizeof(rows) / sizeof(rows[0]) <= BD_STATS_MAX_ROWS,
+                   "raise BD_STATS_MAX_ROWS");
+    memcpy(r, rows, sizeof(rows));
+    return n;
 }
 
 #define SF(f) offsetof(struct bd_series, f)
@@ -383,13 +387,13 @@ static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->core.ctr;
     struct key_walk w = {b, 1, 0, 0, 0};
-    struct bd_stat_row rows[BD_STATS_NROWS];
+    struct bd_stat_row rows[BD_STATS_MAX_ROWS];
+    size_t nrows = bd_stats_rows(srv, rows);
     int rc;
 
-    bd_stats_rows(srv, rows);
     rc = bprintf(b, "{\"version\":\"%s\",\"state\":\"%s\"", BD_VERSION,
                  state_names[srv->core.state]);
-    for (int i = 0; i < BD_STATS_NROWS && rc == 0; i++)
+    for (size_t i = 0; i < nrows && rc == 0; i++)
         rc = bprintf(b, ",\"%s\":%llu", rows[i].name, rows[i].v);
     rc |= bprintf(b, ",\"replies_by_status\":{");
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
@@ -413,13 +417,13 @@ static int render_text(struct bd_server *srv, int detail, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->core.ctr;
     struct key_walk w = {b, 0, 0, 0, 0};
-    struct bd_stat_row rows[BD_STATS_NROWS];
+    struct bd_stat_row rows[BD_STATS_MAX_ROWS];
+    size_t nrows = bd_stats_rows(srv, rows);
     int rc;
 
-    bd_stats_rows(srv, rows);
     rc = bprintf(b, "version %s\nstate %s\n", BD_VERSION,
                  state_names[srv->core.state]);
-    for (int i = 0; i < BD_STATS_NROWS && rc == 0; i++)
+    for (size_t i = 0; i < nrows && rc == 0; i++)
         rc = bprintf(b, "%s %llu\n", rows[i].name, rows[i].v);
     rc |= bprintf(b, "replies_by_status");
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)

@@ -29,10 +29,12 @@ struct bd_stat_row {
     unsigned long long v;
 };
 
-#define BD_STATS_NROWS 22
+/* Room for the daemon-wide rows (a compile-time check keeps it so). */
+#define BD_STATS_MAX_ROWS 64
 
-/* Fill rows[BD_STATS_NROWS] with the daemon-wide figures now. */
-void bd_stats_rows(const struct bd_server *srv, struct bd_stat_row *rows);
+/* Fill rows[BD_STATS_MAX_ROWS] with the daemon-wide figures now;
+ * returns how many there are. */
+size_t bd_stats_rows(const struct bd_server *srv, struct bd_stat_row *rows);
 
 /* One per-route or per-sink figure: a uint64_t field of struct
  * bd_series (series.h). bd_series_rows ends with a NULL name. */
