@@ -107,7 +107,7 @@ static char *scrape_tcp(int port)
 #define MAX_FAMILIES 256
 
 struct families {
-    char name[MAX_FAMILIES][96];
+    char name[MAX_FAMILIES][128];
     char type[MAX_FAMILIES][32];
     int n;
 };
