@@ -135,6 +135,7 @@ static struct bd_server *start_server(const struct icount_args *a,
     gen = bd_gen_new(cfg, NULL, a->sink_dir, err, sizeof(err)); /* takes cfg */
     if (gen == NULL) {
         fprintf(stderr, "icount: %s\n", err);
+        bd_config_free(cfg);
         return NULL;
     }
     srv = bd_server_new(gen, err, sizeof(err)); /* takes gen */

@@ -42,9 +42,12 @@ static void sink_unlist(struct bd_core *core, struct bd_sink *s)
     core->reap = s;
 }
 
-static void gen_free(struct bd_core *core, struct bd_gen *g)
+/* Free g; cfg is the config it was built for (g->cfg, or NULL there
+ * when the caller keeps it). */
+static void gen_free(struct bd_core *core, struct bd_gen *g,
+                     const struct bd_config *cfg)
 {
-    for (size_t i = 0; i < g->cfg->nsinks; i++)
+    for (size_t i = 0; i < cfg->nsinks; i++)
         if (g->sinks[i] != NULL)
             sink_unlist(core, g->sinks[i]);
     bd_free(g->sinks);
@@ -63,7 +66,6 @@ struct bd_gen *bd_gen_new(struct bd_config *cfg, const struct bd_gen *prev,
     if (g == NULL || g->sinks == NULL) {
         snprintf(err, errlen, "sinks: out of memory");
         bd_free(g);
-        bd_config_free(cfg);
         return NULL;
     }
     g->cfg = cfg;
@@ -80,8 +82,9 @@ struct bd_gen *bd_gen_new(struct bd_config *cfg, const struct bd_gen *prev,
             s = bd_sink_load_one(&cfg->sinks[i], dir, err, errlen);
         if (s == NULL) {
             /* Nothing served yet: new sinks go at once, kept ones
-             * stay with prev. */
-            gen_free(NULL, g);
+             * stay with prev; cfg goes back to the caller. */
+            g->cfg = NULL;
+            gen_free(NULL, g, cfg);
             return NULL;
         }
         s->gens++;
@@ -93,7 +96,7 @@ struct bd_gen *bd_gen_new(struct bd_config *cfg, const struct bd_gen *prev,
 void bd_gen_release(struct bd_core *core, struct bd_gen *g)
 {
     if (g != NULL && --g->refs == 0)
-        gen_free(core, g);
+        gen_free(core, g, g->cfg);
 }
 
 void bd_gen_call_closed(struct bd_core *core, struct bd_sink *s)

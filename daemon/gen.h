@@ -36,7 +36,8 @@ struct bd_gen {
 };
 
 /*
- * Build a generation for cfg (taken, freed on failure): every sink of
+ * Build a generation for cfg (taken on success; on failure the caller
+ * still owns it): every sink of
  * prev whose section is unchanged is shared, the others are loaded
  * from dir (sink_dir when dir is NULL). prev may be NULL (start-up).
  * Nothing of prev changes. Returns it with one reference, or NULL with

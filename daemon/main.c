@@ -164,6 +164,7 @@ int main(int argc, char **argv)
     gen = bd_gen_new(cfg, NULL, o.sink_dir, err, sizeof(err)); /* takes cfg */
     if (gen == NULL) {
         bd_log_error("%s", err);
+        bd_config_free(cfg);
         return 1;
     }
     srv = bd_server_new(gen, err, sizeof(err)); /* takes gen */

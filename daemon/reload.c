@@ -160,9 +160,12 @@ int bd_server_reload(struct bd_server *srv, char *out, size_t outlen)
     }
     gen = bd_gen_new(cfg, srv->core.gen, srv->sink_dir, err, sizeof(err));
     if (gen == NULL || bd_series_bind(&srv->core, gen) != 0) {
-        if (gen != NULL) /* else cfg is freed and err says why */
+        if (gen == NULL) { /* err says why */
+            bd_config_free(cfg);
+        } else {
             snprintf(err, sizeof(err), "out of memory for the counters");
-        bd_gen_release(NULL, gen); /* its new sinks never served */
+            bd_gen_release(NULL, gen); /* frees cfg; new sinks never served */
+        }
         bd_access_free(access);
         out[0] = '\0';
         note(out, outlen, "%s\n", err);
