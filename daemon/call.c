@@ -556,6 +556,21 @@ static void drop_abandoned(struct bd_core *core, struct bd_batch *b)
     call_free(core, b);
 }
 
+/* The sink's answers, item by item, for its counters. */
+static void count_results(struct bd_series *ss, const struct bd_batch *b)
+{
+    for (size_t i = 0; i < b->pub.nitems; i++) {
+        int code = b->results[i].code;
+
+        if (code == BATCHD_RESULT_OK)
+            ss->items_ok++;
+        else if (code == BATCHD_RESULT_RETRY)
+            ss->items_retry++;
+        else
+            ss->items_failed++;
+    }
+}
+
 void bd_call_complete(struct bd_core *core, struct bd_batch *b)
 {
     struct bd_key *k = b->key;
@@ -581,6 +596,7 @@ void bd_call_complete(struct bd_core *core, struct bd_batch *b)
         struct retry_plan plan = {.min_wait_ns = b->retry_after_ns};
 
         k->ok_calls++;
+        count_results(bd_series_sink(b->sink), b);
         for (size_t i = 0; i < b->pub.nitems; i++)
             item_verdict(core, k, b->items[i], &b->results[i], &plan);
     } else {

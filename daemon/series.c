@@ -83,8 +83,14 @@ void bd_series_gauges(struct bd_core *core)
 {
     for (struct bd_series *s = core->series; s != NULL; s = s->next)
         s->g_keys = s->g_queued = s->g_qbytes = s->g_inflight =
-            s->g_inflight_items = 0;
+            s->g_inflight_items = s->g_crashes = 0;
     bd_batch_foreach_key(core, gauge_key, NULL);
+    for (size_t i = 0; core->gen != NULL && i < core->gen->cfg->nsinks; i++) {
+        struct bd_sink *sk = core->gen->sinks[i];
+
+        bd_series_sink(sk)->g_crashes =
+            (uint64_t)__atomic_load_n(&sk->unhealthy, __ATOMIC_ACQUIRE);
+    }
 }
 
 void bd_series_free_all(struct bd_core *core)

@@ -54,12 +54,18 @@ struct bd_series {
     uint64_t call_failures;   /* calls that failed as a whole (RETRY,
                                * FAIL, crash, acquire refused, ...) */
     struct bd_series_hist call_us; /* call duration, dispatch to answer */
+    uint64_t items_ok;        /* items the sink answered OK */
+    uint64_t items_retry;     /* items the sink answered RETRY */
+    uint64_t items_failed;    /* items the sink answered FAIL (or not at all) */
     /* gauges, filled by bd_series_gauges for one rendering */
     uint64_t g_keys;          /* live keys (queued, waiting or running) */
     uint64_t g_queued;        /* items queued and waiting for a retry */
     uint64_t g_qbytes;        /* their payload bytes */
     uint64_t g_inflight;      /* sink calls running */
     uint64_t g_inflight_items;/* items in them */
+    uint64_t g_crashes;       /* sinks: runner crashes in a row (isolation
+                               * = process; at unhealthy_after admission
+                               * refuses) */
 };
 
 static inline void bd_series_observe(struct bd_series_hist *h, uint64_t v)

@@ -288,6 +288,15 @@ const struct bd_series_row bd_series_rows[] = {
      "Sink calls started", SF(calls)},
     {"call_failures", "batchd_sink_call_failures_total", BD_M_COUNTER,
      BD_SERIES_SINK, "Sink calls that failed as a whole", SF(call_failures)},
+    {"items_ok", "batchd_sink_items_ok_total", BD_M_COUNTER, BD_SERIES_SINK,
+     "Items the sink answered OK", SF(items_ok)},
+    {"items_retry", "batchd_sink_items_retry_total", BD_M_COUNTER,
+     BD_SERIES_SINK, "Items the sink answered RETRY", SF(items_retry)},
+    {"items_failed", "batchd_sink_items_failed_total", BD_M_COUNTER,
+     BD_SERIES_SINK, "Items the sink answered FAIL", SF(items_failed)},
+    {"crashes_in_a_row", "batchd_sink_crashes_in_a_row", BD_M_GAUGE,
+     BD_SERIES_SINK, "Runner crashes in a row (isolation = process); at "
+     "unhealthy_after new items are refused", SF(g_crashes)},
     {NULL, NULL, 0, 0, NULL, 0},
 };
 

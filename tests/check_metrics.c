@@ -364,6 +364,42 @@ START_TEST(test_queue_gauges_and_reload_keeps_counters)
 }
 END_TEST
 
+/* The sink's answers by result, retries, replies by status. */
+START_TEST(test_results_by_status)
+{
+    int port = free_port();
+    char conf[1024];
+    struct bd_test_daemon *d;
+    char *text;
+
+    snprintf(conf, sizeof(conf),
+             "[daemon]\nmetrics_listen = 127.0.0.1:%d\n"
+             "[sink.r]\nplugin = @TSINKS@/record.so\nledger = @DIR@/l\n"
+             "fail_payload = bad\nretry_payload = again\n"
+             "[route.all]\nmatch = *\nsink = r\npolicy = immediate\n"
+             "max_attempts = 2\nretry_base_ms = 1\nretry_cap_ms = 1\n", port);
+    d = bd_test_daemon_start(conf);
+    bd_test_assert_load(d, "k", "fine", BATCHD_OK);
+    bd_test_assert_load(d, "k", "bad", BATCHD_FAIL);
+    bd_test_assert_load(d, "k", "again", BATCHD_RETRY_EXHAUSTED);
+    text = scrape_tcp(port);
+    check_format(text);
+    ck_assert_double_eq(sample(text, "batchd_sink_items_ok_total{sink=\"r\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_sink_items_failed_total{sink=\"r\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_sink_items_retry_total{sink=\"r\"}"), 2);
+    ck_assert_double_eq(sample(text, "batchd_sink_calls_total{sink=\"r\"}"), 4);
+    ck_assert_double_eq(sample(text, "batchd_sink_crashes_in_a_row{sink=\"r\"}"), 0);
+    ck_assert_double_eq(sample(text, "batchd_route_retries_total{route=\"all\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_route_items_in_total{route=\"all\"}"), 3);
+    ck_assert_double_eq(sample(text, "batchd_route_items_out_total{route=\"all\"}"), 4);
+    ck_assert_double_eq(sample(text, "batchd_replies_by_status_total{status=\"OK\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_replies_by_status_total{status=\"FAIL\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_replies_by_status_total{status=\"RETRY_EXHAUSTED\"}"), 1);
+    free(text);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
 /* A Unix socket endpoint; another path is 404; the socket file goes
  * away with the daemon. */
 START_TEST(test_unix_socket_endpoint)
@@ -408,6 +444,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     bd_test_add(tc, test_scrape_after_traffic);
     bd_test_add(tc, test_queue_gauges_and_reload_keeps_counters);
+    bd_test_add(tc, test_results_by_status);
     bd_test_add(tc, test_unix_socket_endpoint);
     bd_test_add(tc, test_non_loopback_refused);
     suite_add_tcase(s, tc);
