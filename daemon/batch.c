@@ -182,16 +182,18 @@ key_get(struct bd_core *core, const char *name,
     const struct bd_route_conf *r;
     uint32_t h;
 
-    if (k != NULL && k->len == len && bd_bytes_eq(k->name, name, len) &&
-        k->gen == core->gen) {
+    /* key_last is never a key of an older config (a reload clears it,
+     * and such a key is never made key_last): no check here. */
+    if (k != NULL && k->len == len && bd_bytes_eq(k->name, name, len)) {
         key_wake(core, k);
         return k;
     }
     h = bd_batch_key_hash(core, name, len);
     k = key_find(core, name, len, h);
-    if (k != NULL && k->gen != core->gen && (k->flags & BD_KEY_IDLE)) {
-        /* Routed under an older config and idle: route it afresh. */
-        key_free(core, k);
+    if (k != NULL && k->gen != core->gen) {
+        if (!(k->flags & BD_KEY_IDLE))
+            return k; /* busy, no route now: finishes under its old one */
+        key_free(core, k); /* idle: route it afresh */
         k = NULL;
     }
     if (k != NULL) {

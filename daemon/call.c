@@ -282,18 +282,21 @@ static enum verdict batch_verdict(struct bd_batch *b, char *buf, size_t n)
 /* One item of a batch the sink answered item by item. Takes it. */
 static void item_verdict(struct bd_core *core, struct bd_key *k,
                          struct bd_item *it, const struct bd_result *r,
-                         struct retry_plan *plan)
+                         struct retry_plan *plan, struct bd_series *ss)
 {
     switch (r->code) {
     case BATCHD_RESULT_OK:
+        ss->items_ok++;
         bd_item_answer(core, k->name, it, BATCHD_OK,
                        r->data ? (const void *)r->data : "", r->len, 0);
         break;
     case BATCHD_RESULT_RETRY:
+        ss->items_retry++;
         retry_or_give_up(core, k, it, plan, BATCHD_RETRY_EXHAUSTED,
                          "the sink asked to retry the item");
         break;
     default:
+        ss->items_failed++;
         bd_item_answer(core, k->name, it, BATCHD_FAIL,
                        r->data ? (const void *)r->data : "", r->len, 1);
         break;
@@ -556,21 +559,6 @@ static void drop_abandoned(struct bd_core *core, struct bd_batch *b)
     call_free(core, b);
 }
 
-/* The sink's answers, item by item, for its counters. */
-static void count_results(struct bd_series *ss, const struct bd_batch *b)
-{
-    for (size_t i = 0; i < b->pub.nitems; i++) {
-        int code = b->results[i].code;
-
-        if (code == BATCHD_RESULT_OK)
-            ss->items_ok++;
-        else if (code == BATCHD_RESULT_RETRY)
-            ss->items_retry++;
-        else
-            ss->items_failed++;
-    }
-}
-
 void bd_call_complete(struct bd_core *core, struct bd_batch *b)
 {
     struct bd_key *k = b->key;
@@ -594,11 +582,11 @@ void bd_call_complete(struct bd_core *core, struct bd_batch *b)
     if (v == V_ITEMS) {
         /* The usual case, once per item: its own loop. */
         struct retry_plan plan = {.min_wait_ns = b->retry_after_ns};
+        struct bd_series *ss = bd_series_sink(b->sink);
 
         k->ok_calls++;
-        count_results(bd_series_sink(b->sink), b);
         for (size_t i = 0; i < b->pub.nitems; i++)
-            item_verdict(core, k, b->items[i], &b->results[i], &plan);
+            item_verdict(core, k, b->items[i], &b->results[i], &plan, ss);
     } else {
         bd_series_sink(b->sink)->call_failures++;
         call_verdict(core, b, v, msg);
