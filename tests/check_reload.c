@@ -9,10 +9,13 @@
  * after its last call, and a sink whose section did not change keeps
  * running (it is not loaded again).
  */
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -150,6 +153,72 @@ START_TEST(test_sighup_reloads)
     wait_log(d, "reload: reloaded", 1);
     bd_test_assert_load(d, "b.1", "abc", BATCHD_OK);
     bd_test_daemon_assert_alive(d);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
+/* A NOTIFY_SOCKET for the daemon (inherited through the environment):
+ * the datagrams it sends systemd. */
+static int notify_open(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    unlink(path);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(setenv("NOTIFY_SOCKET", path, 1), 0);
+    return fd;
+}
+
+/* Wait for a datagram holding want (skipping others, e.g. STATUS=). */
+static void notify_expect(int fd, const char *want)
+{
+    double end = bd_test_now_ms() + bd_test_scaled(20000);
+    char buf[512];
+
+    while (bd_test_now_ms() < end) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        n = recv(fd, buf, sizeof(buf) - 1, 0);
+        ck_assert_int_gt(n, 0);
+        buf[n] = '\0';
+        if (strstr(buf, want) != NULL)
+            return;
+        ck_assert_msg(strstr(buf, "READY=1") == NULL ||
+                      strstr(want, "READY=1") != NULL,
+                      "READY=1 came before %s", want);
+    }
+    ck_abort_msg("no %s from the daemon", want);
+}
+
+/* sd_notify: RELOADING=1 (with MONOTONIC_USEC) then READY=1, for a
+ * refused config too. */
+START_TEST(test_reload_notifies_systemd)
+{
+    struct bd_test_daemon *d = bd_test_daemon_new(CONF_A);
+    int fd = notify_open(bd_test_daemon_path(d, "notify"));
+    char *out;
+
+    bd_test_daemon_spawn(d, NULL);
+    bd_test_daemon_wait_ready(d);
+    unsetenv("NOTIFY_SOCKET");
+    notify_expect(fd, "READY=1");
+    bd_test_daemon_rewrite_conf(d, CONF_B);
+    ck_assert_int_eq(kill(bd_test_daemon_pid(d), SIGHUP), 0);
+    notify_expect(fd, "RELOADING=1\nMONOTONIC_USEC=");
+    notify_expect(fd, "READY=1");
+    bd_test_daemon_rewrite_conf(d, "[route.x]\nbroken = yes\n");
+    ck_assert_int_ne(ctl_reload(d, &out), 0);
+    free(out);
+    notify_expect(fd, "RELOADING=1");
+    notify_expect(fd, "READY=1");
+    bd_test_assert_load(d, "b.1", "abc", BATCHD_OK);
+    close(fd);
     bd_test_daemon_stop(d);
 }
 END_TEST
@@ -412,6 +481,7 @@ static Suite *reload_suite(void)
     bd_test_add(tc, test_reload_adds_route_and_changes_limit);
     bd_test_add(tc, test_broken_config_refused);
     bd_test_add(tc, test_sighup_reloads);
+    bd_test_add(tc, test_reload_notifies_systemd);
     bd_test_add(tc, test_restart_only_reported_and_changed_sink_restarted);
     bd_test_add(tc, test_removed_sink_shut_down_after_last_call);
     bd_test_add(tc, test_key_without_new_route_finishes_under_old);
