@@ -9,6 +9,9 @@
 #include "core.h"
 #include "gen.h"
 
+/* Sinks left to a stuck call at exit (bd_gen_keep_stuck). */
+static struct bd_sink *kept_stuck;
+
 /* prev's sink for sc when its section is unchanged, else NULL. */
 static struct bd_sink *find_kept(const struct bd_gen *prev,
                                  const struct bd_sink_conf *sc,
@@ -116,5 +119,16 @@ void bd_gen_reap(struct bd_core *core)
 
         core->reap = s->reap_next;
         bd_sink_unload_one(s);
+    }
+}
+
+void bd_gen_keep_stuck(struct bd_core *core)
+{
+    while (core->reap != NULL) {
+        struct bd_sink *s = core->reap;
+
+        core->reap = s->reap_next;
+        s->reap_next = kept_stuck;
+        kept_stuck = s;
     }
 }

@@ -69,4 +69,9 @@ void bd_gen_call_closed(struct bd_core *core, struct bd_sink *s);
 /* Shut down the sinks on the reap list (end of a loop pass, exit). */
 void bd_gen_reap(struct bd_core *core);
 
+/* Exit with a call stuck in a sink (shutdown grace over): its plugin
+ * may still run, so the sinks on the reap list are never shut down or
+ * freed; they stay reachable (not a leak) until the process ends. */
+void bd_gen_keep_stuck(struct bd_core *core);
+
 #endif

@@ -653,6 +653,8 @@ void bd_server_free(struct bd_server *srv)
     srv->cfg = NULL;
     if (idle)
         bd_gen_reap(&srv->core);
+    else
+        bd_gen_keep_stuck(&srv->core);
     bd_series_free_all(&srv->core);
     for (int i = 0; i < 3; i++)
         if (srv->sig_ev[i])
