@@ -45,19 +45,23 @@ static int str_differs(const char *a, const char *b)
     return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
 }
 
-/* A string option only a restart applies: keep the running value. */
-static void keep_str(char **now, char **file, const char *name, char *out,
-                     size_t outlen)
+/* A string option only a restart applies: cfg keeps a copy of the
+ * running value (the running config itself is never touched, so a
+ * failed reload leaves it as it was). Returns 0, or -1 without memory. */
+static int keep_str(const char *now, char **file, const char *name,
+                    char *out, size_t outlen)
 {
-    char *t;
+    char *copy = NULL;
 
-    if (!str_differs(*now, *file))
-        return;
+    if (!str_differs(now, *file))
+        return 0;
+    if (now != NULL && (copy = bd_strdup(now)) == NULL)
+        return -1;
     note(out, outlen, "%s: changed to %s; needs a restart (still %s)\n", name,
-         *file ? *file : "(unset)", *now ? *now : "(unset)");
-    t = *now;
-    *now = *file;
-    *file = t;
+         *file ? *file : "(unset)", now ? now : "(unset)");
+    bd_free(*file);
+    *file = copy;
+    return 0;
 }
 
 static void keep_u32(uint32_t now, uint32_t *file, const char *name,
@@ -76,19 +80,19 @@ static void keep_u32(uint32_t now, uint32_t *file, const char *name,
 
 /* The [daemon] options the running daemon cannot change: the socket
  * (bound or passed by systemd), the worker threads, the metrics
- * listener. They keep their running values in cfg. */
-static void keep_restart_only(struct bd_config *old, struct bd_config *cfg,
-                              char *out, size_t outlen)
+ * listener. cfg gets their running values. Returns 0 or -1 (memory). */
+static int keep_restart_only(const struct bd_config *now,
+                             struct bd_config *cfg, char *out, size_t outlen)
 {
-    keep_str(&old->socket, &cfg->socket, "socket", out, outlen);
-    keep_u32(old->socket_mode, &cfg->socket_mode, "socket_mode", "%04o", out,
+    keep_u32(now->socket_mode, &cfg->socket_mode, "socket_mode", "%04o", out,
              outlen);
-    keep_str(&old->socket_group, &cfg->socket_group, "socket_group", out,
-             outlen);
-    keep_u32(old->max_concurrency, &cfg->max_concurrency, "max_concurrency",
+    keep_u32(now->max_concurrency, &cfg->max_concurrency, "max_concurrency",
              "%u", out, outlen);
-    keep_str(&old->metrics_listen, &cfg->metrics_listen, "metrics_listen",
-             out, outlen);
+    return keep_str(now->socket, &cfg->socket, "socket", out, outlen) |
+           keep_str(now->socket_group, &cfg->socket_group, "socket_group",
+                    out, outlen) |
+           keep_str(now->metrics_listen, &cfg->metrics_listen,
+                    "metrics_listen", out, outlen);
 }
 
 /* One log line per report line. */
@@ -150,8 +154,9 @@ int bd_server_reload(struct bd_server *srv, char *out, size_t outlen)
         bd_free(errs);
         goto fail;
     }
-    keep_restart_only(srv->cfg, cfg, out, outlen);
-    access = bd_access_new(cfg, err, sizeof(err));
+    if (keep_restart_only(srv->cfg, cfg, out, outlen) != 0)
+        snprintf(err, sizeof(err), "out of memory");
+    access = err[0] ? NULL : bd_access_new(cfg, err, sizeof(err));
     if (access == NULL) {
         bd_config_free(cfg);
         out[0] = '\0';

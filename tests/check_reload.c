@@ -256,6 +256,47 @@ START_TEST(test_restart_only_reported_and_changed_sink_restarted)
 }
 END_TEST
 
+/* The file as it is (no socket line added): to change the socket. */
+static void write_conf_raw(struct bd_test_daemon *d, const char *text)
+{
+    FILE *f = fopen(bd_test_daemon_conf(d), "w");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_ge(fputs(text, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A new socket path is reported and not applied, by a failed reload
+ * too: the daemon keeps listening where it did, and removes that socket
+ * file at exit. */
+START_TEST(test_socket_change_not_applied)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(CONF_A);
+    char sock[256], text[1024], *out;
+
+    snprintf(sock, sizeof(sock), "%s", bd_test_daemon_socket(d));
+    snprintf(text, sizeof(text), "[daemon]\nsocket = %s\n" CONF_A
+             "[sink.bad]\nplugin = %s\n[route.bad]\nmatch = bad\nsink = bad\n",
+             bd_test_daemon_path(d, "other.sock"), bd_test_tsink("fail_init"));
+    write_conf_raw(d, text);
+    ck_assert_int_ne(ctl_reload(d, &out), 0);
+    ck_assert_msg(strstr(out, "sink bad") != NULL, "reload said: %s", out);
+    free(out);
+    snprintf(text, sizeof(text), "[daemon]\nsocket = %s\n" CONF_B,
+             bd_test_daemon_path(d, "other.sock"));
+    write_conf_raw(d, text);
+    ck_assert_int_eq(ctl_reload(d, &out), 0);
+    ck_assert_msg(strstr(out, "socket: changed to ") != NULL &&
+                  strstr(out, "needs a restart") != NULL, "reload said: %s", out);
+    free(out);
+    bd_test_assert_load(d, "b.1", "abc", BATCHD_OK); /* on the old socket */
+    ck_assert_int_ne(access(bd_test_daemon_path(d, "other.sock"), F_OK), 0);
+    ck_assert_int_eq(bd_test_daemon_kill(d, SIGTERM), 0);
+    ck_assert_msg(access(sock, F_OK) != 0, "%s left behind", sock);
+    bd_test_daemon_free(d);
+}
+END_TEST
+
 /* ---- calls in flight ------------------------------------------------------ */
 
 #define STORM_CLIENTS 4
@@ -483,6 +524,7 @@ static Suite *reload_suite(void)
     bd_test_add(tc, test_sighup_reloads);
     bd_test_add(tc, test_reload_notifies_systemd);
     bd_test_add(tc, test_restart_only_reported_and_changed_sink_restarted);
+    bd_test_add(tc, test_socket_change_not_applied);
     bd_test_add(tc, test_removed_sink_shut_down_after_last_call);
     bd_test_add(tc, test_key_without_new_route_finishes_under_old);
     bd_test_add(tc, test_reload_storm_under_load);
