@@ -52,6 +52,7 @@
 #include "config.h"
 #include "conn.h"
 #include "frame.h"
+#include "gen.h"
 #include "log.h"
 #include "msg.h"
 #include "server.h"
@@ -155,7 +156,7 @@ static struct bd_server *start_server(const struct icount_args *a,
     char text[1024], err[512];
     char *errs = NULL;
     struct bd_config *cfg;
-    struct bd_sink *sinks;
+    struct bd_gen *gen;
     struct bd_server *srv;
 
     snprintf(text, sizeof(text),
@@ -171,13 +172,13 @@ static struct bd_server *start_server(const struct icount_args *a,
         return NULL;
     }
     bd_log_set_level(cfg->log_level);
-    sinks = bd_sink_load_all(cfg, a->sink_dir, err, sizeof(err));
-    if (sinks == NULL) {
+    gen = bd_gen_new(cfg, NULL, a->sink_dir, err, sizeof(err)); /* takes cfg */
+    if (gen == NULL) {
         fprintf(stderr, "icount: %s\n", err);
         bd_config_free(cfg);
         return NULL;
     }
-    srv = bd_server_new(cfg, sinks, err, sizeof(err)); /* takes cfg, sinks */
+    srv = bd_server_new(gen, err, sizeof(err)); /* takes gen */
     if (srv == NULL)
         fprintf(stderr, "icount: %s\n", err);
     return srv;

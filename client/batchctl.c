@@ -54,8 +54,8 @@ static void usage(FILE *f)
         "  pause | resume        stop / restart dispatching batches to sinks\n"
         "  drain                 stop gracefully: flush every batch, answer\n"
         "                        everything, exit (as SIGTERM; admin only)\n"
-        "  reload                not supported yet (the daemon answers\n"
-        "                        UNSUPPORTED): restart it to apply a config\n"
+        "  reload                re-read the daemon's config file (as SIGHUP;\n"
+        "                        admin only); errors leave the old one running\n"
         CTL_TOP_USAGE
         "  deadletters list      durable routes' dead letters, as JSON\n"
         "  deadletters resend    queue them again and remove them (admin only)\n"

@@ -31,6 +31,8 @@
 #include "log.h"
 #include "msg.h"
 #include "core.h"
+#include "gen.h"
+#include "series.h"
 #include "sink.h"
 #include "siphash.h"
 
@@ -169,6 +171,7 @@ static const struct bd_route_conf *route_match(const struct bd_config *cfg,
 }
 
 static inline void key_wake(struct bd_core *core, struct bd_key *k);
+static void key_free(struct bd_core *core, struct bd_key *k);
 
 /* Find or create the key. NULL with a->status set when it has no route
  * or memory is short. */
@@ -180,12 +183,20 @@ key_get(struct bd_core *core, const char *name,
     const struct bd_route_conf *r;
     uint32_t h;
 
+    /* key_last is never a key of an older config (a reload clears it,
+     * and such a key is never made key_last): no check here. */
     if (k != NULL && k->len == len && bd_bytes_eq(k->name, name, len)) {
         key_wake(core, k);
         return k;
     }
     h = bd_batch_key_hash(core, name, len);
     k = key_find(core, name, len, h);
+    if (k != NULL && k->gen != core->gen) {
+        if (!(k->flags & BD_KEY_IDLE))
+            return k; /* busy, no route now: finishes under its old one */
+        key_free(core, k); /* idle: route it afresh */
+        k = NULL;
+    }
     if (k != NULL) {
         key_wake(core, k);
         core->key_last = k;
@@ -213,7 +224,10 @@ key_get(struct bd_core *core, const char *name,
     }
     k->core = core;
     k->route = r;
-    k->sink = &core->sinks[r->sink_idx];
+    k->sink = core->sinks[r->sink_idx];
+    k->gen = core->gen;
+    bd_gen_hold(k->gen);
+    k->rs = bd_series_route(core, r);
     k->hnext = core->keytab[h & (core->keytab_size - 1)];
     core->keytab[h & (core->keytab_size - 1)] = k;
     core->nkeys++;
@@ -267,6 +281,7 @@ static void key_free(struct bd_core *core, struct bd_key *k)
     if (core->key_last == k)
         core->key_last = NULL;
     core->nkeys--;
+    bd_gen_release(core, k->gen);
     bd_free(k);
     keytab_maybe_shrink(core);
 }
@@ -517,6 +532,7 @@ static __attribute__((noinline)) int admit_join(struct bd_core *core, struct bd_
                "out of memory (%llu bytes)",
                (unsigned long long)sizeof(struct bd_rcpt));
         k->rejects[a->reason]++;
+        k->rs->rejects[a->reason]++;
         core->ctr.rejects[a->reason]++;
         return 1;
     }
@@ -526,6 +542,7 @@ static __attribute__((noinline)) int admit_join(struct bd_core *core, struct bd_
     k->coalesced++;
     core->ctr.coalesced++;
     core->ctr.items_in++;
+    k->rs->items_in++;
     bd_batch_mark_dirty(core, k);
     return 1;
 }
@@ -536,6 +553,7 @@ static void admit_refused(struct bd_core *core, struct bd_key *k,
                           const struct bd_admit *a)
 {
     k->rejects[a->reason]++;
+    k->rs->rejects[a->reason]++;
     core->ctr.rejects[a->reason]++;
     if (a->reason <= BD_REJECT_QUEUED_BYTES) {
         /* At a queue bound (the key's or the daemon's) the queue cannot
@@ -659,6 +677,7 @@ admit_opts(struct bd_core *core, const struct bd_msg_item *in,
         admit_first(core, k, it, opts);
     queue_push(core, k, it);
     core->ctr.items_in++;
+    k->rs->items_in++;
     bd_batch_mark_dirty(core, k);
 }
 
@@ -686,6 +705,7 @@ void bd_batch_admit(struct bd_core *core, const struct bd_msg_item *in,
     }
     queue_push(core, k, it);
     core->ctr.items_in++;
+    k->rs->items_in++;
     bd_batch_mark_dirty(core, k);
 }
 
@@ -1136,6 +1156,7 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
             continue;
         }
         batch_set_item(b, got++, it, now);
+        bd_series_observe(&k->rs->queue_wait_us, (now - it->enq_ns) / 1000);
     }
     if (recompute)
         recompute_deadline(k);
@@ -1150,6 +1171,9 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
     if (got > k->max_batch)
         k->max_batch = (uint32_t)got;
     core->ctr.batch_hist[bd_hist_pow2_bucket(got, 17)]++;
+    k->rs->batches++;
+    k->rs->items_out += got;
+    bd_series_observe(&k->rs->batch_items, got);
     bd_call_start(core, b);
     return 1;
 }
@@ -1402,6 +1426,7 @@ void bd_batch_destroy_all(struct bd_core *core)
             if (k->timer)
                 event_free(k->timer);
             bd_lanes_free(k);
+            bd_gen_release(core, k->gen);
             bd_free(k);
         }
     }
@@ -1417,6 +1442,43 @@ void bd_batch_destroy_all(struct bd_core *core)
     core->nqueued = core->qbytes = core->nretry = core->rbytes = 0;
     core->dirty = NULL;
     core->waiting = core->waiting_tail = NULL;
+}
+
+void bd_batch_reroute(struct bd_core *core)
+{
+    struct bd_key *k, *next;
+
+    /* Idle keys first, off the idle list: freeing may shrink the key
+     * table, which must not happen while the loop below walks it. */
+    for (k = core->idle_head; k != NULL; k = next) {
+        next = k->inext;
+        if (k->gen != core->gen)
+            key_free(core, k);
+    }
+    for (size_t i = 0; i < core->keytab_size; i++) {
+        for (k = core->keytab[i]; k != NULL; k = k->hnext) {
+            const struct bd_route_conf *r;
+
+            if (k->gen == core->gen)
+                continue;
+            r = route_match(core->cfg, k->name);
+            if (r == NULL) {
+                bd_log_warn("key %s: no route matches it after the reload; "
+                            "its queued items finish under route %s",
+                            k->name, k->route->name);
+                continue;
+            }
+            bd_gen_release(core, k->gen);
+            k->gen = core->gen;
+            bd_gen_hold(k->gen);
+            k->route = r;
+            k->sink = core->sinks[r->sink_idx];
+            k->rs = bd_series_route(core, r);
+            k->flags &= ~BD_KEY_FULL; /* the bounds may have changed */
+            bd_batch_mark_dirty(core, k);
+        }
+    }
+    core->key_last = NULL;
 }
 
 void bd_batch_foreach_key(struct bd_core *core,

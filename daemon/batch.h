@@ -83,8 +83,11 @@ struct bd_key {
     uint64_t idle_since_ns;   /* when it went idle */
     struct bd_core *core;    /* owner, for the timer callback */
     unsigned flags;           /* BD_KEY_* */
-    const struct bd_route_conf *route;
-    struct bd_sink *sink;
+    const struct bd_route_conf *route; /* in gen->cfg */
+    struct bd_sink *sink;     /* gen->sinks[route->sink_idx] */
+    struct bd_gen *gen;       /* the generation its route is from: holds
+                               * a reference (gen.h) */
+    struct bd_series *rs;     /* its route's counters (series.h) */
     struct bd_item *head;     /* queued, oldest first */
     struct bd_item *tail;
     struct bd_lanes *lanes;   /* NULL until a priority other than 0 came */
@@ -233,6 +236,12 @@ void bd_batch_cancel_waiter(struct bd_core *core, const struct bd_waiter *w);
 
 /* Free every key and item (exit). */
 void bd_batch_destroy_all(struct bd_core *core);
+
+/* A reload put core->gen in place: move every key to the route its
+ * name matches now (queued and retry-waiting items go with it; calls
+ * in flight finish in their old sink). Idle keys are freed; a busy key
+ * that no route matches any more keeps its old route until it is idle. */
+void bd_batch_reroute(struct bd_core *core);
 
 /* Visit each live key (stats). */
 void bd_batch_foreach_key(struct bd_core *core,

@@ -17,6 +17,8 @@
 #include "call.h"
 #include "dedup.h"
 #include "durable.h"
+#include "gen.h"
+#include "series.h"
 #include "waiter.h"
 #include "hist.h"
 #include "log.h"
@@ -37,8 +39,11 @@ static inline void reply_one(struct bd_core *core, const char *key,
                              int type, uint64_t req_id, int status,
                              const void *body, size_t len, int is_str)
 {
+    uint64_t us = (core->clock.now_ns - it->enq_ns) / 1000;
+
     core->ctr.status[status]++;
-    core->ctr.lat_hist[bd_hist_pow2_bucket((core->clock.now_ns - it->enq_ns) / 1000, 32)]++;
+    core->ctr.lat_hist[bd_hist_pow2_bucket(us, 32)]++;
+    core->ctr.lat_sum_us += us;
     if (w == NULL) {
         /* SEND: the client had ACCEPTED; a failure is only logged. */
         if (status != BATCHD_OK) {
@@ -215,8 +220,10 @@ static void retry_or_give_up(struct bd_core *core, struct bd_key *k,
         return;
     }
     if (wait_or_give_up(core, k, it, plan_wait(core, k->route, plan, it), final,
-                        why))
+                        why)) {
         core->ctr.retries++;
+        k->rs->retries++;
+    }
 }
 
 /* ---- verdicts --------------------------------------------------------- */
@@ -283,18 +290,21 @@ static enum verdict batch_verdict(struct bd_batch *b, char *buf, size_t n)
 /* One item of a batch the sink answered item by item. Takes it. */
 static void item_verdict(struct bd_core *core, struct bd_key *k,
                          struct bd_item *it, const struct bd_result *r,
-                         struct retry_plan *plan)
+                         struct retry_plan *plan, struct bd_series *ss)
 {
     switch (r->code) {
     case BATCHD_RESULT_OK:
+        ss->items_ok++;
         bd_item_answer(core, k->name, it, BATCHD_OK,
                        r->data ? (const void *)r->data : "", r->len, 0);
         break;
     case BATCHD_RESULT_RETRY:
+        ss->items_retry++;
         retry_or_give_up(core, k, it, plan, BATCHD_RETRY_EXHAUSTED,
                          "the sink asked to retry the item");
         break;
     default:
+        ss->items_failed++;
         bd_item_answer(core, k->name, it, BATCHD_FAIL,
                        r->data ? (const void *)r->data : "", r->len, 1);
         break;
@@ -396,10 +406,22 @@ static void call_end(struct bd_core *core, struct bd_batch *b)
     core->inflight_items -= b->pub.nitems;
     b->key->inflight--;
     b->key->inflight_items -= b->pub.nitems;
+    bd_series_observe(&bd_series_sink(b->sink)->call_us,
+                      (core->clock.now_ns - b->start_ns) / 1000);
     bd_batch_mark_dirty(core, b->key);
 }
 
 static void call_timeout_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The end of a started call's batch: its sink may be shut down now
+ * when a reload removed it (gen.c). */
+static void call_free(struct bd_core *core, struct bd_batch *b)
+{
+    struct bd_sink *s = b->sink;
+
+    bd_batch_free(b);
+    bd_gen_call_closed(core, s);
+}
 
 void bd_call_start(struct bd_core *core, struct bd_batch *b)
 {
@@ -418,7 +440,8 @@ void bd_call_start(struct bd_core *core, struct bd_batch *b)
     core->inflight_items += b->pub.nitems;
     core->ctr.batches++;
     core->ctr.items_out += b->pub.nitems;
-    b->sink->calls++;
+    bd_series_sink(b->sink)->calls++;
+    bd_gen_call_opened(b->sink);
     if (b->sink->nonblocking) {
         /* On the loop: most non-blocking sinks answer before returning,
          * and then no timer is needed at all. */
@@ -498,7 +521,7 @@ static void call_withdrawn(struct bd_core *core, struct bd_batch *b)
         bd_batch_requeue_front(core, k, it);
     }
     event_free(b->timeout_ev);
-    bd_batch_free(b);
+    call_free(core, b);
 }
 
 static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -520,6 +543,7 @@ static void call_timeout_cb(evutil_socket_t fd, short what, void *arg)
                 "%u ms", k->name, b->sink->name, b->span_id, b->pub.nitems,
                 tmo);
     core->ctr.timeouts++;
+    k->rs->timeouts++;
     core->abandoned++;
     b->abandoned = 1;
     for (size_t i = 0; i < b->pub.nitems; i++)
@@ -541,7 +565,7 @@ static void drop_abandoned(struct bd_core *core, struct bd_batch *b)
         b->sink->vt->release(b->sink->state, b->res);
     for (size_t i = 0; i < b->pub.nitems; i++)
         bd_item_free(b->items[i]);
-    bd_batch_free(b);
+    call_free(core, b);
 }
 
 void bd_call_complete(struct bd_core *core, struct bd_batch *b)
@@ -567,14 +591,16 @@ void bd_call_complete(struct bd_core *core, struct bd_batch *b)
     if (v == V_ITEMS) {
         /* The usual case, once per item: its own loop. */
         struct retry_plan plan = {.min_wait_ns = b->retry_after_ns};
+        struct bd_series *ss = bd_series_sink(b->sink);
 
         k->ok_calls++;
         for (size_t i = 0; i < b->pub.nitems; i++)
-            item_verdict(core, k, b->items[i], &b->results[i], &plan);
+            item_verdict(core, k, b->items[i], &b->results[i], &plan, ss);
     } else {
+        bd_series_sink(b->sink)->call_failures++;
         call_verdict(core, b, v, msg);
     }
-    bd_batch_free(b);
+    call_free(core, b);
     bd_core_want_flush(core);
 }
 

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -100,6 +101,29 @@ static const char *check_id_list(const char *v)
     return NULL;
 }
 
+/* "HOST:PORT" with a loopback address, or "unix:/path": the metrics
+ * endpoint is for this machine only (metrics.c binds it). */
+static const char *check_metrics_listen(const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    char *end;
+    unsigned long port;
+
+    if (strncmp(v, "unix:/", 6) == 0)
+        return check_socket_path(v + 5);
+    if (colon == NULL || colon == v)
+        return "must be HOST:PORT (a loopback address) or unix:/PATH";
+    if (strncmp(v, "127.", 4) != 0 && strncmp(v, "localhost:", 10) != 0 &&
+        strncmp(v, "[::1]:", 6) != 0)
+        return "must listen on a loopback address (127.x.x.x, [::1], "
+               "localhost) or a Unix socket";
+    port = strtoul(colon + 1, &end, 10);
+    if (*end != '\0' || colon[1] == '\0' || port == 0 || port > 65535)
+        return "port must be 1..65535";
+    return NULL;
+}
+
+static const char *const no_yes_names[] = {"no", "yes", NULL};
 static const char *const isolation_names[] = {"inproc", "process", NULL};
 static const char *const on_timeout_names[] = {"retry", "fail", NULL};
 static const char *const policy_names[] = {
@@ -214,6 +238,10 @@ static const struct opt daemon_opts[] = {
       AT(bd_config, spool_segment_bytes), .def = "16M", .min = 4 * KIB,
       .max = GIB,
       .help = "Size past which a spool segment is closed and a new one started." },
+    { .name = "metrics_listen", .kind = OPT_STR,
+      AT(bd_config, metrics_listen), .check = check_metrics_listen,
+      .help = "Prometheus endpoint (GET /metrics): a loopback HOST:PORT or "
+              "unix:/PATH; unset = off. Needs a restart to change." },
     { .name = NULL },
 };
 
@@ -246,7 +274,6 @@ static const struct opt sink_opts[] = {
 
 /* [route.NAME] */
 static const char *const off_on_names[] = {"off", "on", NULL};
-static const char *const no_yes_names[] = {"no", "yes", NULL};
 
 static const struct opt route_opts[] = {
     { .name = "match", .kind = OPT_STR, .flags = OPT_REQUIRED,
@@ -332,6 +359,10 @@ static const struct opt route_opts[] = {
       .def = "no", .names = no_yes_names,
       .help = "yes: SENDs to this route are spooled and synced before "
               "ACCEPTED (at least once across crashes)." },
+    { .name = "metrics_keys", .kind = OPT_ENUM,
+      AT(bd_route_conf, metrics_keys), .def = "no", .names = no_yes_names,
+      .help = "yes: the metrics endpoint also reports this route's keys one "
+              "by one (label key)." },
     { .name = NULL },
 };
 

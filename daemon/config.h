@@ -73,6 +73,8 @@ struct bd_route_conf {
                                * priority (batch.c: lanes), 0 = never */
     int durable;              /* 1: SENDs are spooled to disk before
                                * ACCEPTED (durable.c, spool.c) */
+    int metrics_keys;         /* 1: the metrics endpoint labels its keys'
+                               * gauges by key name (cardinality: opt-in) */
 };
 
 struct bd_config {
@@ -103,6 +105,8 @@ struct bd_config {
     uint32_t spool_sync_window_us; /* group commit window; 0 = each loop pass */
     uint64_t spool_max_bytes; /* cap on the spool's segment bytes */
     uint64_t spool_segment_bytes; /* a segment is closed past this */
+    char *metrics_listen;     /* "HOST:PORT" (loopback) or "unix:/path" of
+                               * the Prometheus endpoint; NULL = off */
     struct bd_sink_conf *sinks;
     size_t nsinks;
     struct bd_route_conf *routes; /* in file order: the first match wins */

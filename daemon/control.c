@@ -61,13 +61,30 @@ static int is_cmd(const struct bd_msg *m, const char *name)
     return m->name_len == strlen(name) && memcmp(m->name, name, m->name_len) == 0;
 }
 
+/* reload: OK with what changed and what needs a restart, or
+ * BAD_REQUEST with the config's errors (the old config stays). */
+static int control_reload(struct bd_conn *c, const struct bd_msg *m)
+{
+    char report[4096];
+    int status;
+
+    bd_log_info("control: reload requested by uid %d", (int)c->uid);
+    status = bd_server_reload(c->srv, report, sizeof(report)) == 0 ?
+             BATCHD_OK : BATCHD_BAD_REQUEST;
+    if (status != BATCHD_OK)
+        c->srv->core.ctr.status[status]++;
+    reply_text(c, m, status, report);
+    return status;
+}
+
 int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
 {
     struct bd_server *srv = c->srv;
     struct bd_buf b;
 
     bd_buf_init(&b);
-    if ((is_cmd(m, "pause") || is_cmd(m, "resume") || is_cmd(m, "drain")) &&
+    if ((is_cmd(m, "pause") || is_cmd(m, "resume") || is_cmd(m, "drain") ||
+         is_cmd(m, "reload")) &&
         !bd_access_admin(srv->access, c->uid, c->gid)) {
         bd_log_warn("control %.*s refused: uid %d is not an admin",
                     (int)m->name_len, m->name, (int)c->uid);
@@ -109,14 +126,12 @@ int bd_control_handle(struct bd_conn *c, const struct bd_msg *m)
         bd_log_info("control: drain requested");
         reply_text(c, m, BATCHD_OK, "stopping: flushing every batch, then exit");
         bd_server_stop(srv);
+    } else if (is_cmd(m, "reload")) {
+        return control_reload(c, m);
     } else {
         c->srv->core.ctr.status[BATCHD_UNSUPPORTED]++;
-        reply_text(c, m, BATCHD_UNSUPPORTED,
-                   is_cmd(m, "reload") ?
-                   "reload: not supported yet; restart the daemon to apply "
-                   "a new configuration" :
-                   "command: unknown (ping, stats, health, pause, resume, drain, "
-                   "deadletters)");
+        reply_text(c, m, BATCHD_UNSUPPORTED, "command: unknown (ping, stats, "
+                   "health, pause, resume, drain, reload, deadletters)");
         return BATCHD_UNSUPPORTED;
     }
     return BATCHD_OK;

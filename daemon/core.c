@@ -7,7 +7,7 @@
 #include "core.h"
 
 int bd_core_init(struct bd_core *core, struct event_base *base,
-                 const struct bd_config *cfg, struct bd_sink *sinks,
+                 const struct bd_config *cfg, struct bd_sink *const *sinks,
                  struct bd_workers *workers, uint64_t (*read)(void),
                  void (*want_flush)(void *arg), void *owner)
 {

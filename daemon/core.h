@@ -27,6 +27,8 @@ struct bd_batch;
 struct bd_workers;
 struct bd_dedup;
 struct bd_durable;
+struct bd_gen;
+struct bd_series;
 
 enum bd_state {
     BD_STATE_RUNNING = 0,
@@ -70,12 +72,17 @@ struct bd_counters {
                                * reason (enum bd_reject) */
     uint64_t batch_hist[17];  /* batch sizes: bucket i holds < 2^i items */
     uint64_t lat_hist[32];    /* item latency: bucket i holds < 2^i us */
+    uint64_t lat_sum_us;      /* the sum of those latencies */
 };
 
 struct bd_core {
     struct event_base *base;  /* borrowed: the loop, for timers */
-    const struct bd_config *cfg; /* borrowed */
-    struct bd_sink *sinks;    /* borrowed: cfg->nsinks */
+    struct bd_gen *gen;       /* the current config generation (gen.h):
+                               * holds one reference; NULL in unit tests */
+    const struct bd_config *cfg; /* gen->cfg (or the test's), borrowed */
+    struct bd_sink *const *sinks; /* gen->sinks: cfg->nsinks, borrowed */
+    struct bd_sink *reap;     /* sinks to shut down at the end of the
+                               * pass: unlisted and idle (gen.c) */
     struct bd_workers *workers; /* borrowed: where blocking calls run */
     void (*want_flush)(void *arg); /* ask the owner for end-of-pass work */
     void *owner;              /* want_flush's argument */
@@ -110,6 +117,8 @@ struct bd_core {
     struct bd_durable *durable; /* owned: the spool of durable routes,
                                * NULL when no route is durable (durable.c) */
     struct bd_counters ctr;
+    struct bd_series *series; /* per-route and per-sink counters, every
+                               * name ever configured (series.h), owned */
 };
 
 /*
@@ -118,7 +127,7 @@ struct bd_core {
  * or -1 when no random bytes could be had (errno set).
  */
 int bd_core_init(struct bd_core *core, struct event_base *base,
-                 const struct bd_config *cfg, struct bd_sink *sinks,
+                 const struct bd_config *cfg, struct bd_sink *const *sinks,
                  struct bd_workers *workers, uint64_t (*read)(void),
                  void (*want_flush)(void *arg), void *owner);
 

@@ -12,6 +12,7 @@
 
 #include "alloc.h"
 #include "config.h"
+#include "gen.h"
 #include "isolate.h"
 #include "log.h"
 #include "server.h"
@@ -148,6 +149,21 @@ static void hint_build_sinks(const struct bd_config *cfg, const struct opts *o)
                 cfg->sink_dir, dir);
 }
 
+/* The file with the command line's overrides: at start-up and for
+ * every reload (server.h: load_cfg), so both read it the same way. */
+static struct bd_config *load_config(void *arg, char **errs)
+{
+    const struct opts *o = arg;
+    struct bd_config *cfg = bd_config_load(o->config, errs);
+
+    if (cfg != NULL && apply_overrides(cfg, o) != 0) {
+        bd_config_free(cfg);
+        *errs = bd_strdup("batchd: the command line's overrides failed\n");
+        return NULL;
+    }
+    return cfg;
+}
+
 static int check_config(struct bd_config *cfg, const struct opts *o)
 {
     char err[512];
@@ -166,7 +182,7 @@ int main(int argc, char **argv)
 {
     struct opts o = {0};
     struct bd_config *cfg;
-    struct bd_sink *sinks;
+    struct bd_gen *gen;
     struct bd_server *srv;
     char *errs = NULL;
     char err[512];
@@ -177,14 +193,10 @@ int main(int argc, char **argv)
         return bd_runner_main(argc, argv);
     if (parse_args(argc, argv, &o) != 0)
         return 2;
-    cfg = bd_config_load(o.config, &errs);
+    cfg = load_config(&o, &errs);
     if (cfg == NULL) {
         fprintf(stderr, "%s", errs ? errs : "batchd: out of memory reading the config\n");
         bd_free(errs);
-        return 1;
-    }
-    if (apply_overrides(cfg, &o) != 0) {
-        bd_config_free(cfg);
         return 1;
     }
     if (o.check_only) {
@@ -194,18 +206,21 @@ int main(int argc, char **argv)
     }
     bd_log_set_level(cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
-    sinks = bd_sink_load_all(cfg, o.sink_dir, err, sizeof(err));
-    if (sinks == NULL) {
+    gen = bd_gen_new(cfg, NULL, o.sink_dir, err, sizeof(err)); /* takes cfg */
+    if (gen == NULL) {
         bd_log_error("%s", err);
         hint_build_sinks(cfg, &o);
         bd_config_free(cfg);
         return 1;
     }
-    srv = bd_server_new(cfg, sinks, err, sizeof(err)); /* takes cfg, sinks */
+    srv = bd_server_new(gen, err, sizeof(err)); /* takes gen */
     if (srv == NULL) {
         bd_log_error("%s", err);
         return 1;
     }
+    srv->load_cfg = load_config;
+    srv->load_arg = &o;
+    srv->sink_dir = o.sink_dir;
     rc = bd_server_run(srv);
     bd_server_free(srv);
     return rc;

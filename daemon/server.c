@@ -31,7 +31,10 @@
 #include "clock.h"
 #include "conn.h"
 #include "durable.h"
+#include "gen.h"
+#include "series.h"
 #include "log.h"
+#include "metrics.h"
 #include "msg.h"
 #include "server.h"
 #include "sink.h"
@@ -121,6 +124,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         srv->pending = c->pnext;
         bd_conn_flush(c);
     }
+    if (srv->core.reap != NULL) /* a reload removed them; calls are over */
+        bd_gen_reap(&srv->core);
     bd_server_check_done(srv);
 }
 
@@ -475,8 +480,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
     (void)what;
     if (sig == SIGHUP) {
-        bd_log_warn("SIGHUP: configuration reload is not supported yet; "
-                    "restart the daemon to apply a new config");
+        char report[4096];
+
+        bd_server_tick(srv);
+        bd_log_info("SIGHUP received: reloading the configuration");
+        bd_server_reload(srv, report, sizeof(report)); /* logs the outcome */
         return;
     }
     bd_log_info("%s received", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -504,6 +512,8 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         bd_conn_check_timeouts(c, now);
     }
     bd_batch_sweep_idle(&srv->core);
+    if (srv->core.reap != NULL) /* the last key of an old config went */
+        bd_gen_reap(&srv->core);
 }
 
 /* One sweep every 100 ms over all connections is cheaper than a timer
@@ -584,28 +594,32 @@ static struct event_base *new_base(void)
     return event_base_new();
 }
 
-struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
-                                char *err, size_t errlen)
+struct bd_server *bd_server_new(struct bd_gen *gen, char *err, size_t errlen)
 {
     struct bd_server *srv = bd_calloc(1, sizeof(*srv));
+    struct bd_config *cfg = gen->cfg;
     int rc;
 
     if (srv == NULL) {
         snprintf(err, errlen, "out of memory");
-        bd_sink_unload_all(sinks, cfg->nsinks, 1);
-        bd_config_free(cfg);
+        bd_gen_release(NULL, gen);
         return NULL;
     }
     srv->cfg = cfg;
-    srv->sinks = sinks;
     srv->listen_fd = -1;
     msgpack_zone_init(&srv->zone, 4096);
     err[0] = '\0';
     srv->base = new_base();
-    if (bd_core_init(&srv->core, srv->base, cfg, sinks, NULL, bd_now_ns,
-                     core_wants_flush, srv) != 0) {
+    rc = bd_core_init(&srv->core, srv->base, cfg, gen->sinks, NULL, bd_now_ns,
+                      core_wants_flush, srv);
+    srv->core.gen = gen; /* the core holds gen's first reference */
+    if (rc != 0) {
         snprintf(err, errlen, "no random bytes for the key table's hash: %s",
                  strerror(errno));
+        goto out_free;
+    }
+    if (bd_series_bind(&srv->core, gen) != 0) {
+        snprintf(err, errlen, "out of memory for the counters");
         goto out_free;
     }
     srv->start_ns = srv->core.clock.now_ns;
@@ -634,6 +648,10 @@ struct bd_server *bd_server_new(struct bd_config *cfg, struct bd_sink *sinks,
         snprintf(err, errlen, "libevent: cannot watch the listening socket");
         goto out_free;
     }
+    if (cfg->metrics_listen != NULL &&
+        (srv->metrics = bd_metrics_start(srv, cfg->metrics_listen, err,
+                                         errlen)) == NULL)
+        goto out_free;
     if (start_watchdog(srv) != 0 || start_sweep(srv) != 0) {
         snprintf(err, errlen, "libevent: cannot start a timer");
         goto out_free;
@@ -676,6 +694,7 @@ void bd_server_free(struct bd_server *srv)
      * sink: then neither its thread nor the plugin can be waited for. */
     idle = srv->core.inflight == 0 && srv->core.abandoned == 0;
     close_listener(srv);
+    bd_metrics_free(srv->metrics);
     while (srv->conns)
         bd_conn_close(srv->conns);
     /* Running batches (grace expired) still belong to their sink calls:
@@ -685,8 +704,16 @@ void bd_server_free(struct bd_server *srv)
     /* The loop is over: keys and queued items are ours to free even
      * when a stuck call still holds its own batch (and its items). */
     bd_batch_destroy_all(&srv->core);
+    /* The last generation goes with the config; its sinks only when no
+     * call can still be inside one. */
+    bd_gen_release(&srv->core, srv->core.gen);
+    srv->core.gen = NULL;
+    srv->cfg = NULL;
     if (idle)
-        bd_sink_unload_all(srv->sinks, srv->cfg->nsinks, 1);
+        bd_gen_reap(&srv->core);
+    else
+        bd_gen_keep_stuck(&srv->core);
+    bd_series_free_all(&srv->core);
     for (int i = 0; i < 3; i++)
         if (srv->sig_ev[i])
             event_free(srv->sig_ev[i]);
@@ -706,6 +733,5 @@ void bd_server_free(struct bd_server *srv)
     msgpack_zone_destroy(&srv->zone);
     if (idle && srv->base)
         event_base_free(srv->base);
-    bd_config_free(srv->cfg);
     bd_free(srv);
 }

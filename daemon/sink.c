@@ -363,21 +363,76 @@ int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
     return 0;
 }
 
+/* Shut one sink down and free what it owns (not the struct). */
+static void unload(struct bd_sink *s, int may_dlclose)
+{
+    if (s->vt != NULL && s->state != NULL)
+        s->vt->shutdown(s->state);
+    if (s->dl != NULL && may_dlclose)
+        dlclose(s->dl);
+    bd_free(s->name);
+    bd_free(s->path);
+}
+
 void bd_sink_unload_all(struct bd_sink *sinks, size_t n, int may_dlclose)
 {
     if (sinks == NULL)
         return;
-    for (size_t i = 0; i < n; i++) {
-        struct bd_sink *s = &sinks[i];
-
-        if (s->vt != NULL && s->state != NULL)
-            s->vt->shutdown(s->state);
-        if (s->dl != NULL && may_dlclose)
-            dlclose(s->dl);
-        bd_free(s->name);
-        bd_free(s->path);
-    }
+    for (size_t i = 0; i < n; i++)
+        unload(&sinks[i], may_dlclose);
     bd_free(sinks);
+}
+
+struct bd_sink *bd_sink_load_one(const struct bd_sink_conf *sc,
+                                 const char *dir, char *err, size_t errlen)
+{
+    struct bd_sink *s = bd_calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        snprintf(err, errlen, "sink %s: out of memory", sc->name);
+        return NULL;
+    }
+    if (init_one(s, sc, dir, LOAD_RUN, err, errlen) != 0) {
+        unload(s, 1);
+        bd_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void bd_sink_unload_one(struct bd_sink *s)
+{
+    if (s == NULL)
+        return;
+    bd_log_info("sink %s: shut down", s->name);
+    unload(s, 1);
+    bd_free(s);
+}
+
+static int kv_same(const struct bd_sink_conf *a, const struct bd_sink_conf *b)
+{
+    if (a->nkv != b->nkv)
+        return 0;
+    for (size_t i = 0; i < a->nkv; i++)
+        if (strcmp(a->kv[i].key, b->kv[i].key) != 0 ||
+            strcmp(a->kv[i].value, b->kv[i].value) != 0)
+            return 0;
+    return 1;
+}
+
+int bd_sink_conf_same(const struct bd_sink *s, const struct bd_sink_conf *old,
+                      const struct bd_sink_conf *sc, const char *dir)
+{
+    char *path = resolve_path(sc->plugin, dir);
+    int same = path != NULL && strcmp(path, s->path) == 0 &&
+               strcmp(old->name, sc->name) == 0 &&
+               old->isolation == sc->isolation &&
+               old->restart_base_ms == sc->restart_base_ms &&
+               old->restart_cap_ms == sc->restart_cap_ms &&
+               old->unhealthy_after == sc->unhealthy_after && kv_same(old, sc);
+
+    bd_free(path);
+    return same;
 }
 
 /* ---- batches --------------------------------------------------------- */

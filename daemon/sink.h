@@ -17,6 +17,7 @@
 
 struct bd_item;
 struct bd_key;
+struct bd_series;
 struct event;
 
 struct bd_sink {
@@ -30,7 +31,16 @@ struct bd_sink {
     int isolation;            /* enum bd_isolation */
     volatile int unhealthy;   /* process isolation: crashing; admission
                                * answers SINK_UNAVAILABLE (set by isolate.c) */
-    uint64_t calls;           /* process() calls */
+    struct bd_series *series; /* its counters (series.h): owned by the
+                               * core, set when its generation is bound */
+    /* Reload (gen.c): a sink lives while a config generation lists it
+     * or a call started in it has not ended; then it is shut down. */
+    uint32_t gens;            /* generations that list it */
+    uint32_t open_calls;      /* calls started and not yet freed (an
+                               * abandoned call counts until its late
+                               * answer) */
+    struct bd_sink *reap_next; /* on the core's list of sinks to shut
+                               * down at the end of the pass */
 };
 
 /*
@@ -122,6 +132,20 @@ bd_sink_option_find(const struct batchd_sink_option *opts, const char *key);
  * reach), then shut down again. */
 int bd_sink_check_all(const struct bd_config *cfg, const char *sink_dir,
                       char *err, size_t errlen);
+
+/* Load one [sink.*] section (as bd_sink_load_all does for each) into
+ * a new sink; free with bd_sink_unload_one. NULL with err set. */
+struct bd_sink *bd_sink_load_one(const struct bd_sink_conf *sc,
+                                 const char *dir, char *err, size_t errlen);
+
+/* shutdown() the sink, dlclose and free it (no call may be running). */
+void bd_sink_unload_one(struct bd_sink *s);
+
+/* Would sc, loaded with dir, give the sink s was loaded as (same
+ * plugin path, isolation settings and options, in order)? A reload
+ * keeps such a sink running instead of restarting it. */
+int bd_sink_conf_same(const struct bd_sink *s, const struct bd_sink_conf *old,
+                      const struct bd_sink_conf *sc, const char *dir);
 
 /* shutdown() every sink, then dlclose; only when no batch is in flight
  * (pass 0 for closing handles when a call may still be running). */

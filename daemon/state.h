@@ -23,6 +23,7 @@ struct bd_key;
 struct bd_sink;
 struct bd_workers;
 struct bd_access;
+struct bd_metrics;
 
 /* Descriptors kept free for sinks, workers and the runner's socketpairs:
  * connections stop being accepted before the process runs out. */
@@ -30,8 +31,13 @@ struct bd_access;
 
 struct bd_server {
     struct event_base *base;
-    struct bd_config *cfg;    /* owned */
-    struct bd_sink *sinks;    /* cfg->nsinks, owned */
+    struct bd_config *cfg;    /* the current generation's (core.gen), not
+                               * owned: a reload replaces it */
+    struct bd_config *(*load_cfg)(void *arg, char **errs); /* re-read the
+                               * file with the command line's overrides
+                               * (main.c), for reload; errs as bd_config_load */
+    void *load_arg;           /* load_cfg's argument */
+    const char *sink_dir;     /* --sink-dir (borrowed), or NULL: cfg's */
     struct bd_workers *workers;
     int listen_fd;            /* -1 once closed */
     int socket_owned;         /* we created the socket file (unlink at exit) */
@@ -44,6 +50,7 @@ struct bd_server {
     struct event *watchdog_ev;
     struct event *sweep_ev;   /* periodic connection timeout check */
     struct bd_access *access; /* allow/admin lists */
+    struct bd_metrics *metrics; /* the Prometheus endpoint, NULL = off */
     uint32_t fd_budget;       /* connections we can hold and keep BD_FD_RESERVE */
     int listen_paused;        /* accept stopped after EMFILE */
     int input_drained;        /* stopping: the last requests in every
@@ -75,6 +82,14 @@ void bd_server_want_flush(struct bd_server *srv);
 
 /* A connection closed: resume a listener paused for lack of fds. */
 void bd_server_conn_closed(struct bd_server *srv);
+
+/*
+ * Re-read the configuration (SIGHUP, batchctl reload; reload.c). out
+ * gets what happened, one line each: on success "reloaded ..." and every
+ * option that needs a restart to change; on failure the errors (the
+ * running configuration stays). Returns 0 or -1. Logged too.
+ */
+int bd_server_reload(struct bd_server *srv, char *out, size_t outlen);
 
 /* Begin the shutdown sequence (SIGTERM). */
 void bd_server_stop(struct bd_server *srv);

@@ -2,11 +2,14 @@
  * stats.c - counters as JSON or text (see stats.h).
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "batch.h"
+#include "gen.h"
 #include "msg.h"
+#include "series.h"
 #include "state.h"
 #include "sink.h"
 #include "durable.h"
@@ -32,6 +35,11 @@ static int bprintf(struct bd_buf *b, const char *fmt, ...)
     va_end(ap);
     b->len += (size_t)n;
     return 0;
+}
+
+static int bputs(struct bd_buf *b, const char *str)
+{
+    return bd_buf_append(b, str, strlen(str));
 }
 
 /* Keys are valid UTF-8 without NUL (the decoder checked), so escaping
@@ -206,92 +214,284 @@ static int render_hist(struct bd_buf *b, const char *name, const uint64_t *h,
     return rc ? rc : bprintf(b, json ? "}" : "\n");
 }
 
-/* The daemon-wide counters, one row each, in the order both formats
- * print them: one list, so JSON and text cannot drift apart. */
-struct stat_row {
-    const char *name;
-    unsigned long long v;
-};
-
-#define NROWS 22
-
-static void counter_rows(const struct bd_server *srv, struct stat_row *r)
+/* The daemon-wide figures, one row each, in the order every format
+ * prints them (JSON, text, Prometheus): one list, so they cannot drift
+ * apart. A new figure is one line here. */
+size_t bd_stats_rows(const struct bd_server *srv, struct bd_stat_row *r)
 {
     const struct bd_counters *c = &srv->core.ctr;
-    struct stat_row rows[NROWS] = {
-        {"uptime_ms", (bd_now_ns() - srv->start_ns) / 1000000},
-        {"conns", srv->nconns},
-        {"conns_total", c->conns_total},
-        {"conns_dropped", c->conns_dropped},
-        {"nkeys", srv->core.nkeys},
-        {"keys_live", srv->core.nkeys - srv->core.nidle},
-        {"keys_idle", srv->core.nidle},
-        {"queued_items", srv->core.nqueued},
-        {"queued_bytes", srv->core.qbytes},
-        {"inflight_batches", srv->core.inflight},
-        {"inflight_items", srv->core.inflight_items},
-        {"items_in", c->items_in},
-        {"items_out", c->items_out},
-        {"batches", c->batches},
-        {"replies", c->replies},
-        {"cancelled", c->cancelled},
-        {"send_failed", c->send_failed},
-        {"retry_waiting", srv->core.nretry},
-        {"retries", c->retries},
-        {"timeouts", c->timeouts},
-        {"splits", c->splits},
-        {"coalesced", c->coalesced},
+    const struct bd_core *core = &srv->core;
+    const struct bd_stat_row rows[] = {
+        {"uptime_ms", NULL, BD_M_GAUGE, NULL,
+         (bd_now_ns() - srv->start_ns) / 1000000},
+        {"conns", "batchd_connections", BD_M_GAUGE,
+         "Client connections open", srv->nconns},
+        {"conns_total", "batchd_connections_total", BD_M_COUNTER,
+         "Client connections accepted", c->conns_total},
+        {"conns_dropped", "batchd_connections_dropped_total", BD_M_COUNTER,
+         "Connections refused or closed for a limit or a broken frame",
+         c->conns_dropped},
+        {"nkeys", "batchd_keys", BD_M_GAUGE,
+         "Keys held (live and idle in the cache)", core->nkeys},
+        {"keys_live", "batchd_keys_live", BD_M_GAUGE,
+         "Keys with items queued, waiting or in flight",
+         core->nkeys - core->nidle},
+        {"keys_idle", NULL, BD_M_GAUGE, NULL, core->nidle},
+        {"queued_items", "batchd_queued_items", BD_M_GAUGE,
+         "Items queued, all keys", core->nqueued},
+        {"queued_bytes", "batchd_queued_bytes", BD_M_GAUGE,
+         "Payload bytes queued, all keys", core->qbytes},
+        {"inflight_batches", "batchd_inflight_calls", BD_M_GAUGE,
+         "Sink calls running", core->inflight},
+        {"inflight_items", "batchd_inflight_items", BD_M_GAUGE,
+         "Items inside running sink calls", core->inflight_items},
+        {"items_in", "batchd_items_in_total", BD_M_COUNTER,
+         "Items accepted", c->items_in},
+        {"items_out", "batchd_items_out_total", BD_M_COUNTER,
+         "Items handed to sinks (each attempt)", c->items_out},
+        {"batches", "batchd_batches_total", BD_M_COUNTER,
+         "Sink calls made", c->batches},
+        {"replies", "batchd_replies_total", BD_M_COUNTER,
+         "Reply frames sent (items and control)", c->replies},
+        {"cancelled", "batchd_items_cancelled_total", BD_M_COUNTER,
+         "LOAD items dropped because their client left", c->cancelled},
+        {"send_failed", "batchd_send_failed_total", BD_M_COUNTER,
+         "SEND items a sink did not take (logged)", c->send_failed},
+        {"retry_waiting", "batchd_retry_waiting_items", BD_M_GAUGE,
+         "Items waiting for a retry", core->nretry},
+        {"retries", "batchd_retries_total", BD_M_COUNTER,
+         "Items put back for another attempt", c->retries},
+        {"timeouts", "batchd_sink_timeouts_total", BD_M_COUNTER,
+         "Sink calls abandoned at sink_timeout_ms", c->timeouts},
+        {"splits", "batchd_splits_total", BD_M_COUNTER,
+         "Items capped to half a batch after failures", c->splits},
+        {"coalesced", "batchd_items_coalesced_total", BD_M_COUNTER,
+         "Items that joined another with their dedup_id", c->coalesced},
     };
 
-    for (int i = 0; i < NROWS; i++)
-        r[i] = rows[i];
+    size_t n = sizeof(rows) / sizeof(rows[0]);
+
+    _Static_assert(sizeof(rows) / sizeof(rows[0]) <= BD_STATS_MAX_ROWS,
+                   "raise BD_STATS_MAX_ROWS");
+    memcpy(r, rows, sizeof(rows));
+    return n;
+}
+
+#define SF(f) offsetof(struct bd_series, f)
+
+/* The per-route and per-sink figures (struct bd_series fields). */
+const struct bd_series_row bd_series_rows[] = {
+    {"items_in", "batchd_route_items_in_total", BD_M_COUNTER,
+     BD_SERIES_ROUTE, "Items accepted", SF(items_in)},
+    {"batches", "batchd_route_batches_total", BD_M_COUNTER, BD_SERIES_ROUTE,
+     "Batches handed to the sink", SF(batches)},
+    {"items_out", "batchd_route_items_out_total", BD_M_COUNTER,
+     BD_SERIES_ROUTE, "Items handed to the sink (each attempt)",
+     SF(items_out)},
+    {"retries", "batchd_route_retries_total", BD_M_COUNTER, BD_SERIES_ROUTE,
+     "Items put back for another attempt", SF(retries)},
+    {"timeouts", "batchd_route_timeouts_total", BD_M_COUNTER,
+     BD_SERIES_ROUTE, "Sink calls abandoned at sink_timeout_ms",
+     SF(timeouts)},
+    {"keys_live", "batchd_route_keys_live", BD_M_GAUGE, BD_SERIES_ROUTE,
+     "Keys with items queued, waiting or in flight", SF(g_keys)},
+    {"queued_items", "batchd_route_queued_items", BD_M_GAUGE,
+     BD_SERIES_ROUTE, "Items queued or waiting for a retry", SF(g_queued)},
+    {"queued_bytes", "batchd_route_queued_bytes", BD_M_GAUGE,
+     BD_SERIES_ROUTE, "Payload bytes queued or waiting for a retry",
+     SF(g_qbytes)},
+    {"inflight_calls", "batchd_route_inflight_calls", BD_M_GAUGE,
+     BD_SERIES_ROUTE, "Sink calls running", SF(g_inflight)},
+    {"inflight_items", "batchd_route_inflight_items", BD_M_GAUGE,
+     BD_SERIES_ROUTE, "Items inside running sink calls",
+     SF(g_inflight_items)},
+    {"calls", "batchd_sink_calls_total", BD_M_COUNTER, BD_SERIES_SINK,
+     "Sink calls started", SF(calls)},
+    {"call_failures", "batchd_sink_call_failures_total", BD_M_COUNTER,
+     BD_SERIES_SINK, "Sink calls that failed as a whole", SF(call_failures)},
+    {"items_ok", "batchd_sink_items_ok_total", BD_M_COUNTER, BD_SERIES_SINK,
+     "Items the sink answered OK", SF(items_ok)},
+    {"items_retry", "batchd_sink_items_retry_total", BD_M_COUNTER,
+     BD_SERIES_SINK, "Items the sink answered RETRY", SF(items_retry)},
+    {"items_failed", "batchd_sink_items_failed_total", BD_M_COUNTER,
+     BD_SERIES_SINK, "Items the sink answered FAIL", SF(items_failed)},
+    {"crashes_in_a_row", "batchd_sink_crashes_in_a_row", BD_M_GAUGE,
+     BD_SERIES_SINK, "Runner crashes in a row (isolation = process); at "
+     "unhealthy_after new items are refused", SF(g_crashes)},
+    {NULL, NULL, 0, 0, NULL, 0},
+};
+
+/* Their histograms. Bucket i of a struct bd_series_hist counts values
+ * below 2^i of its unit. */
+const struct bd_series_hrow bd_series_hrows[] = {
+    {"batch_size", "batchd_route_batch_size_items", BD_SERIES_ROUTE,
+     "Items per batch", SF(batch_items), 1.0, 1},
+    {"queue_wait_us", "batchd_route_queue_wait_seconds", BD_SERIES_ROUTE,
+     "Time from accept to dispatch, per item and attempt",
+     SF(queue_wait_us), 1e-6, 0},
+    {"call_us", "batchd_sink_call_duration_seconds", BD_SERIES_SINK,
+     "Sink call duration, dispatch to answer", SF(call_us), 1e-6, 0},
+    {NULL, NULL, 0, NULL, 0, 0, 0},
+};
+
+uint64_t bd_series_value(const struct bd_series *s,
+                         const struct bd_series_row *row)
+{
+    return *(const uint64_t *)((const char *)s + row->off);
+}
+
+const struct bd_series_hist *bd_series_hist_of(const struct bd_series *s,
+                                               const struct bd_series_hrow *h)
+{
+    return (const struct bd_series_hist *)((const char *)s + h->off);
+}
+
+/* One route's or sink's figures: "name":{...} (JSON) or
+ * "KIND NAME a=N b=N ..." (text). extra (may be NULL) goes first. */
+static int render_series(struct bd_buf *b, const struct bd_series *s,
+                         int json, const char *extra)
+{
+    int rc = 0, n = 0;
+
+    if (json) {
+        rc |= json_str(b, s->name, strlen(s->name));
+        rc |= bprintf(b, ":{%s", extra ? extra : "");
+        n = extra != NULL;
+    } else {
+        rc |= bprintf(b, "%s %s%s", s->kind == BD_SERIES_ROUTE ? "route" :
+                      "sink", s->name, extra ? extra : "");
+    }
+    for (const struct bd_series_row *r = bd_series_rows; r->name && !rc; r++) {
+        if (r->kind != s->kind)
+            continue;
+        rc = bprintf(b, json ? "%s\"%s\":%llu" : "%s%s=%llu",
+                     json ? (n++ ? "," : "") : " ", r->name,
+                     (unsigned long long)bd_series_value(s, r));
+    }
+    if (s->kind == BD_SERIES_ROUTE) {
+        rc |= bputs(b, json ? ",\"rejects_by_reason\":{" : "");
+        rc |= render_rejects(b, s->rejects, json);
+        rc |= bputs(b, json ? "}" : "");
+    }
+    for (const struct bd_series_hrow *h = bd_series_hrows; h->name && !rc; h++) {
+        const struct bd_series_hist *hist = bd_series_hist_of(s, h);
+
+        if (h->kind != s->kind)
+            continue;
+        if (json)
+            rc = render_hist(b, h->name, hist->bucket, BD_SERIES_BUCKETS, 1);
+        else
+            rc = bprintf(b, " %s_sum=%llu", h->name,
+                         (unsigned long long)hist->sum);
+    }
+    return rc | bputs(b, json ? "}" : "\n");
+}
+
+/* The current configuration's routes and sinks, in file order. */
+static int render_config_series(struct bd_server *srv, int json,
+                                 struct bd_buf *b)
+{
+    const struct bd_gen *g = srv->core.gen;
+    char extra[160];
+    int rc = 0;
+
+    bd_series_gauges(&srv->core);
+    rc |= bputs(b, json ? ",\"routes\":{" : "");
+    for (size_t i = 0; i < g->cfg->nroutes && rc == 0; i++) {
+        rc |= bputs(b, json && i ? "," : "");
+        rc |= render_series(b, g->route_series[i], json, NULL);
+    }
+    rc |= bputs(b, json ? "},\"sinks\":{" : "");
+    for (size_t i = 0; i < g->cfg->nsinks && rc == 0; i++) {
+        const struct bd_sink *s = g->sinks[i];
+
+        snprintf(extra, sizeof(extra), json ? "\"plugin\":\"%s\"" :
+                 " plugin=%s", s->vt->name);
+        rc |= bputs(b, json && i ? "," : "");
+        rc |= render_series(b, s->series, json, extra);
+    }
+    return rc | bputs(b, json ? "}" : "");
+}
+
+#define SPOOL_ROW(n, t, h, val) {"spool_" n, "batchd_spool_" n, t, h, val}
+
+size_t bd_stats_spool_rows(const struct bd_server *srv, struct bd_stat_row *r)
+{
+    uint64_t disk = 0;
+    const struct bd_spool_stats *s = bd_durable_stats(&srv->core, &disk);
+
+    if (s == NULL)
+        return 0;
+    {
+        const struct bd_stat_row rows[] = {
+            SPOOL_ROW("items", BD_M_COUNTER, "Durable SENDs written to the spool",
+                      s->spooled),
+            SPOOL_ROW("item_bytes", BD_M_COUNTER, "Payload bytes written to the spool",
+                      s->spooled_bytes),
+            SPOOL_ROW("done", BD_M_COUNTER, "Spooled items that reached a final state",
+                      s->done),
+            SPOOL_ROW("disk_bytes", BD_M_GAUGE, "Bytes of the spool's segment files",
+                      disk),
+            SPOOL_ROW("syncs", BD_M_COUNTER, "Group commits (fdatasync calls)",
+                      s->syncs),
+            SPOOL_ROW("sync_us_total", BD_M_COUNTER, "Microseconds spent in fdatasync",
+                      s->sync_ns / 1000),
+            SPOOL_ROW("sync_us_max", BD_M_GAUGE, "Slowest fdatasync, microseconds",
+                      s->sync_max_ns / 1000),
+            SPOOL_ROW("recovered", BD_M_COUNTER, "Items queued again from the spool at start",
+                      s->recovered),
+            SPOOL_ROW("damaged", BD_M_COUNTER, "Records lost to damage found at start",
+                      s->damaged),
+            SPOOL_ROW("damaged_bytes", BD_M_COUNTER, "Bytes set aside as damaged",
+                      s->damaged_bytes),
+            SPOOL_ROW("missing_segments", BD_M_COUNTER, "Segment files found missing at start",
+                      s->missing_segments),
+            SPOOL_ROW("dead_lettered", BD_M_COUNTER, "Durable items written to dead letters",
+                      s->dead_lettered),
+            SPOOL_ROW("full", BD_M_COUNTER, "Durable SENDs refused: spool full or no disk space",
+                      s->full),
+            SPOOL_ROW("write_errors", BD_M_COUNTER, "Spool writes or syncs that failed",
+                      s->write_errors),
+        };
+
+        _Static_assert(sizeof(rows) / sizeof(rows[0]) <= BD_STATS_MAX_ROWS,
+                       "BD_STATS_MAX_ROWS is too small for the spool rows");
+        memcpy(r, rows, sizeof(rows));
+        return sizeof(rows) / sizeof(rows[0]);
+    }
 }
 
 /* The spool's counters (durable routes): an object in JSON, one line in
  * text; nothing without a spool. */
 static int render_spool(const struct bd_server *srv, struct bd_buf *b, int json)
 {
-    uint64_t disk = 0;
-    const struct bd_spool_stats *s = bd_durable_stats(&srv->core, &disk);
-    const struct stat_row rows[] = {
-        {"spool_items", s ? s->spooled : 0},
-        {"spool_item_bytes", s ? s->spooled_bytes : 0},
-        {"spool_done", s ? s->done : 0},
-        {"spool_disk_bytes", disk},
-        {"spool_syncs", s ? s->syncs : 0},
-        {"spool_sync_us_total", s ? s->sync_ns / 1000 : 0},
-        {"spool_sync_us_max", s ? s->sync_max_ns / 1000 : 0},
-        {"spool_recovered", s ? s->recovered : 0},
-        {"spool_damaged", s ? s->damaged : 0},
-        {"spool_damaged_bytes", s ? s->damaged_bytes : 0},
-        {"spool_missing_segments", s ? s->missing_segments : 0},
-        {"spool_dead_lettered", s ? s->dead_lettered : 0},
-        {"spool_full", s ? s->full : 0},
-        {"spool_write_errors", s ? s->write_errors : 0},
-    };
+    struct bd_stat_row rows[BD_STATS_MAX_ROWS];
+    size_t n = bd_stats_spool_rows(srv, rows);
+    uint64_t disk;
     int rc;
 
-    if (s == NULL)
+    if (n == 0)
         return 0;
     rc = bprintf(b, json ? ",\"spool\":{" : "spool");
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]) && rc == 0; i++)
+    for (size_t i = 0; i < n && rc == 0; i++)
         rc = bprintf(b, json ? "%s\"%s\":%llu" : "%s%s=%llu",
                      json ? (i ? "," : "") : " ", rows[i].name, rows[i].v);
     rc |= bprintf(b, json ? "}" : "\n");
-    return rc | render_hist(b, "spool_sync_us_hist", s->sync_hist, 32, json);
+    return rc | render_hist(b, "spool_sync_us_hist",
+                            bd_durable_stats(&srv->core, &disk)->sync_hist, 32, json);
 }
 
 static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->core.ctr;
     struct key_walk w = {b, 1, 0, 0, 0};
-    struct stat_row rows[NROWS];
+    struct bd_stat_row rows[BD_STATS_MAX_ROWS];
+    size_t nrows = bd_stats_rows(srv, rows);
     int rc;
 
-    counter_rows(srv, rows);
     rc = bprintf(b, "{\"version\":\"%s\",\"state\":\"%s\"", BD_VERSION,
                  state_names[srv->core.state]);
-    for (int i = 0; i < NROWS && rc == 0; i++)
+    for (size_t i = 0; i < nrows && rc == 0; i++)
         rc = bprintf(b, ",\"%s\":%llu", rows[i].name, rows[i].v);
     rc |= bprintf(b, ",\"replies_by_status\":{");
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
@@ -303,12 +503,8 @@ static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
     rc |= render_hist(b, "batch_size_hist", c->batch_hist, 17, 1);
     rc |= render_hist(b, "latency_us_hist", c->lat_hist, 32, 1);
     rc |= render_spool(srv, b, 1);
-    rc |= bprintf(b, ",\"sinks\":{");
-    for (size_t i = 0; i < srv->cfg->nsinks && rc == 0; i++)
-        rc = bprintf(b, "%s\"%s\":{\"plugin\":\"%s\",\"calls\":%llu}",
-                     i ? "," : "", srv->sinks[i].name, srv->sinks[i].vt->name,
-                     (unsigned long long)srv->sinks[i].calls);
-    rc |= bprintf(b, "},\"key_detail\":%s,\"keys\":{",
+    rc |= render_config_series(srv, 1, b);
+    rc |= bprintf(b, ",\"key_detail\":%s,\"keys\":{",
                   detail ? "true" : "false");
     if (detail)
         rc |= render_keys(srv, &w);
@@ -320,13 +516,13 @@ static int render_text(struct bd_server *srv, int detail, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->core.ctr;
     struct key_walk w = {b, 0, 0, 0, 0};
-    struct stat_row rows[NROWS];
+    struct bd_stat_row rows[BD_STATS_MAX_ROWS];
+    size_t nrows = bd_stats_rows(srv, rows);
     int rc;
 
-    counter_rows(srv, rows);
     rc = bprintf(b, "version %s\nstate %s\n", BD_VERSION,
                  state_names[srv->core.state]);
-    for (int i = 0; i < NROWS && rc == 0; i++)
+    for (size_t i = 0; i < nrows && rc == 0; i++)
         rc = bprintf(b, "%s %llu\n", rows[i].name, rows[i].v);
     rc |= bprintf(b, "replies_by_status");
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
@@ -339,6 +535,7 @@ static int render_text(struct bd_server *srv, int detail, struct bd_buf *b)
     rc |= render_hist(b, "batch_size_hist", c->batch_hist, 17, 0);
     rc |= render_hist(b, "latency_us_hist", c->lat_hist, 32, 0);
     rc |= render_spool(srv, b, 0);
+    rc |= render_config_series(srv, 0, b);
     if (detail)
         rc |= render_keys(srv, &w);
     else
@@ -375,7 +572,7 @@ int bd_stats_health(struct bd_server *srv, int json, struct bd_buf *out)
     for (size_t i = 0; i < srv->cfg->nsinks && rc == 0; i++)
         rc = bprintf(out, json ? "%s\"%s\":{\"plugin\":\"%s\",\"state\":\"%s\"}"
                      : "%ssink %s plugin=%s state=%s\n", json && i ? "," : "",
-                     srv->sinks[i].name, srv->sinks[i].vt->name,
-                     sink_state(&srv->sinks[i]));
+                     srv->core.sinks[i]->name, srv->core.sinks[i]->vt->name,
+                     sink_state(srv->core.sinks[i]));
     return rc | (json ? bprintf(out, "}}") : 0);
 }

@@ -47,6 +47,7 @@
 #include "conn.h"
 #include "config.h"
 #include "frame.h"
+#include "gen.h"
 #include "log.h"
 #include "msg.h"
 #include "server.h"
@@ -144,7 +145,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char dir[] = "/tmp/batchd-fuzz.XXXXXX";
     char path[64], text[sizeof(config_fmt) + 64], err[512], sdir[PATH_MAX];
     struct bd_config *cfg;
-    struct bd_sink *sinks;
+    struct bd_gen *gen;
     char *errs = NULL;
 
     (void)argc;
@@ -158,11 +159,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         die("config: %s", errs ? errs : "out of memory");
     bd_log_set_level(log_level());
     trace_replies = getenv("BATCHD_FUZZ_TRACE") != NULL;
-    sinks = bd_sink_load_all(cfg, sink_dir((*argv)[0], sdir, sizeof(sdir)),
-                             err, sizeof(err));
-    if (sinks == NULL)
+    gen = bd_gen_new(cfg, NULL, sink_dir((*argv)[0], sdir, sizeof(sdir)),
+                     err, sizeof(err)); /* takes cfg */
+    if (gen == NULL)
         die("%s (set BATCHD_SINK_DIR to the dir of a sanitized null.so)", err);
-    srv = bd_server_new(cfg, sinks, err, sizeof(err));
+    srv = bd_server_new(gen, err, sizeof(err)); /* takes gen */
     /* The listening socket is never used: connections come from
      * socketpair. Remove its file now so that a crash leaves nothing. */
     unlink(path);

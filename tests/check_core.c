@@ -119,6 +119,7 @@ struct rig {
     struct event_base *base;
     struct bd_config *cfg;
     struct bd_sink sink;
+    struct bd_sink *sinkp;    /* &sink: the core's table of one sink */
     struct bd_core core;
     int flushes;              /* want_flush calls */
 };
@@ -146,7 +147,8 @@ static void rig_start(struct rig *r, const char *route_opts)
     r->sink.name = (char *)"s";
     r->sink.vt = &keep_vt;
     r->sink.nonblocking = 1;
-    ck_assert_int_eq(bd_core_init(&r->core, r->base, r->cfg, &r->sink, NULL,
+    r->sinkp = &r->sink;
+    ck_assert_int_eq(bd_core_init(&r->core, r->base, r->cfg, &r->sinkp, NULL,
                                   fake_clock, rig_want_flush, r), 0);
     ncalls = 0;
 }

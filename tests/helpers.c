@@ -633,6 +633,18 @@ const char *bd_test_daemon_socket(const struct bd_test_daemon *d) { return d->so
 const char *bd_test_daemon_dir(const struct bd_test_daemon *d) { return d->dir; }
 const char *bd_test_daemon_conf(const struct bd_test_daemon *d) { return d->conf; }
 
+void bd_test_daemon_rewrite_conf(struct bd_test_daemon *d, const char *config_body)
+{
+    char *text = compose_conf(d->dir, d->sock, config_body);
+    char tmp[300];
+
+    /* Renamed into place: a reload never reads half a file. */
+    snprintf(tmp, sizeof(tmp), "%s.new", d->conf);
+    write_file(tmp, text);
+    free(text);
+    ck_assert_int_eq(rename(tmp, d->conf), 0);
+}
+
 const char *bd_test_daemon_path(const struct bd_test_daemon *d, const char *name)
 {
     static char path[256];

@@ -129,6 +129,10 @@ const char *bd_test_daemon_socket(const struct bd_test_daemon *d);
 const char *bd_test_daemon_dir(const struct bd_test_daemon *d);
 const char *bd_test_daemon_conf(const struct bd_test_daemon *d);
 
+/* Write config_body as the daemon's config file (as bd_test_daemon_new
+ * composes it: socket line, @DIR@, @TSINKS@), for reload tests. */
+void bd_test_daemon_rewrite_conf(struct bd_test_daemon *d, const char *config_body);
+
 /* <dir>/name in a static buffer that the next call overwrites. */
 const char *bd_test_daemon_path(const struct bd_test_daemon *d, const char *name);
 
