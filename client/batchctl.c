@@ -47,7 +47,7 @@ static void usage(FILE *f)
         "  send KEY [DATA]       SEND one item (fire and forget)\n"
         "        DATA is read from stdin when omitted or \"-\"; options:\n"
         "        --deadline-ms N   give up after N ms\n"
-        "        --priority N      priority lane 0..255 (reserved: not acted on yet)\n"
+        "        --priority N      priority lane 0..255 (higher goes first)\n"
         "  stats [--json]        counters, histograms and (admins) per-key lines;\n"
         "                        control bytes in keys are shown as \\xNN\n"
         "  health [--json]       daemon state and each sink's (ok, unhealthy)\n"

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "durable.h"
 #include "gen.h"
 #include "msg.h"
 #include "prom.h"
@@ -103,6 +104,20 @@ static int histogram(struct bd_buf *b, const char *name,
     return rc | bprintf(b, " %llu\n", (unsigned long long)cum);
 }
 
+/* The spool's group commits (fdatasync), where a route is durable. */
+static int spool_sync(struct bd_server *srv, struct bd_buf *b)
+{
+    uint64_t disk;
+    const struct bd_spool_stats *s = bd_durable_stats(&srv->core, &disk);
+
+    if (s == NULL)
+        return 0;
+    return family(b, "batchd_spool_sync_seconds", "histogram",
+                  "Time of one group commit (fdatasync)") |
+           histogram(b, "batchd_spool_sync_seconds", NULL, s->sync_hist, 32,
+                     s->sync_ns / 1000, 1e-6, 0);
+}
+
 static int daemon_metrics(struct bd_server *srv, struct bd_buf *b)
 {
     const struct bd_counters *c = &srv->core.ctr;
@@ -131,8 +146,9 @@ static int daemon_metrics(struct bd_server *srv, struct bd_buf *b)
                      bd_reject_names[i], (unsigned long long)c->rejects[i]);
     rc |= family(b, "batchd_item_latency_seconds", "histogram",
                  "Time from accept to reply, per item");
-    return rc | histogram(b, "batchd_item_latency_seconds", NULL, c->lat_hist,
-                          32, c->lat_sum_us, 1e-6, 0);
+    rc |= histogram(b, "batchd_item_latency_seconds", NULL, c->lat_hist,
+                    32, c->lat_sum_us, 1e-6, 0);
+    return rc | spool_sync(srv, b);
 }
 
 static int series_metrics(struct bd_server *srv, struct bd_buf *b)

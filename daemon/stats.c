@@ -413,7 +413,13 @@ static int render_config_series(struct bd_server *srv, int json,
     return rc | bputs(b, json ? "}" : "");
 }
 
-#define SPOOL_ROW(n, t, h, val) {"spool_" n, "batchd_spool_" n, t, h, val}
+/* A spool figure: its stats name, and its Prometheus name (counters end
+ * in _total; NULL = stats only, e.g. microseconds, which the endpoint
+ * gives as the batchd_spool_sync_seconds histogram instead). */
+#define SPOOL_CTR(n, h, val) \
+    {"spool_" n, "batchd_spool_" n "_total", BD_M_COUNTER, h, val}
+#define SPOOL_GAUGE(n, h, val) {"spool_" n, "batchd_spool_" n, BD_M_GAUGE, h, val}
+#define SPOOL_ONLY(n, val) {"spool_" n, NULL, BD_M_GAUGE, NULL, val}
 
 size_t bd_stats_spool_rows(const struct bd_server *srv, struct bd_stat_row *r)
 {
@@ -424,33 +430,27 @@ size_t bd_stats_spool_rows(const struct bd_server *srv, struct bd_stat_row *r)
         return 0;
     {
         const struct bd_stat_row rows[] = {
-            SPOOL_ROW("items", BD_M_COUNTER, "Durable SENDs written to the spool",
-                      s->spooled),
-            SPOOL_ROW("item_bytes", BD_M_COUNTER, "Payload bytes written to the spool",
+            SPOOL_CTR("items", "Durable SENDs written to the spool", s->spooled),
+            SPOOL_CTR("item_bytes", "Payload bytes written to the spool",
                       s->spooled_bytes),
-            SPOOL_ROW("done", BD_M_COUNTER, "Spooled items that reached a final state",
-                      s->done),
-            SPOOL_ROW("disk_bytes", BD_M_GAUGE, "Bytes of the spool's segment files",
-                      disk),
-            SPOOL_ROW("syncs", BD_M_COUNTER, "Group commits (fdatasync calls)",
-                      s->syncs),
-            SPOOL_ROW("sync_us_total", BD_M_COUNTER, "Microseconds spent in fdatasync",
-                      s->sync_ns / 1000),
-            SPOOL_ROW("sync_us_max", BD_M_GAUGE, "Slowest fdatasync, microseconds",
-                      s->sync_max_ns / 1000),
-            SPOOL_ROW("recovered", BD_M_COUNTER, "Items queued again from the spool at start",
+            SPOOL_CTR("done", "Spooled items that reached a final state", s->done),
+            SPOOL_GAUGE("disk_bytes", "Bytes of the spool's segment files", disk),
+            SPOOL_CTR("syncs", "Group commits (fdatasync calls)", s->syncs),
+            SPOOL_ONLY("sync_us_total", s->sync_ns / 1000),
+            SPOOL_ONLY("sync_us_max", s->sync_max_ns / 1000),
+            SPOOL_CTR("recovered", "Items queued again from the spool at start",
                       s->recovered),
-            SPOOL_ROW("damaged", BD_M_COUNTER, "Records lost to damage found at start",
+            SPOOL_CTR("damaged", "Records lost to damage found at start",
                       s->damaged),
-            SPOOL_ROW("damaged_bytes", BD_M_COUNTER, "Bytes set aside as damaged",
+            SPOOL_CTR("damaged_bytes", "Bytes set aside as damaged at start",
                       s->damaged_bytes),
-            SPOOL_ROW("missing_segments", BD_M_COUNTER, "Segment files found missing at start",
+            SPOOL_CTR("missing_segments", "Segment files found missing at start",
                       s->missing_segments),
-            SPOOL_ROW("dead_lettered", BD_M_COUNTER, "Durable items written to dead letters",
+            SPOOL_CTR("dead_lettered", "Durable items written to dead letters",
                       s->dead_lettered),
-            SPOOL_ROW("full", BD_M_COUNTER, "Durable SENDs refused: spool full or no disk space",
+            SPOOL_CTR("full", "Durable SENDs refused: spool full or no disk space",
                       s->full),
-            SPOOL_ROW("write_errors", BD_M_COUNTER, "Spool writes or syncs that failed",
+            SPOOL_CTR("write_errors", "Spool writes or syncs that failed",
                       s->write_errors),
         };
 

@@ -217,7 +217,7 @@ static void check_format(const char *text)
             ck_assert_msg(inf >= 0 && inf == v,
                           "_count %g differs from +Inf %g: %s", v, inf, line);
             inf = -1;
-            last_le = -1;
+            last_le = last_cum = -1;
             cur_series[0] = '\0';
         }
     }
@@ -414,13 +414,58 @@ START_TEST(test_unix_socket_endpoint)
     ck_assert_int_eq(http_get(bd_test_unix_connect(path), "/metrics", &body), 200);
     check_format(body);
     ck_assert_double_eq(sample(body, "batchd_route_items_in_total{route=\"all\"}"), 1);
-    /* No route has metrics_keys: no key appears. */
+    /* No route has metrics_keys: no key appears; no route is durable:
+     * no spool figures. */
     ck_assert_ptr_null(strstr(body, "key=\""));
+    ck_assert_ptr_null(strstr(body, "batchd_spool_"));
     free(body);
     ck_assert_int_eq(http_get(bd_test_unix_connect(path), "/other", &body), 404);
     free(body);
     bd_test_daemon_stop(d);
     ck_assert_int_ne(access(path, F_OK), 0);
+}
+END_TEST
+
+/* A durable route: the spool's figures are in the endpoint (one row
+ * table with stats' "spool" object); without one they are absent. */
+START_TEST(test_spool_figures)
+{
+    struct bd_test_daemon *d = bd_test_daemon_start(
+        "[daemon]\nmetrics_listen = unix:@DIR@/m.sock\nspool_dir = @DIR@/spool\n"
+        "[sink.e]\nplugin = echo\n"
+        "[route.all]\nmatch = *\nsink = e\npolicy = immediate\ndurable = yes\n");
+    struct batchd_client *c = bd_test_connect(d);
+    char path[256], *body = NULL, *json;
+    double deadline = bd_test_now_ms() + bd_test_scaled(10000);
+
+    snprintf(path, sizeof(path), "%s", bd_test_daemon_path(d, "m.sock"));
+    for (int i = 0; i < 5; i++) {
+        struct batchd_reply *r;
+
+        ck_assert_int_eq(batchd_send(c, "k", "v", 1, NULL, 10000, &r), BATCHD_CLIENT_OK);
+        ck_assert_int_eq(r->status, BATCHD_ACCEPTED);
+        batchd_reply_free(r);
+    }
+    batchd_free(c);
+    /* Delivery (and the DONE records) follow ACCEPTED; wait for them. */
+    for (;;) {
+        free(body);
+        ck_assert_int_eq(http_get(bd_test_unix_connect(path), "/metrics", &body), 200);
+        if (sample(body, "batchd_spool_done_total") == 5 || bd_test_now_ms() > deadline)
+            break;
+        usleep(20000);
+    }
+    check_format(body);
+    ck_assert_double_eq(sample(body, "batchd_spool_items_total"), 5);
+    ck_assert_double_eq(sample(body, "batchd_spool_done_total"), 5);
+    ck_assert_double_ge(sample(body, "batchd_spool_syncs_total"), 1);
+    ck_assert_double_eq(sample(body, "batchd_spool_sync_seconds_count"),
+                        sample(body, "batchd_spool_syncs_total"));
+    json = bd_test_stats_json(d);
+    ck_assert_int_eq(stat_in(json, "\"spool\":{", "spool_items"), 5);
+    free(json);
+    free(body);
+    bd_test_daemon_stop(d);
 }
 END_TEST
 
@@ -446,6 +491,7 @@ int main(void)
     bd_test_add(tc, test_queue_gauges_and_reload_keeps_counters);
     bd_test_add(tc, test_results_by_status);
     bd_test_add(tc, test_unix_socket_endpoint);
+    bd_test_add(tc, test_spool_figures);
     bd_test_add(tc, test_non_loopback_refused);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
