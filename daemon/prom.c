@@ -18,48 +18,28 @@
 #include "state.h"
 #include "stats.h"
 
-static int bprintf(struct bd_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int bprintf(struct bd_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || bd_buf_reserve(b, (size_t)n + 1) != 0)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf((char *)bd_buf_tail(b), (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
 /* name="value" with the value escaped as the format asks (\\, \", \n);
  * sep (may be "") goes first. */
 static int label(struct bd_buf *b, const char *sep, const char *name,
                  const char *v, size_t n)
 {
-    int rc = bprintf(b, "%s%s=\"", sep, name);
+    int rc = bd_buf_printf(b, "%s%s=\"", sep, name);
 
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (v[i] == '\\' || v[i] == '"')
-            rc = bprintf(b, "\\%c", v[i]);
+            rc = bd_buf_printf(b, "\\%c", v[i]);
         else if (v[i] == '\n')
-            rc = bprintf(b, "\\n");
+            rc = bd_buf_printf(b, "\\n");
         else
             rc = bd_buf_append(b, &v[i], 1);
     }
-    return rc | bprintf(b, "\"");
+    return rc | bd_buf_printf(b, "\"");
 }
 
 static int family(struct bd_buf *b, const char *name, const char *type,
                   const char *help)
 {
-    return bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    return bd_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* The labels of one series: route="NAME" or sink="NAME". */
@@ -86,22 +66,22 @@ static int histogram(struct bd_buf *b, const char *name,
                             (double)(1ull << i) * scale;
 
         cum += bucket[i];
-        rc |= bprintf(b, "%s_bucket{", name);
+        rc |= bd_buf_printf(b, "%s_bucket{", name);
         if (s != NULL)
-            rc |= series_label(b, s) | bprintf(b, ",");
-        rc |= bprintf(b, "le=\"%.9g\"} %llu\n", le, (unsigned long long)cum);
+            rc |= series_label(b, s) | bd_buf_printf(b, ",");
+        rc |= bd_buf_printf(b, "le=\"%.9g\"} %llu\n", le, (unsigned long long)cum);
     }
     cum += bucket[n - 1];
-    rc |= bprintf(b, "%s_bucket{", name);
+    rc |= bd_buf_printf(b, "%s_bucket{", name);
     if (s != NULL)
-        rc |= series_label(b, s) | bprintf(b, ",");
-    rc |= bprintf(b, "le=\"+Inf\"} %llu\n%s_sum", (unsigned long long)cum, name);
+        rc |= series_label(b, s) | bd_buf_printf(b, ",");
+    rc |= bd_buf_printf(b, "le=\"+Inf\"} %llu\n%s_sum", (unsigned long long)cum, name);
     if (s != NULL)
-        rc |= bprintf(b, "{") | series_label(b, s) | bprintf(b, "}");
-    rc |= bprintf(b, " %.9g\n%s_count", (double)sum * scale, name);
+        rc |= bd_buf_printf(b, "{") | series_label(b, s) | bd_buf_printf(b, "}");
+    rc |= bd_buf_printf(b, " %.9g\n%s_count", (double)sum * scale, name);
     if (s != NULL)
-        rc |= bprintf(b, "{") | series_label(b, s) | bprintf(b, "}");
-    return rc | bprintf(b, " %llu\n", (unsigned long long)cum);
+        rc |= bd_buf_printf(b, "{") | series_label(b, s) | bd_buf_printf(b, "}");
+    return rc | bd_buf_printf(b, " %llu\n", (unsigned long long)cum);
 }
 
 /* The spool's group commits (fdatasync), where a route is durable. */
@@ -132,18 +112,18 @@ static int daemon_metrics(struct bd_server *srv, struct bd_buf *b)
             continue;
         rc |= family(b, rows[i].prom, rows[i].type == BD_M_COUNTER ?
                      "counter" : "gauge", rows[i].help);
-        rc |= bprintf(b, "%s %llu\n", rows[i].prom, rows[i].v);
+        rc |= bd_buf_printf(b, "%s %llu\n", rows[i].prom, rows[i].v);
     }
     rc |= family(b, "batchd_replies_by_status_total", "counter",
                  "Replies by status (items and control)");
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
-        rc = bprintf(b, "batchd_replies_by_status_total{status=\"%s\"} %llu\n",
-                     bd_status_name(i), (unsigned long long)c->status[i]);
+        rc = bd_buf_printf(b, "batchd_replies_by_status_total{status=\"%s\"} %llu\n",
+                           bd_status_name(i), (unsigned long long)c->status[i]);
     rc |= family(b, "batchd_rejects_total", "counter",
                  "Items refused at admission, by reason");
     for (int i = 0; i < BD_REJECT_COUNT && rc == 0; i++)
-        rc = bprintf(b, "batchd_rejects_total{reason=\"%s\"} %llu\n",
-                     bd_reject_names[i], (unsigned long long)c->rejects[i]);
+        rc = bd_buf_printf(b, "batchd_rejects_total{reason=\"%s\"} %llu\n",
+                           bd_reject_names[i], (unsigned long long)c->rejects[i]);
     rc |= family(b, "batchd_item_latency_seconds", "histogram",
                  "Time from accept to reply, per item");
     rc |= histogram(b, "batchd_item_latency_seconds", NULL, c->lat_hist,
@@ -162,9 +142,9 @@ static int series_metrics(struct bd_server *srv, struct bd_buf *b)
         for (struct bd_series *s = srv->core.series; s && !rc; s = s->next) {
             if (s->kind != r->kind)
                 continue;
-            rc |= bprintf(b, "%s{", r->prom) | series_label(b, s);
-            rc |= bprintf(b, "} %llu\n",
-                          (unsigned long long)bd_series_value(s, r));
+            rc |= bd_buf_printf(b, "%s{", r->prom) | series_label(b, s);
+            rc |= bd_buf_printf(b, "} %llu\n",
+                                (unsigned long long)bd_series_value(s, r));
         }
     }
     rc |= family(b, "batchd_route_rejects_total", "counter",
@@ -173,10 +153,10 @@ static int series_metrics(struct bd_server *srv, struct bd_buf *b)
         if (s->kind != BD_SERIES_ROUTE)
             continue;
         for (int i = 0; i < BD_REJECT_COUNT && rc == 0; i++) {
-            rc |= bprintf(b, "batchd_route_rejects_total{") |
+            rc |= bd_buf_printf(b, "batchd_route_rejects_total{") |
                   series_label(b, s);
-            rc |= bprintf(b, ",reason=\"%s\"} %llu\n", bd_reject_names[i],
-                          (unsigned long long)s->rejects[i]);
+            rc |= bd_buf_printf(b, ",reason=\"%s\"} %llu\n", bd_reject_names[i],
+                                (unsigned long long)s->rejects[i]);
         }
     }
     for (const struct bd_series_hrow *h = bd_series_hrows; h->name && !rc; h++) {
@@ -231,10 +211,10 @@ static void key_cb(const struct bd_key *k, void *arg)
 
     if (w->rc != 0 || !k->route->metrics_keys || w->n >= BD_STATS_MAX_KEYS)
         return;
-    w->rc |= bprintf(w->out, "%s{", w->row->prom);
+    w->rc |= bd_buf_printf(w->out, "%s{", w->row->prom);
     w->rc |= label(w->out, "", "route", k->route->name, strlen(k->route->name));
     w->rc |= label(w->out, ",", "key", k->name, k->len);
-    w->rc |= bprintf(w->out, "} %llu\n", (unsigned long long)w->row->get(k));
+    w->rc |= bd_buf_printf(w->out, "} %llu\n", (unsigned long long)w->row->get(k));
     w->n++;
 }
 

@@ -17,26 +17,6 @@
 
 static const char *const state_names[] = {"running", "paused", "stopping"};
 
-static int bprintf(struct bd_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int bprintf(struct bd_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || bd_buf_reserve(b, (size_t)n + 1) != 0)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf((char *)bd_buf_tail(b), (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-    return 0;
-}
-
 static int bputs(struct bd_buf *b, const char *str)
 {
     return bd_buf_append(b, str, strlen(str));
@@ -46,19 +26,19 @@ static int bputs(struct bd_buf *b, const char *str)
  * quotes, backslashes and control bytes makes them valid JSON. */
 static int json_str(struct bd_buf *b, const char *s, size_t n)
 {
-    int rc = bprintf(b, "\"");
+    int rc = bd_buf_printf(b, "\"");
 
     for (size_t i = 0; i < n && rc == 0; i++) {
         unsigned char ch = (unsigned char)s[i];
 
         if (ch == '"' || ch == '\\')
-            rc = bprintf(b, "\\%c", ch);
+            rc = bd_buf_printf(b, "\\%c", ch);
         else if (ch < 0x20)
-            rc = bprintf(b, "\\u%04x", ch);
+            rc = bd_buf_printf(b, "\\u%04x", ch);
         else
             rc = bd_buf_append(b, &s[i], 1);
     }
-    return rc ? rc : bprintf(b, "\"");
+    return rc ? rc : bd_buf_printf(b, "\"");
 }
 
 /* A key in the text format, one space-separated word: control bytes,
@@ -72,7 +52,7 @@ static int text_str(struct bd_buf *b, const char *s, size_t n)
         unsigned char ch = (unsigned char)s[i];
 
         if (ch <= 0x20 || ch == 0x7f || ch == '\\')
-            rc = bprintf(b, "\\x%02x", ch);
+            rc = bd_buf_printf(b, "\\x%02x", ch);
         else
             rc = bd_buf_append(b, &s[i], 1);
     }
@@ -103,11 +83,11 @@ static int render_rejects(struct bd_buf *b, const uint64_t *r, int json)
 
     for (int i = 0; i < BD_REJECT_COUNT && rc == 0; i++) {
         if (json)
-            rc = bprintf(b, "%s\"%s\":%llu", i ? "," : "", bd_reject_names[i],
-                         (unsigned long long)r[i]);
+            rc = bd_buf_printf(b, "%s\"%s\":%llu", i ? "," : "", bd_reject_names[i],
+                               (unsigned long long)r[i]);
         else if (r[i])
-            rc = bprintf(b, " %s=%llu", bd_reject_names[i],
-                         (unsigned long long)r[i]);
+            rc = bd_buf_printf(b, " %s=%llu", bd_reject_names[i],
+                               (unsigned long long)r[i]);
     }
     return rc;
 }
@@ -118,7 +98,7 @@ static int render_rejects(struct bd_buf *b, const uint64_t *r, int json)
 static int render_lanes(struct bd_buf *b, const struct bd_key *k, int json)
 {
     const struct bd_lanes *L = k->lanes;
-    int rc = bprintf(b, json ? ",\"lanes\":{" : " lanes="), n = 0;
+    int rc = bd_buf_printf(b, json ? ",\"lanes\":{" : " lanes="), n = 0;
 
     for (int l = BD_LANE_TOP; l >= 0 && rc == 0; l--) {
         uint64_t q = L ? L->n[l] : (l == 0 ? k->nqueued : 0);
@@ -127,10 +107,10 @@ static int render_lanes(struct bd_buf *b, const struct bd_key *k, int json)
         if (q == 0)
             continue;
         snprintf(name, sizeof(name), l == BD_LANE_TOP ? "top" : "%d", l);
-        rc = bprintf(b, json ? "%s\"%s\":%llu" : "%s%s:%llu", n++ ? "," : "",
-                     name, (unsigned long long)q);
+        rc = bd_buf_printf(b, json ? "%s\"%s\":%llu" : "%s%s:%llu", n++ ? "," : "",
+                           name, (unsigned long long)q);
     }
-    return rc | (json ? bprintf(b, "}") : 0);
+    return rc | (json ? bd_buf_printf(b, "}") : 0);
 }
 
 static void key_cb(const struct bd_key *k, void *arg)
@@ -141,46 +121,46 @@ static void key_cb(const struct bd_key *k, void *arg)
     if (w->rc != 0 || w->n >= BD_STATS_MAX_KEYS || idle != w->idle)
         return;
     if (w->json) {
-        w->rc |= bprintf(w->out, "%s", w->n ? "," : "");
+        w->rc |= bd_buf_printf(w->out, "%s", w->n ? "," : "");
         w->rc |= json_str(w->out, k->name, k->len);
-        w->rc |= bprintf(w->out, ":{\"route\":\"%s\",\"idle\":%s,"
-                         "\"queued_items\":%llu,\"queued_bytes\":%llu,"
-                         "\"retry_waiting\":%llu,\"inflight\":%u,"
-                         "\"inflight_items\":%llu,\"batches\":%llu,"
-                         "\"items\":%llu,\"max_batch\":%u,\"coalesced\":%llu,"
-                         "\"rejects\":%llu,\"rejects_by_reason\":{",
-                         k->route->name, idle ? "true" : "false",
-                         (unsigned long long)k->nqueued,
-                         (unsigned long long)k->qbytes,
-                         (unsigned long long)k->nretry, k->inflight,
-                         (unsigned long long)k->inflight_items,
-                         (unsigned long long)k->batches,
-                         (unsigned long long)k->items, k->max_batch,
-                         (unsigned long long)k->coalesced,
-                         (unsigned long long)key_rejects(k));
+        w->rc |= bd_buf_printf(w->out, ":{\"route\":\"%s\",\"idle\":%s,"
+                               "\"queued_items\":%llu,\"queued_bytes\":%llu,"
+                               "\"retry_waiting\":%llu,\"inflight\":%u,"
+                               "\"inflight_items\":%llu,\"batches\":%llu,"
+                               "\"items\":%llu,\"max_batch\":%u,\"coalesced\":%llu,"
+                               "\"rejects\":%llu,\"rejects_by_reason\":{",
+                               k->route->name, idle ? "true" : "false",
+                               (unsigned long long)k->nqueued,
+                               (unsigned long long)k->qbytes,
+                               (unsigned long long)k->nretry, k->inflight,
+                               (unsigned long long)k->inflight_items,
+                               (unsigned long long)k->batches,
+                               (unsigned long long)k->items, k->max_batch,
+                               (unsigned long long)k->coalesced,
+                               (unsigned long long)key_rejects(k));
         w->rc |= render_rejects(w->out, k->rejects, 1);
-        w->rc |= bprintf(w->out, "}");
+        w->rc |= bd_buf_printf(w->out, "}");
         w->rc |= render_lanes(w->out, k, 1);
-        w->rc |= bprintf(w->out, "}");
+        w->rc |= bd_buf_printf(w->out, "}");
     } else {
-        w->rc |= bprintf(w->out, "key ");
+        w->rc |= bd_buf_printf(w->out, "key ");
         w->rc |= text_str(w->out, k->name, k->len);
-        w->rc |= bprintf(w->out, " route=%s idle=%d queued=%llu bytes=%llu "
-                         "retry_waiting=%llu inflight=%u inflight_items=%llu "
-                         "batches=%llu items=%llu max_batch=%u coalesced=%llu "
-                         "rejects=%llu",
-                         k->route->name, idle,
-                         (unsigned long long)k->nqueued,
-                         (unsigned long long)k->qbytes,
-                         (unsigned long long)k->nretry, k->inflight,
-                         (unsigned long long)k->inflight_items,
-                         (unsigned long long)k->batches,
-                         (unsigned long long)k->items, k->max_batch,
-                         (unsigned long long)k->coalesced,
-                         (unsigned long long)key_rejects(k));
+        w->rc |= bd_buf_printf(w->out, " route=%s idle=%d queued=%llu bytes=%llu "
+                               "retry_waiting=%llu inflight=%u inflight_items=%llu "
+                               "batches=%llu items=%llu max_batch=%u coalesced=%llu "
+                               "rejects=%llu",
+                               k->route->name, idle,
+                               (unsigned long long)k->nqueued,
+                               (unsigned long long)k->qbytes,
+                               (unsigned long long)k->nretry, k->inflight,
+                               (unsigned long long)k->inflight_items,
+                               (unsigned long long)k->batches,
+                               (unsigned long long)k->items, k->max_batch,
+                               (unsigned long long)k->coalesced,
+                               (unsigned long long)key_rejects(k));
         w->rc |= render_rejects(w->out, k->rejects, 0);
         w->rc |= render_lanes(w->out, k, 0);
-        w->rc |= bprintf(w->out, "\n");
+        w->rc |= bd_buf_printf(w->out, "\n");
     }
     w->n++;
 }
@@ -197,7 +177,7 @@ static int render_keys(struct bd_server *srv, struct key_walk *w)
 static int render_hist(struct bd_buf *b, const char *name, const uint64_t *h,
                        size_t n, int json)
 {
-    int rc = json ? bprintf(b, ",\"%s\":{", name) : bprintf(b, "%s", name);
+    int rc = json ? bd_buf_printf(b, ",\"%s\":{", name) : bd_buf_printf(b, "%s", name);
     int first = 1;
 
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -205,13 +185,13 @@ static int render_hist(struct bd_buf *b, const char *name, const uint64_t *h,
             continue;
         /* bucket i holds values below 2^i */
         if (json)
-            rc = bprintf(b, "%s\"<%llu\":%llu", first ? "" : ",",
-                         1ull << i, (unsigned long long)h[i]);
+            rc = bd_buf_printf(b, "%s\"<%llu\":%llu", first ? "" : ",",
+                               1ull << i, (unsigned long long)h[i]);
         else
-            rc = bprintf(b, " <%llu:%llu", 1ull << i, (unsigned long long)h[i]);
+            rc = bd_buf_printf(b, " <%llu:%llu", 1ull << i, (unsigned long long)h[i]);
         first = 0;
     }
-    return rc ? rc : bprintf(b, json ? "}" : "\n");
+    return rc ? rc : bd_buf_printf(b, json ? "}" : "\n");
 }
 
 /* The daemon-wide figures, one row each, in the order every format
@@ -355,18 +335,18 @@ static int render_series(struct bd_buf *b, const struct bd_series *s,
 
     if (json) {
         rc |= json_str(b, s->name, strlen(s->name));
-        rc |= bprintf(b, ":{%s", extra ? extra : "");
+        rc |= bd_buf_printf(b, ":{%s", extra ? extra : "");
         n = extra != NULL;
     } else {
-        rc |= bprintf(b, "%s %s%s", s->kind == BD_SERIES_ROUTE ? "route" :
-                      "sink", s->name, extra ? extra : "");
+        rc |= bd_buf_printf(b, "%s %s%s", s->kind == BD_SERIES_ROUTE ? "route" :
+                            "sink", s->name, extra ? extra : "");
     }
     for (const struct bd_series_row *r = bd_series_rows; r->name && !rc; r++) {
         if (r->kind != s->kind)
             continue;
-        rc = bprintf(b, json ? "%s\"%s\":%llu" : "%s%s=%llu",
-                     json ? (n++ ? "," : "") : " ", r->name,
-                     (unsigned long long)bd_series_value(s, r));
+        rc = bd_buf_printf(b, json ? "%s\"%s\":%llu" : "%s%s=%llu",
+                           json ? (n++ ? "," : "") : " ", r->name,
+                           (unsigned long long)bd_series_value(s, r));
     }
     if (s->kind == BD_SERIES_ROUTE) {
         rc |= bputs(b, json ? ",\"rejects_by_reason\":{" : "");
@@ -381,8 +361,8 @@ static int render_series(struct bd_buf *b, const struct bd_series *s,
         if (json)
             rc = render_hist(b, h->name, hist->bucket, BD_SERIES_BUCKETS, 1);
         else
-            rc = bprintf(b, " %s_sum=%llu", h->name,
-                         (unsigned long long)hist->sum);
+            rc = bd_buf_printf(b, " %s_sum=%llu", h->name,
+                               (unsigned long long)hist->sum);
     }
     return rc | bputs(b, json ? "}" : "\n");
 }
@@ -472,11 +452,11 @@ static int render_spool(const struct bd_server *srv, struct bd_buf *b, int json)
 
     if (n == 0)
         return 0;
-    rc = bprintf(b, json ? ",\"spool\":{" : "spool");
+    rc = bd_buf_printf(b, json ? ",\"spool\":{" : "spool");
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = bprintf(b, json ? "%s\"%s\":%llu" : "%s%s=%llu",
-                     json ? (i ? "," : "") : " ", rows[i].name, rows[i].v);
-    rc |= bprintf(b, json ? "}" : "\n");
+        rc = bd_buf_printf(b, json ? "%s\"%s\":%llu" : "%s%s=%llu",
+                           json ? (i ? "," : "") : " ", rows[i].name, rows[i].v);
+    rc |= bd_buf_printf(b, json ? "}" : "\n");
     return rc | render_hist(b, "spool_sync_us_hist",
                             bd_durable_stats(&srv->core, &disk)->sync_hist, 32, json);
 }
@@ -489,26 +469,26 @@ static int render_json(struct bd_server *srv, int detail, struct bd_buf *b)
     size_t nrows = bd_stats_rows(srv, rows);
     int rc;
 
-    rc = bprintf(b, "{\"version\":\"%s\",\"state\":\"%s\"", BD_VERSION,
-                 state_names[srv->core.state]);
+    rc = bd_buf_printf(b, "{\"version\":\"%s\",\"state\":\"%s\"", BD_VERSION,
+                       state_names[srv->core.state]);
     for (size_t i = 0; i < nrows && rc == 0; i++)
-        rc = bprintf(b, ",\"%s\":%llu", rows[i].name, rows[i].v);
-    rc |= bprintf(b, ",\"replies_by_status\":{");
+        rc = bd_buf_printf(b, ",\"%s\":%llu", rows[i].name, rows[i].v);
+    rc |= bd_buf_printf(b, ",\"replies_by_status\":{");
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
-        rc = bprintf(b, "%s\"%s\":%llu", i ? "," : "", bd_status_name(i),
-                     (unsigned long long)c->status[i]);
-    rc |= bprintf(b, "},\"rejects_by_reason\":{");
+        rc = bd_buf_printf(b, "%s\"%s\":%llu", i ? "," : "", bd_status_name(i),
+                           (unsigned long long)c->status[i]);
+    rc |= bd_buf_printf(b, "},\"rejects_by_reason\":{");
     rc |= render_rejects(b, c->rejects, 1);
-    rc |= bprintf(b, "}");
+    rc |= bd_buf_printf(b, "}");
     rc |= render_hist(b, "batch_size_hist", c->batch_hist, 17, 1);
     rc |= render_hist(b, "latency_us_hist", c->lat_hist, 32, 1);
     rc |= render_spool(srv, b, 1);
     rc |= render_config_series(srv, 1, b);
-    rc |= bprintf(b, ",\"key_detail\":%s,\"keys\":{",
-                  detail ? "true" : "false");
+    rc |= bd_buf_printf(b, ",\"key_detail\":%s,\"keys\":{",
+                        detail ? "true" : "false");
     if (detail)
         rc |= render_keys(srv, &w);
-    rc |= bprintf(b, "},\"keys_listed\":%zu}", w.n);
+    rc |= bd_buf_printf(b, "},\"keys_listed\":%zu}", w.n);
     return rc ? -1 : 0;
 }
 
@@ -520,18 +500,18 @@ static int render_text(struct bd_server *srv, int detail, struct bd_buf *b)
     size_t nrows = bd_stats_rows(srv, rows);
     int rc;
 
-    rc = bprintf(b, "version %s\nstate %s\n", BD_VERSION,
-                 state_names[srv->core.state]);
+    rc = bd_buf_printf(b, "version %s\nstate %s\n", BD_VERSION,
+                       state_names[srv->core.state]);
     for (size_t i = 0; i < nrows && rc == 0; i++)
-        rc = bprintf(b, "%s %llu\n", rows[i].name, rows[i].v);
-    rc |= bprintf(b, "replies_by_status");
+        rc = bd_buf_printf(b, "%s %llu\n", rows[i].name, rows[i].v);
+    rc |= bd_buf_printf(b, "replies_by_status");
     for (int i = 0; i < BATCHD_STATUS_COUNT && rc == 0; i++)
         if (c->status[i])
-            rc = bprintf(b, " %s=%llu", bd_status_name(i),
-                         (unsigned long long)c->status[i]);
-    rc |= bprintf(b, "\nrejects_by_reason");
+            rc = bd_buf_printf(b, " %s=%llu", bd_status_name(i),
+                               (unsigned long long)c->status[i]);
+    rc |= bd_buf_printf(b, "\nrejects_by_reason");
     rc |= render_rejects(b, c->rejects, 0);
-    rc |= bprintf(b, "\n");
+    rc |= bd_buf_printf(b, "\n");
     rc |= render_hist(b, "batch_size_hist", c->batch_hist, 17, 0);
     rc |= render_hist(b, "latency_us_hist", c->lat_hist, 32, 0);
     rc |= render_spool(srv, b, 0);
@@ -539,8 +519,8 @@ static int render_text(struct bd_server *srv, int detail, struct bd_buf *b)
     if (detail)
         rc |= render_keys(srv, &w);
     else
-        rc |= bprintf(b, "keys: per-key detail is for admins "
-                      "(admin_uids/admin_gids)\n");
+        rc |= bd_buf_printf(b, "keys: per-key detail is for admins "
+                            "(admin_uids/admin_gids)\n");
     return rc ? -1 : 0;
 }
 
@@ -564,15 +544,15 @@ int bd_stats_health(struct bd_server *srv, int json, struct bd_buf *out)
                          srv->core.state == BD_STATE_PAUSED ? "paused" : "stopping";
     int rc;
 
-    rc = bprintf(out, json ? "{\"status\":\"%s\",\"conns\":%u,"
-                 "\"queued_items\":%llu,\"inflight_batches\":%u,\"sinks\":{"
-                 : "status %s\nconns %u\nqueued_items %llu\n"
-                 "inflight_batches %u\n", status, srv->nconns,
-                 (unsigned long long)srv->core.nqueued, srv->core.inflight);
+    rc = bd_buf_printf(out, json ? "{\"status\":\"%s\",\"conns\":%u,"
+                       "\"queued_items\":%llu,\"inflight_batches\":%u,\"sinks\":{"
+                       : "status %s\nconns %u\nqueued_items %llu\n"
+                       "inflight_batches %u\n", status, srv->nconns,
+                       (unsigned long long)srv->core.nqueued, srv->core.inflight);
     for (size_t i = 0; i < srv->cfg->nsinks && rc == 0; i++)
-        rc = bprintf(out, json ? "%s\"%s\":{\"plugin\":\"%s\",\"state\":\"%s\"}"
-                     : "%ssink %s plugin=%s state=%s\n", json && i ? "," : "",
-                     srv->core.sinks[i]->name, srv->core.sinks[i]->vt->name,
-                     sink_state(srv->core.sinks[i]));
-    return rc | (json ? bprintf(out, "}}") : 0);
+        rc = bd_buf_printf(out, json ? "%s\"%s\":{\"plugin\":\"%s\",\"state\":\"%s\"}"
+                           : "%ssink %s plugin=%s state=%s\n", json && i ? "," : "",
+                           srv->core.sinks[i]->name, srv->core.sinks[i]->vt->name,
+                           sink_state(srv->core.sinks[i]));
+    return rc | (json ? bd_buf_printf(out, "}}") : 0);
 }

@@ -1,6 +1,8 @@
 /*
  * buf.c - growable byte buffer (see buf.h).
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -73,4 +75,21 @@ void bd_buf_shrink(struct bd_buf *b, size_t keep)
         b->cap = 0;
         b->off = 0;
     }
+}
+
+int bd_buf_printf(struct bd_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || bd_buf_reserve(b, (size_t)n + 1) != 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf((char *)bd_buf_tail(b), (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
 }

@@ -45,4 +45,9 @@ static inline int bd_buf_reserve(struct bd_buf *b, size_t n)
  * so an idle connection does not pin a burst-sized buffer. */
 void bd_buf_shrink(struct bd_buf *b, size_t keep);
 
+/* Append printf-style text (no NUL counted in len). Returns 0, or -1 on
+ * a bad format or no memory (then b is unchanged). */
+int bd_buf_printf(struct bd_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif
