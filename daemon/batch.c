@@ -1012,8 +1012,7 @@ int bd_item_prune_gone(struct bd_core *core, struct bd_item *it)
     return 1;
 }
 
-/* A LOAD whose client is gone is cancelled here, before the sink sees it. */
-static int item_cancelled(struct bd_core *core, struct bd_item *it)
+int bd_item_cancel_if_gone(struct bd_core *core, struct bd_item *it)
 {
     if (it->waiter == NULL || !bd_waiter_gone(it->waiter))
         return 0;
@@ -1152,7 +1151,7 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
             recompute = 1;
             if (dedup_leaves(core, k, it, now))
                 continue;
-        } else if (item_cancelled(core, it) || expired_plain(core, k, it, now)) {
+        } else if (bd_item_cancel_if_gone(core, it) || expired_plain(core, k, it, now)) {
             continue;
         }
         batch_set_item(b, got++, it, now);

@@ -214,6 +214,10 @@ struct bd_item *bd_item_new(size_t len);
  * is left: no LOAD waiting, no SEND holding it. */
 int bd_item_prune_gone(struct bd_core *core, struct bd_item *it);
 
+/* A plain LOAD whose client is gone is cancelled (counted, freed)
+ * instead of reaching a sink or a retry: 1 when it took it. */
+int bd_item_cancel_if_gone(struct bd_core *core, struct bd_item *it);
+
 /* Free an item: drops its waiter reference. */
 void bd_item_free(struct bd_item *it);
 

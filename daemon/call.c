@@ -167,12 +167,7 @@ static int cancel_if_gone(struct bd_core *core, struct bd_item *it)
 {
     if (it->dedup != NULL)
         return bd_item_prune_gone(core, it);
-    if (it->waiter == NULL || !bd_waiter_gone(it->waiter))
-        return 0;
-    core->ctr.cancelled++;
-    core->ctr.status[BATCHD_CANCELLED]++;
-    bd_item_free(it);
-    return 1;
+    return bd_item_cancel_if_gone(core, it);
 }
 
 /*
