@@ -82,12 +82,20 @@ static __attribute__((noinline)) void reply_all(struct bd_core *core, const char
     bd_dedup_unlink(d);
 }
 
+/* The key whose name key is (every caller passes a key's own name,
+ * call.h): its route series, counted in the hot path without another
+ * parameter. */
+#define KEY_OF_NAME(key) \
+    ((const struct bd_key *)(const void *)((key) - offsetof(struct bd_key, name)))
+
 /* Reply for it, leaving it allocated (an abandoned call still lends it
- * to the sink). */
+ * to the sink). Counts its final status on its route (once per item, a
+ * coalesced one included). */
 static inline void item_reply(struct bd_core *core, const char *key,
                               const struct bd_item *it, int status,
                               const void *body, size_t len, int is_str)
 {
+    KEY_OF_NAME(key)->rs->replies[status]++;
     if (__builtin_expect(it->seg != NULL, 0))
         bd_durable_final(core, key, it, status, body, len);
     /* A coalesced item has no waiter of its own: LOADs test no more. */
@@ -605,7 +613,7 @@ void bd_call_abandon_all(struct bd_core *core, int status, const char *msg)
         if (b->abandoned)
             continue;
         for (size_t i = 0; i < b->pub.nitems; i++)
-            item_reply(core, b->pub.key, b->items[i], status, msg, strlen(msg), 1);
+            item_reply(core, b->key->name, b->items[i], status, msg, strlen(msg), 1);
         b->abandoned = 1;
         /* An isolated sink's cancel kills its runner: nothing hangs on. */
         if (b->sink->isolation == BD_ISOLATION_PROCESS &&

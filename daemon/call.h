@@ -36,7 +36,8 @@ void bd_call_abandon_all(struct bd_core *core, int status, const char *msg);
 void bd_call_cancel_for(struct bd_core *core, const struct bd_waiter *w);
 
 /*
- * Answer one item and free it. key names it in logs. SEND items (no
+ * Answer one item and free it. key is its key's own name (k->name: the
+ * route's counters are found from it), used in logs too. SEND items (no
  * waiter) are not answered again: a failure is logged and counted.
  */
 void bd_item_answer(struct bd_core *core, const char *key,

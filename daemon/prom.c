@@ -6,6 +6,7 @@
  * format: families, labels, escaping, cumulative buckets.
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -131,6 +132,33 @@ static int daemon_metrics(struct bd_server *srv, struct bd_buf *b)
     return rc | spool_sync(srv, b);
 }
 
+static const char *reject_name(int i)
+{
+    return bd_reject_names[i];
+}
+
+/* A per-route family with one more label: the n counts at off in each
+ * route's series, count i labelled what="name(i)". */
+static int route_by(struct bd_server *srv, struct bd_buf *b, const char *prom,
+                    const char *help, const char *what, size_t off, int n,
+                    const char *(*name)(int))
+{
+    int rc = family(b, prom, "counter", help);
+
+    for (struct bd_series *s = srv->core.series; s && !rc; s = s->next) {
+        const uint64_t *v = (const uint64_t *)(const void *)((const char *)s + off);
+
+        if (s->kind != BD_SERIES_ROUTE)
+            continue;
+        for (int i = 0; i < n && rc == 0; i++) {
+            rc |= bd_buf_printf(b, "%s{", prom) | series_label(b, s);
+            rc |= bd_buf_printf(b, ",%s=\"%s\"} %llu\n", what, name(i),
+                                (unsigned long long)v[i]);
+        }
+    }
+    return rc;
+}
+
 static int series_metrics(struct bd_server *srv, struct bd_buf *b)
 {
     int rc = 0;
@@ -147,18 +175,14 @@ static int series_metrics(struct bd_server *srv, struct bd_buf *b)
                                 (unsigned long long)bd_series_value(s, r));
         }
     }
-    rc |= family(b, "batchd_route_rejects_total", "counter",
-                 "Items refused at admission, by route and reason");
-    for (struct bd_series *s = srv->core.series; s && !rc; s = s->next) {
-        if (s->kind != BD_SERIES_ROUTE)
-            continue;
-        for (int i = 0; i < BD_REJECT_COUNT && rc == 0; i++) {
-            rc |= bd_buf_printf(b, "batchd_route_rejects_total{") |
-                  series_label(b, s);
-            rc |= bd_buf_printf(b, ",reason=\"%s\"} %llu\n", bd_reject_names[i],
-                                (unsigned long long)s->rejects[i]);
-        }
-    }
+    rc |= route_by(srv, b, "batchd_route_rejects_total", "Items refused at "
+                   "admission, by route and reason", "reason",
+                   offsetof(struct bd_series, rejects), BD_REJECT_COUNT,
+                   reject_name);
+    rc |= route_by(srv, b, "batchd_route_replies_total", "Items given their "
+                   "final answer, by route and status (a coalesced item "
+                   "once)", "status", offsetof(struct bd_series, replies),
+                   BATCHD_STATUS_COUNT, bd_status_name);
     for (const struct bd_series_hrow *h = bd_series_hrows; h->name && !rc; h++) {
         rc |= family(b, h->prom, "histogram", h->help);
         for (struct bd_series *s = srv->core.series; s && !rc; s = s->next) {

@@ -47,6 +47,8 @@ struct bd_series {
     uint64_t items_out;       /* items in them */
     uint64_t retries;         /* items put back for another attempt */
     uint64_t timeouts;        /* calls abandoned at sink_timeout_ms */
+    uint64_t replies[BATCHD_STATUS_COUNT]; /* items given their final
+                               * answer, by status (call.c item_reply) */
     struct bd_series_hist batch_items; /* batch sizes (items) */
     struct bd_series_hist queue_wait_us; /* accept to dispatch, per item */
     /* sinks */
@@ -57,6 +59,10 @@ struct bd_series {
     uint64_t items_ok;        /* items the sink answered OK */
     uint64_t items_retry;     /* items the sink answered RETRY */
     uint64_t items_failed;    /* items the sink answered FAIL (or not at all) */
+    uint64_t restarts;        /* runners started again after a crash
+                               * (isolation = process): isolate.c's I/O
+                               * thread adds atomically, readers load
+                               * atomically (bd_series_value) */
     /* gauges, filled by bd_series_gauges for one rendering */
     uint64_t g_keys;          /* live keys (queued, waiting or running) */
     uint64_t g_queued;        /* items queued and waiting for a retry */

@@ -76,20 +76,33 @@ static uint64_t key_rejects(const struct bd_key *k)
     return n;
 }
 
-/* "name":N for every reason (JSON) or " name=N" for those above 0 (text). */
-static int render_rejects(struct bd_buf *b, const uint64_t *r, int json)
+static const char *reject_name(int i)
+{
+    return bd_reject_names[i];
+}
+
+/* "name":N for each of the n counts (JSON) or " PREFIXname=N" for those
+ * above 0 (text); name(i) names count i. */
+static int render_by(struct bd_buf *b, const uint64_t *r, int n,
+                     const char *(*name)(int), const char *prefix, int json)
 {
     int rc = 0;
 
-    for (int i = 0; i < BD_REJECT_COUNT && rc == 0; i++) {
+    for (int i = 0; i < n && rc == 0; i++) {
         if (json)
-            rc = bd_buf_printf(b, "%s\"%s\":%llu", i ? "," : "", bd_reject_names[i],
+            rc = bd_buf_printf(b, "%s\"%s\":%llu", i ? "," : "", name(i),
                                (unsigned long long)r[i]);
         else if (r[i])
-            rc = bd_buf_printf(b, " %s=%llu", bd_reject_names[i],
+            rc = bd_buf_printf(b, " %s%s=%llu", prefix, name(i),
                                (unsigned long long)r[i]);
     }
     return rc;
+}
+
+/* Every reject reason: render_by. */
+static int render_rejects(struct bd_buf *b, const uint64_t *r, int json)
+{
+    return render_by(b, r, BD_REJECT_COUNT, reject_name, "", json);
 }
 
 /* Queued items per lane, non-empty lanes only, highest first: "lanes":
@@ -295,6 +308,9 @@ const struct bd_series_row bd_series_rows[] = {
      BD_SERIES_SINK, "Items the sink answered RETRY", SF(items_retry)},
     {"items_failed", "batchd_sink_items_failed_total", BD_M_COUNTER,
      BD_SERIES_SINK, "Items the sink answered FAIL", SF(items_failed)},
+    {"restarts", "batchd_sink_restarts_total", BD_M_COUNTER, BD_SERIES_SINK,
+     "Runners started again after a crash (isolation = process)",
+     SF(restarts)},
     {"crashes_in_a_row", "batchd_sink_crashes_in_a_row", BD_M_GAUGE,
      BD_SERIES_SINK, "Runner crashes in a row (isolation = process); at "
      "unhealthy_after new items are refused", SF(g_crashes)},
@@ -317,7 +333,9 @@ const struct bd_series_hrow bd_series_hrows[] = {
 uint64_t bd_series_value(const struct bd_series *s,
                          const struct bd_series_row *row)
 {
-    return *(const uint64_t *)((const char *)s + row->off);
+    /* atomic: an isolated sink's I/O thread adds to restarts */
+    return __atomic_load_n((const uint64_t *)((const char *)s + row->off),
+                           __ATOMIC_RELAXED);
 }
 
 const struct bd_series_hist *bd_series_hist_of(const struct bd_series *s,
@@ -351,6 +369,9 @@ static int render_series(struct bd_buf *b, const struct bd_series *s,
     if (s->kind == BD_SERIES_ROUTE) {
         rc |= bputs(b, json ? ",\"rejects_by_reason\":{" : "");
         rc |= render_rejects(b, s->rejects, json);
+        rc |= bputs(b, json ? "},\"replies_by_status\":{" : "");
+        rc |= render_by(b, s->replies, BATCHD_STATUS_COUNT, bd_status_name,
+                        "replies_", json);
         rc |= bputs(b, json ? "}" : "");
     }
     for (const struct bd_series_hrow *h = bd_series_hrows; h->name && !rc; h++) {

@@ -364,37 +364,101 @@ START_TEST(test_queue_gauges_and_reload_keeps_counters)
 }
 END_TEST
 
-/* The sink's answers by result, retries, replies by status. */
+/* route's replies_by_status count for status in the stats JSON. */
+static long long route_replies(const char *json, const char *route,
+                               const char *status)
+{
+    char obj[64];
+    const char *at;
+
+    snprintf(obj, sizeof(obj), "\"%s\":{\"items_in\"", route);
+    at = strstr(strstr(json, "\"routes\":{"), obj);
+    ck_assert_msg(at != NULL, "no route %s in stats", route);
+    return stat_in(at, "\"replies_by_status\":{", status);
+}
+
+/* The sink's answers by result, retries, replies by status (daemon-wide
+ * and per route). */
 START_TEST(test_results_by_status)
 {
     int port = free_port();
     char conf[1024];
     struct bd_test_daemon *d;
-    char *text;
+    char *text, *json;
 
     snprintf(conf, sizeof(conf),
              "[daemon]\nmetrics_listen = 127.0.0.1:%d\n"
              "[sink.r]\nplugin = @TSINKS@/record.so\nledger = @DIR@/l\n"
              "fail_payload = bad\nretry_payload = again\n"
+             "[route.o]\nmatch = o*\nsink = r\npolicy = immediate\n"
              "[route.all]\nmatch = *\nsink = r\npolicy = immediate\n"
              "max_attempts = 2\nretry_base_ms = 1\nretry_cap_ms = 1\n", port);
     d = bd_test_daemon_start(conf);
+    bd_test_assert_load(d, "o1", "fine", BATCHD_OK);
+    bd_test_assert_load(d, "o1", "fine", BATCHD_OK);
     bd_test_assert_load(d, "k", "fine", BATCHD_OK);
     bd_test_assert_load(d, "k", "bad", BATCHD_FAIL);
     bd_test_assert_load(d, "k", "again", BATCHD_RETRY_EXHAUSTED);
     text = scrape_tcp(port);
     check_format(text);
-    ck_assert_double_eq(sample(text, "batchd_sink_items_ok_total{sink=\"r\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_sink_items_ok_total{sink=\"r\"}"), 3);
     ck_assert_double_eq(sample(text, "batchd_sink_items_failed_total{sink=\"r\"}"), 1);
     ck_assert_double_eq(sample(text, "batchd_sink_items_retry_total{sink=\"r\"}"), 2);
-    ck_assert_double_eq(sample(text, "batchd_sink_calls_total{sink=\"r\"}"), 4);
+    ck_assert_double_eq(sample(text, "batchd_sink_calls_total{sink=\"r\"}"), 6);
     ck_assert_double_eq(sample(text, "batchd_sink_crashes_in_a_row{sink=\"r\"}"), 0);
     ck_assert_double_eq(sample(text, "batchd_route_retries_total{route=\"all\"}"), 1);
     ck_assert_double_eq(sample(text, "batchd_route_items_in_total{route=\"all\"}"), 3);
     ck_assert_double_eq(sample(text, "batchd_route_items_out_total{route=\"all\"}"), 4);
-    ck_assert_double_eq(sample(text, "batchd_replies_by_status_total{status=\"OK\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_replies_by_status_total{status=\"OK\"}"), 3);
     ck_assert_double_eq(sample(text, "batchd_replies_by_status_total{status=\"FAIL\"}"), 1);
     ck_assert_double_eq(sample(text, "batchd_replies_by_status_total{status=\"RETRY_EXHAUSTED\"}"), 1);
+    /* Per route: each item once, by its final status. */
+    ck_assert_double_eq(sample(text, "batchd_route_replies_total{route=\"all\",status=\"OK\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_route_replies_total{route=\"all\",status=\"FAIL\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_route_replies_total{route=\"all\",status=\"RETRY_EXHAUSTED\"}"), 1);
+    ck_assert_double_eq(sample(text, "batchd_route_replies_total{route=\"o\",status=\"OK\"}"), 2);
+    ck_assert_double_eq(sample(text, "batchd_route_replies_total{route=\"o\",status=\"FAIL\"}"), 0);
+    /* stats reads the same counters. */
+    json = bd_test_stats_json(d);
+    ck_assert_int_eq(route_replies(json, "all", "OK"), 1);
+    ck_assert_int_eq(route_replies(json, "all", "FAIL"), 1);
+    ck_assert_int_eq(route_replies(json, "all", "RETRY_EXHAUSTED"), 1);
+    ck_assert_int_eq(route_replies(json, "o", "OK"), 2);
+    ck_assert_int_eq(route_replies(json, "o", "FAIL"), 0);
+    free(json);
+    free(text);
+    bd_test_daemon_stop(d);
+}
+END_TEST
+
+/* An isolated sink whose runner dies: the restart is counted on the
+ * endpoint and in stats. */
+START_TEST(test_sink_restarts)
+{
+    int port = free_port();
+    char conf[1024];
+    struct bd_test_daemon *d;
+    char *text, *json;
+
+    snprintf(conf, sizeof(conf),
+             "[daemon]\nmetrics_listen = 127.0.0.1:%d\n"
+             "[sink.c]\nplugin = @TSINKS@/crashy.so\nisolation = process\n"
+             "crash = exit\nafter = 1\nrestart_base_ms = 10\nrestart_cap_ms = 100\n"
+             "[route.all]\nmatch = *\nsink = c\npolicy = immediate\n"
+             "max_attempts = 5\nretry_base_ms = 10\nretry_cap_ms = 100\n", port);
+    d = bd_test_daemon_start(conf);
+    text = scrape_tcp(port);
+    ck_assert_double_eq(sample(text, "batchd_sink_restarts_total{sink=\"c\"}"), 0);
+    free(text);
+    bd_test_assert_load(d, "k", "one", BATCHD_OK);
+    /* Call 2 kills the runner; the item's next attempt is on a new one. */
+    bd_test_assert_load(d, "k", "two", BATCHD_OK);
+    text = scrape_tcp(port);
+    check_format(text);
+    ck_assert_double_ge(sample(text, "batchd_sink_restarts_total{sink=\"c\"}"), 1);
+    json = bd_test_stats_json(d);
+    ck_assert_int_ge(stat_in(json, "\"sinks\":{\"c\":", "restarts"), 1);
+    free(json);
     free(text);
     bd_test_daemon_stop(d);
 }
@@ -490,6 +554,7 @@ int main(void)
     bd_test_add(tc, test_scrape_after_traffic);
     bd_test_add(tc, test_queue_gauges_and_reload_keeps_counters);
     bd_test_add(tc, test_results_by_status);
+    bd_test_add(tc, test_sink_restarts);
     bd_test_add(tc, test_unix_socket_endpoint);
     bd_test_add(tc, test_spool_figures);
     bd_test_add(tc, test_non_loopback_refused);
