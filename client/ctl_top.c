@@ -4,13 +4,12 @@
  * Each frame asks the daemon for its stats as JSON (one connection for
  * the whole run) and prints the difference from the previous answer
  * divided by the time between them: rates come from counters, depths are
- * read as they are. The daemon keeps no per-route counters, so a route's
- * row sums its keys (listed to admins only, at most 1000 keys).
+ * read as they are. A route's row reads the document's per-route series
+ * (routes), which every client gets.
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,24 +18,6 @@
 #include "batchd.h"
 #include "ctl_bench.h"
 #include "ctl_top.h"
-
-#define TOP_MAX_ROUTES 256
-
-/* One route's figures summed over its listed keys. */
-struct top_route {
-    const char *name;         /* borrowed from the stats document */
-    double items;             /* items handed to the sink (counter) */
-    double queued;            /* items queued now */
-    double qbytes;            /* payload bytes queued now */
-    double inflight;          /* sink calls running now */
-    int keys;                 /* keys listed for it */
-};
-
-/* The routes of one stats document, in order of first appearance. */
-struct top_routes {
-    struct top_route r[TOP_MAX_ROUTES];
-    int n;
-};
 
 static double now_ms(void)
 {
@@ -75,50 +56,19 @@ static json_t *fetch(struct batchd_client *c, int timeout_ms)
     return doc;
 }
 
-static struct top_route *route_slot(struct top_routes *rs, const char *name)
+/* Histogram name's counts between the objects prev (may be NULL) and
+ * cur into d[] (bucket i: below 2^i of its unit); returns their total. */
+static double hist_delta(const json_t *prev, const json_t *cur,
+                         const char *name, double d[64])
 {
-    for (int i = 0; i < rs->n; i++)
-        if (strcmp(rs->r[i].name, name) == 0)
-            return &rs->r[i];
-    if (rs->n == TOP_MAX_ROUTES)
-        return NULL;
-    memset(&rs->r[rs->n], 0, sizeof(rs->r[0]));
-    rs->r[rs->n].name = name;
-    return &rs->r[rs->n++];
-}
-
-static void sum_routes(const json_t *doc, struct top_routes *rs)
-{
-    const char *key;
-    json_t *k;
-
-    rs->n = 0;
-    json_object_foreach(json_object_get(doc, "keys"), key, k) {
-        struct top_route *r = route_slot(rs, json_string_value(
-                                             json_object_get(k, "route")) ?: "?");
-
-        if (r == NULL)
-            continue;
-        r->items += num(k, "items");
-        r->queued += num(k, "queued_items");
-        r->qbytes += num(k, "queued_bytes");
-        r->inflight += num(k, "inflight");
-        r->keys++;
-    }
-}
-
-/* The latency histogram's counts between prev and cur into d[] (bucket
- * i: below 2^i microseconds); returns their total. */
-static double hist_delta(const json_t *prev, const json_t *cur, double d[64])
-{
-    const json_t *hc = json_object_get(cur, "latency_us_hist");
-    const json_t *hp = json_object_get(prev, "latency_us_hist");
+    const json_t *hc = json_object_get(cur, name);
+    const json_t *hp = json_object_get(prev, name);
     double total = 0;
-    char name[32];
+    char bucket[32];
 
     for (int i = 0; i < 64; i++) {
-        snprintf(name, sizeof(name), "<%llu", 1ull << i);
-        d[i] = num(hc, name) - num(hp, name);
+        snprintf(bucket, sizeof(bucket), "<%llu", 1ull << i);
+        d[i] = num(hc, bucket) - num(hp, bucket);
         if (d[i] < 0)
             d[i] = 0;
         total += d[i];
@@ -144,15 +94,39 @@ static double rate(double now, double before, double secs)
     return now > before && secs > 0 ? (now - before) / secs : 0;
 }
 
+/* One row per route of the stats document's routes object (every
+ * client gets it): rates over the interval, depths as they are, and the
+ * queue wait (accept to dispatch) percentiles over the interval. */
+static void print_routes(const json_t *prev, const json_t *cur, double secs)
+{
+    const json_t *routes_prev = json_object_get(prev, "routes");
+    const char *name;
+    json_t *r;
+    double d[64];
+
+    printf("%-20s %9s %9s %11s %9s %6s %10s %10s\n", "ROUTE", "OUT/S",
+           "QUEUED", "BYTES", "INFLIGHT", "KEYS", "WAIT_P50", "WAIT_P99");
+    json_object_foreach(json_object_get(cur, "routes"), name, r) {
+        const json_t *p = json_object_get(routes_prev, name);
+        double n = hist_delta(p, r, "queue_wait_us", d);
+        char p50[24], p99[24];
+
+        snprintf(p50, sizeof(p50), "<%lluus", quantile(d, n, 0.5));
+        snprintf(p99, sizeof(p99), "<%lluus", quantile(d, n, 0.99));
+        printf("%-20s %9.0f %9.0f %11.0f %9.0f %6.0f %10s %10s\n", name,
+               rate(num(r, "items_out"), num(p, "items_out"), secs),
+               num(r, "queued_items"), num(r, "queued_bytes"),
+               num(r, "inflight_items"), num(r, "keys_live"),
+               n > 0 ? p50 : "-", n > 0 ? p99 : "-");
+    }
+}
+
 static void print_frame(const json_t *prev, const json_t *cur, double secs,
                         int clear)
 {
-    static struct top_routes rp, rc;
     double d[64];
-    double n = hist_delta(prev, cur, d);
+    double n = hist_delta(prev, cur, "latency_us_hist", d);
 
-    sum_routes(prev, &rp);
-    sum_routes(cur, &rc);
     if (clear)
         fputs("\033[H\033[2J", stdout);
     printf("batchd %s  %s  up %.1fs  conns %.0f  keys %.0f live\n",
@@ -170,20 +144,7 @@ static void print_frame(const json_t *prev, const json_t *cur, double secs,
     printf("latency p50 <%lluus  p90 <%lluus  p99 <%lluus  (%.0f items "
            "in %.1fs)\n", quantile(d, n, 0.5), quantile(d, n, 0.9),
            quantile(d, n, 0.99), n, secs);
-    printf("%-24s %10s %10s %12s %9s %6s\n", "ROUTE", "ITEMS/S", "QUEUED",
-           "BYTES", "INFLIGHT", "KEYS");
-    for (int i = 0; i < rc.n; i++) {
-        const struct top_route *r = &rc.r[i], *p = NULL;
-
-        for (int j = 0; j < rp.n && p == NULL; j++)
-            if (strcmp(rp.r[j].name, r->name) == 0)
-                p = &rp.r[j];
-        printf("%-24s %10.0f %10.0f %12.0f %9.0f %6d\n", r->name,
-               rate(r->items, p ? p->items : 0, secs), r->queued, r->qbytes,
-               r->inflight, r->keys);
-    }
-    if (!json_is_true(json_object_get(cur, "key_detail")))
-        printf("(per-route rows come from per-key stats: admins only)\n");
+    print_routes(prev, cur, secs);
     fflush(stdout);
 }
 

@@ -1,6 +1,7 @@
 /*
  * ctl_top.h - batchctl top: a live view of the daemon from its stats
- * (per-route item rates and queue depths, daemon-wide latency).
+ * (daemon-wide rates and latency; per route item rates, queue depths
+ * and queue-wait percentiles).
  */
 #ifndef CTL_TOP_H
 #define CTL_TOP_H
@@ -9,10 +10,10 @@
 #define CTL_TOP_USAGE \
     "  top [--once] [-n FRAMES] [-i MS]\n" \
     "                        live view, refreshed every MS (default 1000):\n" \
-    "                        items/s and queue depth per route, batches/s,\n" \
-    "                        latency percentiles over the last interval;\n" \
-    "                        --once prints one frame (= -n 1). Per-route rows\n" \
-    "                        need an admin (they come from per-key stats)\n"
+    "                        items/s, batches/s, latency percentiles; per\n" \
+    "                        route items out/s, queued, in flight, queue-wait\n" \
+    "                        p50/p99 (over the last interval);\n" \
+    "                        --once prints one frame (= -n 1)\n"
 
 /*
  * Run "top" with argv[0] = "top"; socket and timeout_ms as for bench.

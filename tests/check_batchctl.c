@@ -230,7 +230,7 @@ START_TEST(test_key_control_bytes_escaped)
 END_TEST
 
 /* top: frames with per-route rows; rates from two samples while a real
- * load runs. */
+ * load runs, per route too, with the route's queue-wait percentiles. */
 START_TEST(test_top)
 {
     static const char *const once[] = {"top", "--once", "-i", "100", NULL};
@@ -239,13 +239,15 @@ START_TEST(test_top)
     char log[512], *out, *err, *p;
     const char *bench[] = {bd_test_batchctl_bin(), "-s", bd_test_daemon_socket(d),
                            "bench", "-c", "1", "-d", "8", "-n", "100000000", NULL};
-    long best = 0;
+    long best = 0, route_best = 0;
+    int waits = 0;
     pid_t pid;
 
     bd_test_assert_load(d, "k1", "v", BATCHD_OK);
     ck_assert_int_eq(ctl(d, once, &out, &err), 0);
     ck_assert_msg(count_lines(out) == 5 && strstr(out, "\nROUTE ") &&
-                  strstr(out, "\nall "), "top --once: %s", out);
+                  strstr(out, " WAIT_P99\n") && strstr(out, "\nall "),
+                  "top --once: %s", out);
     free(out);
     free(err);
 
@@ -258,8 +260,21 @@ START_TEST(test_top)
     for (p = out; (p = strstr(p, "\nin ")) != NULL; p++)
         if (atol(p + 4) > best)
             best = atol(p + 4);
+    /* Route rows: OUT/S, then a p50 and a p99 ("<Nus") once items went. */
+    for (p = out; (p = strstr(p, "\nall ")) != NULL; p++) {
+        char p50[24], p99[24];
+        long rate, q, b, in, k;
+
+        ck_assert_int_eq(sscanf(p + 5, "%ld %ld %ld %ld %ld %23s %23s", &rate,
+                                &q, &b, &in, &k, p50, p99), 7);
+        if (rate > route_best)
+            route_best = rate;
+        waits += p50[0] == '<' && p99[0] == '<';
+    }
     ck_assert_msg(count_lines(out) == 20, "want 4 frames: %s", out);
     ck_assert_msg(best > 0, "no items/s while bench ran: %s", out);
+    ck_assert_msg(route_best > 0, "no route items/s while bench ran: %s", out);
+    ck_assert_msg(waits > 0, "no route queue-wait percentiles: %s", out);
     free(out);
     free(err);
     bd_test_daemon_stop(d);
