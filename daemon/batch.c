@@ -880,7 +880,7 @@ static inline int expired_plain(struct bd_core *core, struct bd_key *k,
 {
     if (it->deadline_ns == 0 || it->deadline_ns > now)
         return 0;
-    bd_item_answer(core, k->name, it, BATCHD_DEADLINE_EXCEEDED, expired_msg,
+    bd_item_answer(core, k, it, BATCHD_DEADLINE_EXCEEDED, expired_msg,
                    sizeof(expired_msg) - 1, 1);
     return 1;
 }
@@ -1360,7 +1360,7 @@ static int drop_all(struct bd_core *core, struct bd_key *k,
 {
     const char *msg = arg;
 
-    bd_item_answer(core, k->name, it, BATCHD_SHUTTING_DOWN, msg, strlen(msg), 1);
+    bd_item_answer(core, k, it, BATCHD_SHUTTING_DOWN, msg, strlen(msg), 1);
     return 1;
 }
 

@@ -82,20 +82,16 @@ static __attribute__((noinline)) void reply_all(struct bd_core *core, const char
     bd_dedup_unlink(d);
 }
 
-/* The key whose name key is (every caller passes a key's own name,
- * call.h): its route series, counted in the hot path without another
- * parameter. */
-#define KEY_OF_NAME(key) \
-    ((const struct bd_key *)(const void *)((key) - offsetof(struct bd_key, name)))
-
 /* Reply for it, leaving it allocated (an abandoned call still lends it
  * to the sink). Counts its final status on its route (once per item, a
  * coalesced one included). */
-static inline void item_reply(struct bd_core *core, const char *key,
+static inline void item_reply(struct bd_core *core, const struct bd_key *k,
                               const struct bd_item *it, int status,
                               const void *body, size_t len, int is_str)
 {
-    KEY_OF_NAME(key)->rs->replies[status]++;
+    const char *key = k->name;
+
+    k->rs->replies[status]++;
     if (__builtin_expect(it->seg != NULL, 0))
         bd_durable_final(core, key, it, status, body, len);
     /* A coalesced item has no waiter of its own: LOADs test no more. */
@@ -106,10 +102,11 @@ static inline void item_reply(struct bd_core *core, const char *key,
                   status, body, len, is_str);
 }
 
-void bd_item_answer(struct bd_core *core, const char *key, struct bd_item *it,
-                    int status, const void *body, size_t len, int is_str)
+void bd_item_answer(struct bd_core *core, const struct bd_key *k,
+                    struct bd_item *it, int status, const void *body,
+                    size_t len, int is_str)
 {
-    item_reply(core, key, it, status, body, len, is_str);
+    item_reply(core, k, it, status, body, len, is_str);
     bd_item_free(it);
 }
 
@@ -122,7 +119,7 @@ static void answer_fmt(struct bd_core *core, struct bd_key *k,
 
     if (n < 0 || n >= (int)sizeof(msg))
         n = (int)strlen(msg);
-    bd_item_answer(core, k->name, it, status, msg, (size_t)n, 1);
+    bd_item_answer(core, k, it, status, msg, (size_t)n, 1);
 }
 
 /* ---- retries ---------------------------------------------------------- */
@@ -298,7 +295,7 @@ static void item_verdict(struct bd_core *core, struct bd_key *k,
     switch (r->code) {
     case BATCHD_RESULT_OK:
         ss->items_ok++;
-        bd_item_answer(core, k->name, it, BATCHD_OK,
+        bd_item_answer(core, k, it, BATCHD_OK,
                        r->data ? (const void *)r->data : "", r->len, 0);
         break;
     case BATCHD_RESULT_RETRY:
@@ -308,7 +305,7 @@ static void item_verdict(struct bd_core *core, struct bd_key *k,
         break;
     default:
         ss->items_failed++;
-        bd_item_answer(core, k->name, it, BATCHD_FAIL,
+        bd_item_answer(core, k, it, BATCHD_FAIL,
                        r->data ? (const void *)r->data : "", r->len, 1);
         break;
     }
@@ -382,7 +379,7 @@ static void call_verdict(struct bd_core *core, struct bd_batch *b,
             wait_for_restart(core, k, it, &plan, b->wait_ns, msg);
             break;
         default: /* V_FAIL, V_BUG: final */
-            bd_item_answer(core, k->name, it, BATCHD_FAIL, msg, strlen(msg), 1);
+            bd_item_answer(core, k, it, BATCHD_FAIL, msg, strlen(msg), 1);
             break;
         }
     }
@@ -501,7 +498,7 @@ static void timeout_item(struct bd_core *core, struct bd_key *k,
         retry_or_give_up(core, k, copy, plan, BATCHD_SINK_TIMEOUT, why);
         return;
     }
-    item_reply(core, k->name, it, BATCHD_SINK_TIMEOUT, why, strlen(why), 1);
+    item_reply(core, k, it, BATCHD_SINK_TIMEOUT, why, strlen(why), 1);
 }
 
 /*
@@ -613,7 +610,7 @@ void bd_call_abandon_all(struct bd_core *core, int status, const char *msg)
         if (b->abandoned)
             continue;
         for (size_t i = 0; i < b->pub.nitems; i++)
-            item_reply(core, b->key->name, b->items[i], status, msg, strlen(msg), 1);
+            item_reply(core, b->key, b->items[i], status, msg, strlen(msg), 1);
         b->abandoned = 1;
         /* An isolated sink's cancel kills its runner: nothing hangs on. */
         if (b->sink->isolation == BD_ISOLATION_PROCESS &&

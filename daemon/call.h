@@ -36,11 +36,11 @@ void bd_call_abandon_all(struct bd_core *core, int status, const char *msg);
 void bd_call_cancel_for(struct bd_core *core, const struct bd_waiter *w);
 
 /*
- * Answer one item and free it. key is its key's own name (k->name: the
- * route's counters are found from it), used in logs too. SEND items (no
- * waiter) are not answered again: a failure is logged and counted.
+ * Answer one item of key k and free it; its final status is counted on
+ * k's route. SEND items (no waiter) are not answered again: a failure is
+ * logged and counted.
  */
-void bd_item_answer(struct bd_core *core, const char *key,
+void bd_item_answer(struct bd_core *core, const struct bd_key *k,
                     struct bd_item *it, int status, const void *body,
                     size_t len, int is_str);
 
