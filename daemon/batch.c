@@ -1012,10 +1012,8 @@ int bd_item_prune_gone(struct bd_core *core, struct bd_item *it)
     return 1;
 }
 
-int bd_item_cancel_if_gone(struct bd_core *core, struct bd_item *it)
+int bd_item_cancel_gone(struct bd_core *core, struct bd_item *it)
 {
-    if (it->waiter == NULL || !bd_waiter_gone(it->waiter))
-        return 0;
     core->ctr.cancelled++;
     core->ctr.status[BATCHD_CANCELLED]++;
     bd_item_free(it);

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "core.h"
 #include "msg.h"
+#include "waiter.h"
 
 struct bd_core;
 struct bd_waiter;
@@ -214,9 +215,20 @@ struct bd_item *bd_item_new(size_t len);
  * is left: no LOAD waiting, no SEND holding it. */
 int bd_item_prune_gone(struct bd_core *core, struct bd_item *it);
 
+/* bd_item_cancel_if_gone's slow path: its client is gone; count it
+ * cancelled and free it. Returns 1. */
+int bd_item_cancel_gone(struct bd_core *core, struct bd_item *it);
+
 /* A plain LOAD whose client is gone is cancelled (counted, freed)
- * instead of reaching a sink or a retry: 1 when it took it. */
-int bd_item_cancel_if_gone(struct bd_core *core, struct bd_item *it);
+ * instead of reaching a sink or a retry: 1 when it took it. Inline:
+ * the dispatch loop asks this once per item. */
+static inline int bd_item_cancel_if_gone(struct bd_core *core,
+                                         struct bd_item *it)
+{
+    if (__builtin_expect(it->waiter == NULL || !bd_waiter_gone(it->waiter), 1))
+        return 0;
+    return bd_item_cancel_gone(core, it);
+}
 
 /* Free an item: drops its waiter reference. */
 void bd_item_free(struct bd_item *it);
