@@ -632,12 +632,15 @@ item_make(struct bd_core *core, struct bd_key *k, const struct bd_msg_item *in,
           struct bd_waiter *w, uint64_t deadline_ns, unsigned lane,
           const char *trace, size_t tlen, struct bd_admit *a)
 {
+    /* Read before item_fill's stores, which the compiler cannot prove
+     * leave k->route alone. */
+    int durable = k->route->durable;
     struct bd_item *it;
 
     if (!within_bounds(core, k, in->payload_len, a))
         return NULL;
     it = item_fill(core, in, w, deadline_ns, lane, trace, tlen, a);
-    if (__builtin_expect(k->route->durable, 0) && it != NULL && w == NULL &&
+    if (__builtin_expect(durable, 0) && it != NULL && w == NULL &&
         !bd_durable_admit(core, k, it, a)) {
         bd_item_free(it);
         return NULL;
@@ -1126,6 +1129,10 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
     uint64_t bytes, now = core->clock.now_ns;
     size_t n = head_batch_len(k, &bytes, &last), got = 0;
     struct bd_batch *b = bd_batch_new(k->sink, k, k->name, k->len, n);
+    /* Loaded once: the loop's stores could alias k->rs as far as the
+     * compiler knows, and nothing in it rebinds the key's series. */
+    struct bd_series *rs = k->rs;
+    struct bd_series_hist *qwait = &rs->queue_wait_us;
     int recompute = 0;
 
     if (b == NULL) {
@@ -1153,7 +1160,7 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
             continue;
         }
         batch_set_item(b, got++, it, now);
-        bd_series_observe(&k->rs->queue_wait_us, (now - it->enq_ns) / 1000);
+        bd_series_observe(qwait, (now - it->enq_ns) / 1000);
     }
     if (recompute)
         recompute_deadline(k);
@@ -1168,9 +1175,9 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
     if (got > k->max_batch)
         k->max_batch = (uint32_t)got;
     core->ctr.batch_hist[bd_hist_pow2_bucket(got, 17)]++;
-    k->rs->batches++;
-    k->rs->items_out += got;
-    bd_series_observe(&k->rs->batch_items, got);
+    rs->batches++;
+    rs->items_out += got;
+    bd_series_observe(&rs->batch_items, got);
     bd_call_start(core, b);
     return 1;
 }
