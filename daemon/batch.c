@@ -754,35 +754,31 @@ int bd_batch_restore(struct bd_core *core, const char *key, size_t key_len,
  * about 360 instructions (glibc's per-size cache holds 7 and items are
  * freed a batch at a time). Only the loop thread makes or frees items.
  */
-#define ITEM_SMALL 192            /* payload room of a pooled item */
-#define ITEM_POOL_MAX 4096        /* pooled items kept at most */
-
-static struct bd_item *item_pool;
-static size_t item_pooled;
+struct bd_item_pool bd_item_pool; /* batch.h: small items to reuse */
 
 struct bd_item *bd_item_new(size_t len)
 {
     struct bd_item *it;
 
-    if (len <= ITEM_SMALL && item_pool != NULL) {
-        it = item_pool;
-        item_pool = it->next;
-        item_pooled--;
+    if (len <= BD_ITEM_SMALL && bd_item_pool.head != NULL) {
+        it = bd_item_pool.head;
+        bd_item_pool.head = it->next;
+        bd_item_pool.n--;
         return it;
     }
-    return bd_malloc(sizeof(*it) + (len <= ITEM_SMALL ? ITEM_SMALL : len));
+    return bd_malloc(sizeof(*it) + (len <= BD_ITEM_SMALL ? BD_ITEM_SMALL : len));
 }
 
-void bd_item_free(struct bd_item *it)
+void bd_item_free_slow(struct bd_item *it)
 {
     if (it->waiter != NULL)
         bd_waiter_release(it->waiter);
     else if (it->dedup != NULL) /* a coalesced item has no waiter of its own */
         bd_dedup_free(it->dedup);
-    if (it->len <= ITEM_SMALL && item_pooled < ITEM_POOL_MAX) {
-        it->next = item_pool;
-        item_pool = it;
-        item_pooled++;
+    if (it->len <= BD_ITEM_SMALL && bd_item_pool.n < BD_ITEM_POOL_MAX) {
+        it->next = bd_item_pool.head;
+        bd_item_pool.head = it;
+        bd_item_pool.n++;
         return;
     }
     bd_free(it);
@@ -790,13 +786,13 @@ void bd_item_free(struct bd_item *it)
 
 static void item_pool_drain(void)
 {
-    while (item_pool != NULL) {
-        struct bd_item *next = item_pool->next;
+    while (bd_item_pool.head != NULL) {
+        struct bd_item *next = bd_item_pool.head->next;
 
-        bd_free(item_pool);
-        item_pool = next;
+        bd_free(bd_item_pool.head);
+        bd_item_pool.head = next;
     }
-    item_pooled = 0;
+    bd_item_pool.n = 0;
 }
 
 static void recompute_deadline(struct bd_key *k)
