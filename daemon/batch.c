@@ -1046,8 +1046,9 @@ static size_t head_batch_len(const struct bd_key *k, uint64_t *bytes,
     size_t n = 0, limit = k->route->max_items;
 
     *bytes = 0;
+    /* bd_batch_fits without its max_items test: limit <= max_items. */
     while (it != NULL && n < limit &&
-           bd_batch_fits(k->route, n, *bytes, it->len)) {
+           (n == 0 || *bytes + it->len <= k->route->max_bytes)) {
         if (it->cap) {
             if (n >= it->cap)
                 break;
