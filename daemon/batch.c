@@ -632,12 +632,15 @@ item_make(struct bd_core *core, struct bd_key *k, const struct bd_msg_item *in,
           struct bd_waiter *w, uint64_t deadline_ns, unsigned lane,
           const char *trace, size_t tlen, struct bd_admit *a)
 {
+    /* Read before item_fill's stores, which the compiler cannot prove
+     * leave k->route alone. */
+    int durable = k->route->durable;
     struct bd_item *it;
 
     if (!within_bounds(core, k, in->payload_len, a))
         return NULL;
     it = item_fill(core, in, w, deadline_ns, lane, trace, tlen, a);
-    if (__builtin_expect(k->route->durable, 0) && it != NULL && w == NULL &&
+    if (__builtin_expect(durable, 0) && it != NULL && w == NULL &&
         !bd_durable_admit(core, k, it, a)) {
         bd_item_free(it);
         return NULL;
@@ -751,35 +754,31 @@ int bd_batch_restore(struct bd_core *core, const char *key, size_t key_len,
  * about 360 instructions (glibc's per-size cache holds 7 and items are
  * freed a batch at a time). Only the loop thread makes or frees items.
  */
-#define ITEM_SMALL 192            /* payload room of a pooled item */
-#define ITEM_POOL_MAX 4096        /* pooled items kept at most */
-
-static struct bd_item *item_pool;
-static size_t item_pooled;
+struct bd_item_pool bd_item_pool; /* batch.h: small items to reuse */
 
 struct bd_item *bd_item_new(size_t len)
 {
     struct bd_item *it;
 
-    if (len <= ITEM_SMALL && item_pool != NULL) {
-        it = item_pool;
-        item_pool = it->next;
-        item_pooled--;
+    if (len <= BD_ITEM_SMALL && bd_item_pool.head != NULL) {
+        it = bd_item_pool.head;
+        bd_item_pool.head = it->next;
+        bd_item_pool.n--;
         return it;
     }
-    return bd_malloc(sizeof(*it) + (len <= ITEM_SMALL ? ITEM_SMALL : len));
+    return bd_malloc(sizeof(*it) + (len <= BD_ITEM_SMALL ? BD_ITEM_SMALL : len));
 }
 
-void bd_item_free(struct bd_item *it)
+void bd_item_free_slow(struct bd_item *it)
 {
     if (it->waiter != NULL)
         bd_waiter_release(it->waiter);
     else if (it->dedup != NULL) /* a coalesced item has no waiter of its own */
         bd_dedup_free(it->dedup);
-    if (it->len <= ITEM_SMALL && item_pooled < ITEM_POOL_MAX) {
-        it->next = item_pool;
-        item_pool = it;
-        item_pooled++;
+    if (it->len <= BD_ITEM_SMALL && bd_item_pool.n < BD_ITEM_POOL_MAX) {
+        it->next = bd_item_pool.head;
+        bd_item_pool.head = it;
+        bd_item_pool.n++;
         return;
     }
     bd_free(it);
@@ -787,13 +786,13 @@ void bd_item_free(struct bd_item *it)
 
 static void item_pool_drain(void)
 {
-    while (item_pool != NULL) {
-        struct bd_item *next = item_pool->next;
+    while (bd_item_pool.head != NULL) {
+        struct bd_item *next = bd_item_pool.head->next;
 
-        bd_free(item_pool);
-        item_pool = next;
+        bd_free(bd_item_pool.head);
+        bd_item_pool.head = next;
     }
-    item_pooled = 0;
+    bd_item_pool.n = 0;
 }
 
 static void recompute_deadline(struct bd_key *k)
@@ -1012,10 +1011,8 @@ int bd_item_prune_gone(struct bd_core *core, struct bd_item *it)
     return 1;
 }
 
-int bd_item_cancel_if_gone(struct bd_core *core, struct bd_item *it)
+int bd_item_cancel_gone(struct bd_core *core, struct bd_item *it)
 {
-    if (it->waiter == NULL || !bd_waiter_gone(it->waiter))
-        return 0;
     core->ctr.cancelled++;
     core->ctr.status[BATCHD_CANCELLED]++;
     bd_item_free(it);
@@ -1049,8 +1046,9 @@ static size_t head_batch_len(const struct bd_key *k, uint64_t *bytes,
     size_t n = 0, limit = k->route->max_items;
 
     *bytes = 0;
+    /* bd_batch_fits without its max_items test: limit <= max_items. */
     while (it != NULL && n < limit &&
-           bd_batch_fits(k->route, n, *bytes, it->len)) {
+           (n == 0 || *bytes + it->len <= k->route->max_bytes)) {
         if (it->cap) {
             if (n >= it->cap)
                 break;
@@ -1128,6 +1126,10 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
     uint64_t bytes, now = core->clock.now_ns;
     size_t n = head_batch_len(k, &bytes, &last), got = 0;
     struct bd_batch *b = bd_batch_new(k->sink, k, k->name, k->len, n);
+    /* Loaded once: the loop's stores could alias k->rs as far as the
+     * compiler knows, and nothing in it rebinds the key's series. */
+    struct bd_series *rs = k->rs;
+    struct bd_series_hist *qwait = &rs->queue_wait_us;
     int recompute = 0;
 
     if (b == NULL) {
@@ -1155,7 +1157,7 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
             continue;
         }
         batch_set_item(b, got++, it, now);
-        bd_series_observe(&k->rs->queue_wait_us, (now - it->enq_ns) / 1000);
+        bd_series_observe(qwait, (now - it->enq_ns) / 1000);
     }
     if (recompute)
         recompute_deadline(k);
@@ -1170,9 +1172,9 @@ static int dispatch_one(struct bd_core *core, struct bd_key *k)
     if (got > k->max_batch)
         k->max_batch = (uint32_t)got;
     core->ctr.batch_hist[bd_hist_pow2_bucket(got, 17)]++;
-    k->rs->batches++;
-    k->rs->items_out += got;
-    bd_series_observe(&k->rs->batch_items, got);
+    rs->batches++;
+    rs->items_out += got;
+    bd_series_observe(&rs->batch_items, got);
     bd_call_start(core, b);
     return 1;
 }

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "core.h"
 #include "msg.h"
+#include "waiter.h"
 
 struct bd_core;
 struct bd_waiter;
@@ -214,12 +215,50 @@ struct bd_item *bd_item_new(size_t len);
  * is left: no LOAD waiting, no SEND holding it. */
 int bd_item_prune_gone(struct bd_core *core, struct bd_item *it);
 
-/* A plain LOAD whose client is gone is cancelled (counted, freed)
- * instead of reaching a sink or a retry: 1 when it took it. */
-int bd_item_cancel_if_gone(struct bd_core *core, struct bd_item *it);
+/* bd_item_cancel_if_gone's slow path: its client is gone; count it
+ * cancelled and free it. Returns 1. */
+int bd_item_cancel_gone(struct bd_core *core, struct bd_item *it);
 
-/* Free an item: drops its waiter reference. */
-void bd_item_free(struct bd_item *it);
+/* A plain LOAD whose client is gone is cancelled (counted, freed)
+ * instead of reaching a sink or a retry: 1 when it took it. Inline:
+ * the dispatch loop asks this once per item. */
+static inline int bd_item_cancel_if_gone(struct bd_core *core,
+                                         struct bd_item *it)
+{
+    if (__builtin_expect(it->waiter == NULL || !bd_waiter_gone(it->waiter), 1))
+        return 0;
+    return bd_item_cancel_gone(core, it);
+}
+
+#define BD_ITEM_SMALL 192         /* payload room of a pooled item */
+#define BD_ITEM_POOL_MAX 4096     /* pooled items kept at most */
+
+/* The free list of small items (batch.c's; loop thread only). In the
+ * header so that bd_item_free's usual case inlines where items are
+ * answered (call.c), once per item. */
+struct bd_item_pool {
+    struct bd_item *head;     /* pooled items linked by ->next; owned */
+    size_t n;                 /* how many */
+};
+extern struct bd_item_pool bd_item_pool;
+
+/* bd_item_free for every other case: a SEND, a coalesced item, a large
+ * item or a full pool. */
+void bd_item_free_slow(struct bd_item *it);
+
+/* Free an item: drops its waiter reference (or its coalescing entry). */
+static inline void bd_item_free(struct bd_item *it)
+{
+    if (__builtin_expect(it->waiter != NULL && it->len <= BD_ITEM_SMALL &&
+                         bd_item_pool.n < BD_ITEM_POOL_MAX, 1)) {
+        bd_waiter_release(it->waiter);
+        it->next = bd_item_pool.head;
+        bd_item_pool.head = it;
+        bd_item_pool.n++;
+        return;
+    }
+    bd_item_free_slow(it);
+}
 
 /* Free keys idle for longer than BD_KEY_IDLE_NS (the server's sweep). */
 void bd_batch_sweep_idle(struct bd_core *core);

@@ -16,11 +16,18 @@
 #define BD_HIST_BUCKETS ((64 - BD_HIST_SUB_BITS + 1) * BD_HIST_SUB)
 
 /* Power-of-two buckets for the daemon's stats: bucket i holds values
- * below 2^i (bucket 0 holds 0), the last bucket everything above. */
+ * below 2^i (bucket 0 holds 0), the last bucket everything above;
+ * nbuckets <= 63. */
 static inline unsigned bd_hist_pow2_bucket(uint64_t v, unsigned nbuckets)
 {
-    unsigned i = v ? 64u - (unsigned)__builtin_clzll(v) : 0;
+    /* The bit length of v as 63 - clz(2v + 1): no branch for v == 0 on
+     * this per-item path. v is first held to 2^62 (bit length 63, the
+     * last bucket as nbuckets <= 63), so 2v + 1 cannot overflow. */
+    unsigned i;
 
+    if (v > (1ull << 62))
+        v = 1ull << 62;
+    i = 63u - (unsigned)__builtin_clzll(v << 1 | 1);
     return i < nbuckets ? i : nbuckets - 1;
 }
 
