@@ -59,7 +59,6 @@
 #include "isolate.h"
 #include "log.h"
 #include "runner.h"
-#include "series.h"
 #include "sink.h"
 
 extern char **environ;
@@ -523,8 +522,12 @@ static void restart(struct iso *p)
     pid = p->pid;
     was_sick = __atomic_exchange_n(&p->sink->unhealthy, 0, __ATOMIC_ACQ_REL);
     pthread_mutex_unlock(&p->mu);
-    if (crashes > 0) /* the series outlives a reload; the loop reads it */
-        __atomic_add_fetch(&bd_series_sink(p->sink)->restarts, 1, __ATOMIC_RELAXED);
+    if (crashes > 0) { /* the loop reads the counter; it sets the pointer */
+        uint64_t *ctr = __atomic_load_n(&p->sink->restarts, __ATOMIC_ACQUIRE);
+
+        if (ctr != NULL)
+            __atomic_add_fetch(ctr, 1, __ATOMIC_RELAXED);
+    }
     if (crashes == 0)
         p->host->log(p->host, BATCHD_LOG_INFO, "sink runner %d started", (int)pid);
     else

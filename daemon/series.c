@@ -53,6 +53,7 @@ int bd_series_bind(struct bd_core *core, struct bd_gen *g)
         if (s == NULL)
             return -1;
         g->sinks[i]->series = s;
+        __atomic_store_n(&g->sinks[i]->restarts, &s->restarts, __ATOMIC_RELEASE);
     }
     return 0;
 }

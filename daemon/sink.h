@@ -33,6 +33,9 @@ struct bd_sink {
                                * answers SINK_UNAVAILABLE (set by isolate.c) */
     struct bd_series *series; /* its counters (series.h): owned by the
                                * core, set when its generation is bound */
+    uint64_t *restarts;       /* the series' runner-restart counter, which
+                               * isolate.c bumps atomically from its I/O
+                               * thread (set with series; NULL = none) */
     /* Reload (gen.c): a sink lives while a config generation lists it
      * or a call started in it has not ended; then it is shut down. */
     uint32_t gens;            /* generations that list it */
